@@ -1,0 +1,132 @@
+"""Writes to the ledger: hold, capture, release, adjustment. Callers own the transaction.
+
+Each function must run inside ``transaction.atomic()`` together with the generation state
+change that causes it (ARCHITECTURE.md, "Money"), so an entry and its state change commit
+or roll back together.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from billing.models import Budget, LedgerEntry
+from billing.money import format_usd, money
+from billing.pricing import Quote
+from billing.selectors import committed_in
+
+
+class BudgetExceeded(Exception):
+    """A hard budget refuses this submit. ``budget``, ``remaining`` and ``over_by`` are in USD."""
+
+    def __init__(self, *, budget: Budget, amount: Decimal, remaining: Decimal):
+        self.budget = budget
+        self.amount = amount
+        self.remaining = remaining
+        self.over_by = money(amount - remaining)
+        scope = "your" if budget.user_id else f"team {budget.team.name}'s"
+        period = budget.get_period_display()
+        super().__init__(
+            f"Refused by {scope} budget of {format_usd(budget.amount)} {period}: "
+            f"{format_usd(max(remaining, Decimal(0)))} left, this generation costs {format_usd(amount)} "
+            f"(over by {format_usd(self.over_by)})."
+        )
+
+
+def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
+    """Hold ``quote.amount`` for ``generation`` after checking every budget that applies.
+
+    Locks the user's and the team's active budgets (``SELECT ... FOR UPDATE``) so concurrent
+    submits are checked one after another. Returns ``(hold entry, warnings)`` where warnings
+    name soft budgets exceeded. Raises :class:`BudgetExceeded` for a hard budget.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("ledger_hold must run inside transaction.atomic()")
+    scope = Q(user_id=generation.user_id)
+    if generation.team_id:
+        scope |= Q(team_id=generation.team_id)
+    budgets = list(
+        Budget.objects.select_for_update().filter(scope, active=True).select_related("team", "user").order_by("id")
+    )
+    warnings = []
+    for budget in budgets:
+        remaining = money(budget.amount - committed_in(budget=budget))
+        if quote.amount > remaining:
+            if budget.hard:
+                raise BudgetExceeded(budget=budget, amount=quote.amount, remaining=remaining)
+            warnings.append(str(BudgetExceeded(budget=budget, amount=quote.amount, remaining=remaining)).replace(
+                "Refused by", "Over"
+            ))
+    entry = LedgerEntry.objects.create(
+        kind=LedgerEntry.Kind.HOLD,
+        amount=quote.amount,
+        user_id=generation.user_id,
+        team_id=generation.team_id,
+        provider_account_id=generation.provider_account_id,
+        generation=generation,
+        price_rule=quote.snapshot,
+    )
+    return entry, warnings
+
+
+def _hold_of(generation) -> LedgerEntry | None:
+    return LedgerEntry.objects.filter(generation=generation, kind=LedgerEntry.Kind.HOLD).first()
+
+
+def _settle(*, generation, kind: str, amount: Decimal | None = None, reason: str = "") -> LedgerEntry | None:
+    hold = _hold_of(generation)
+    if hold is None:
+        return None
+    if LedgerEntry.objects.filter(generation=generation, kind__in=["capture", "release"]).exists():
+        return None
+    fields = dict(
+        kind=kind,
+        user_id=hold.user_id,
+        team_id=hold.team_id,
+        provider_account_id=hold.provider_account_id,
+        generation=generation,
+        price_rule=hold.price_rule,
+        effective_at=hold.effective_at,
+        reason=reason,
+    )
+    if kind == LedgerEntry.Kind.CAPTURE:
+        fields.update(amount=money(hold.amount if amount is None else amount), hold_amount=hold.amount)
+    else:
+        fields.update(amount=hold.amount)
+    try:
+        with transaction.atomic():
+            return LedgerEntry.objects.create(**fields)
+    except IntegrityError:
+        # A concurrent capture or release won the race; the constraint kept it single.
+        return None
+
+
+def ledger_capture(*, generation, amount: Decimal | None = None) -> LedgerEntry | None:
+    """Charge ``generation`` (default: its held amount). Returns the entry, or None if already settled or never held.
+
+    At most once per generation, and never after a release (database constraints
+    ``ledger_one_hold_capture_release_per_generation`` and ``ledger_capture_xor_release_per_generation``).
+    """
+    return _settle(generation=generation, kind=LedgerEntry.Kind.CAPTURE, amount=amount)
+
+
+def ledger_release(*, generation, reason: str = "") -> LedgerEntry | None:
+    """Free the hold of a failed, expired or canceled ``generation``; None if already settled or never held."""
+    return _settle(generation=generation, kind=LedgerEntry.Kind.RELEASE, reason=reason)
+
+
+def ledger_adjust(*, user, amount: Decimal, reason: str, created_by, team=None, generation=None) -> LedgerEntry:
+    """Write a signed correction with its reason and the admin who made it."""
+    if not reason.strip():
+        raise ValueError("an adjustment needs a reason")
+    return LedgerEntry.objects.create(
+        kind=LedgerEntry.Kind.ADJUSTMENT,
+        amount=money(amount),
+        user=user,
+        team=team,
+        generation=generation,
+        reason=reason,
+        created_by=created_by,
+    )

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from config.api import api
+from generations import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("studio/", views.studio, name="studio"),
+    path("studio/form/", views.form_fragment, name="studio_form"),
+    path("studio/gallery/", views.gallery, name="studio_gallery"),
+    path("studio/budget/", views.budget_badge, name="budget_badge"),
+    path("g/<uuid:generation_id>/", views.detail, name="generation_detail"),
+    path("g/<uuid:generation_id>/card/", views.card, name="generation_card"),
+    path("g/<uuid:generation_id>/video.mp4", views.video, name="generation_video"),
+    path("hooks/<slug:kind>/<uuid:generation_id>/<str:token>/", views.provider_callback, name="provider_callback"),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
+]

@@ -1,0 +1,92 @@
+"""Download a result video into our storage: streamed, size-capped, deadline-bound, SSRF-guarded.
+
+Result URLs expire (providers.md: "Result URLs expire: download the video into our storage
+as soon as the task succeeds"), so the copy in MEDIA storage is what the gallery plays.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from urllib.parse import urljoin
+
+import httpx
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+from providers.http import UnsafeURL, check_public_url
+
+MAX_REDIRECTS = 5
+
+
+class ArchiveError(Exception):
+    """The video could not be archived (the message says why)."""
+
+
+def _looks_like_mp4(head: bytes) -> bool:
+    """ISO BMFF signature: a box whose type at bytes 4-8 is ``ftyp`` (MP4/MOV)."""
+    return len(head) >= 8 and head[4:8] == b"ftyp"
+
+
+def download_video(generation) -> tuple[str, int]:
+    """Fetch ``generation.result_urls[0]`` into storage; returns ``(storage name, bytes)``.
+
+    Limits: ``HAILUO_DOWNLOAD_MAX_BYTES``, an overall deadline of ``HAILUO_DOWNLOAD_TIMEOUT``
+    seconds, http(s) only, every hop's host public unless listed in
+    ``HAILUO_ALLOWED_PRIVATE_HOSTS``, and an MP4 signature. Raises :class:`ArchiveError`.
+    """
+    if not generation.result_urls:
+        raise ArchiveError("the provider gave no result URL")
+    url = generation.result_urls[0]
+    allowed = set(settings.HAILUO_ALLOWED_PRIVATE_HOSTS)
+    max_bytes = settings.HAILUO_DOWNLOAD_MAX_BYTES
+    deadline = time.monotonic() + settings.HAILUO_DOWNLOAD_TIMEOUT
+    timeout = httpx.Timeout(min(60.0, settings.HAILUO_DOWNLOAD_TIMEOUT), connect=10.0)
+    with httpx.Client(follow_redirects=False, trust_env=False, timeout=timeout) as client:
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                check_public_url(url, allowed_private_hosts=allowed)
+            except UnsafeURL as exc:
+                raise ArchiveError(f"refused to fetch the result: {exc}") from exc
+            try:
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    if response.status_code != 200:
+                        raise ArchiveError(f"the result URL answered HTTP {response.status_code}")
+                    declared = response.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > max_bytes:
+                        raise ArchiveError(f"the video is {int(declared):,} bytes, over the {max_bytes:,} byte cap")
+                    return _store(generation, response, max_bytes, deadline)
+            except httpx.HTTPError as exc:
+                raise ArchiveError(f"download failed: {exc.__class__.__name__}: {exc}") from exc
+    raise ArchiveError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _store(generation, response: httpx.Response, max_bytes: int, deadline: float) -> tuple[str, int]:
+    size = 0
+    head = b""
+    with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as tmp:
+        try:
+            for chunk in response.iter_bytes(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ArchiveError(f"the video exceeds the {max_bytes:,} byte cap")
+                if time.monotonic() > deadline:
+                    raise ArchiveError(f"the download took over {settings.HAILUO_DOWNLOAD_TIMEOUT:g} s")
+                if len(head) < 16:
+                    head += chunk[: 16 - len(head)]
+                tmp.write(chunk)
+            tmp.flush()
+            if not _looks_like_mp4(head):
+                raise ArchiveError("the result is not an MP4 file (no ftyp signature)")
+            created = generation.created_at
+            name = f"videos/{created:%Y/%m}/{generation.pk}.mp4"
+            with open(tmp.name, "rb") as fh:
+                stored = default_storage.save(name, File(fh))
+            return stored, size
+        finally:
+            os.unlink(tmp.name)

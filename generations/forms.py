@@ -1,0 +1,94 @@
+"""The studio's create form, driven by the chosen provider account's capabilities."""
+
+from __future__ import annotations
+
+from django import forms
+
+from providers.models import ProviderAccount
+
+
+class StudioForm(forms.Form):
+    """Provider account → model → mode → (duration, resolution), plus prompt and image.
+
+    Choices narrow as selections change: each field offers only what the provider's
+    ``capabilities`` allow for the fields above it. An invalid earlier pick falls back to
+    the first valid option so the form always shows a priceable combination.
+    """
+
+    provider_account = forms.ModelChoiceField(queryset=ProviderAccount.objects.none(), empty_label=None, label="Provider")
+    model = forms.ChoiceField(label="Model")
+    mode = forms.ChoiceField(label="Mode")
+    duration = forms.TypedChoiceField(coerce=int, label="Duration")
+    resolution = forms.ChoiceField(label="Resolution")
+    prompt = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "Describe the video: subject, action, camera, light…"}),
+        label="Prompt",
+        required=False,
+    )
+    image_url = forms.URLField(
+        required=False, label="First-frame image URL", assume_scheme="https",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/first-frame.jpg"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        accounts = list(ProviderAccount.objects.filter(enabled=True).order_by("priority", "label"))
+        self.fields["provider_account"].queryset = ProviderAccount.objects.filter(enabled=True).order_by("priority", "label")
+        source = self.data if self.is_bound else self.initial
+        self.account = self._pick_account(accounts, source.get("provider_account"))
+        self.model_cap = self.mode_cap = None
+        if self.account is None:
+            return
+        caps = self.account.adapter_cls.capabilities
+        self.fields["model"].choices = [(m.id, m.label) for m in caps.models]
+        self.model_cap = caps.model(source.get("model") or "") or caps.models[0]
+        self.fields["mode"].choices = [(m.id, m.label) for m in self.model_cap.modes]
+        self.mode_cap = self.model_cap.mode(source.get("mode") or "") or self.model_cap.modes[0]
+        self.fields["duration"].choices = [(d, f"{d} s") for d in self.mode_cap.durations]
+        resolutions = self.mode_cap.resolutions
+        self.fields["resolution"].choices = [(r, r) for r in resolutions]
+        if self.mode_cap.image == "none":
+            self.fields["image_url"].widget = forms.HiddenInput()
+        elif self.mode_cap.image == "required":
+            self.fields["image_url"].required = True
+        if self.model_cap.prompt_max_chars:
+            self.fields["prompt"].widget.attrs["maxlength"] = self.model_cap.prompt_max_chars
+        if self.is_bound:
+            # Keep the bound data consistent with the narrowed choices.
+            data = self.data.copy()
+            data["provider_account"] = str(self.account.pk)
+            data["model"] = self.model_cap.id
+            data["mode"] = self.mode_cap.id
+            if str(data.get("duration")) not in {str(d) for d in self.mode_cap.durations}:
+                data["duration"] = str(self.mode_cap.durations[0])
+            if data.get("resolution") not in resolutions:
+                data["resolution"] = resolutions[0]
+            self.data = data
+
+    @staticmethod
+    def _pick_account(accounts, wanted):
+        for account in accounts:
+            if str(account.pk) == str(wanted):
+                return account
+        return accounts[0] if accounts else None
+
+    def selection(self) -> dict:
+        """The current (possibly unvalidated) picks, for the price preview."""
+        source = self.data if self.is_bound else self.initial
+        if self.account is None:
+            return {}
+        duration = source.get("duration") or self.mode_cap.durations[0]
+        try:
+            duration = int(duration)
+        except (TypeError, ValueError):
+            duration = self.mode_cap.durations[0]
+        resolution = source.get("resolution")
+        if resolution not in self.mode_cap.resolutions:
+            resolution = self.mode_cap.resolutions[0]
+        return {
+            "provider_account_id": self.account.pk,
+            "model": self.model_cap.id,
+            "mode": self.mode_cap.id,
+            "duration": duration,
+            "resolution": resolution,
+        }

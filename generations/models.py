@@ -1,0 +1,159 @@
+"""The Generation record and its timeline."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from billing.money import DECIMAL_PLACES, MAX_DIGITS
+
+
+class State(models.TextChoices):
+    """The lifecycle (ARCHITECTURE.md, "The lifecycle"). Transitions only move forward."""
+
+    QUEUED = "queued", "Queued"
+    SUBMITTING = "submitting", "Submitting"
+    SUBMITTED = "submitted", "Submitted"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+    CANCELED = "canceled", "Canceled"
+    NEEDS_RECONCILIATION = "needs_reconciliation", "Needs reconciliation"
+
+
+FINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.EXPIRED, State.CANCELED})
+IN_FLIGHT_STATES = frozenset({State.SUBMITTED, State.RUNNING})
+
+#: Which states each state may be entered from; anything else is a late or duplicate update.
+ALLOWED_FROM: dict[str, frozenset[str]] = {
+    State.SUBMITTING: frozenset({State.QUEUED}),
+    State.QUEUED: frozenset({State.SUBMITTING}),  # a retry after an error before the request left
+    State.SUBMITTED: frozenset({State.SUBMITTING, State.NEEDS_RECONCILIATION}),
+    State.RUNNING: frozenset({State.SUBMITTED}),
+    State.SUCCEEDED: frozenset({State.SUBMITTED, State.RUNNING}),
+    State.FAILED: frozenset({State.QUEUED, State.SUBMITTING, State.SUBMITTED, State.RUNNING, State.NEEDS_RECONCILIATION}),
+    State.EXPIRED: frozenset({State.SUBMITTED, State.RUNNING}),
+    State.CANCELED: frozenset({State.QUEUED, State.SUBMITTED, State.RUNNING}),
+    State.NEEDS_RECONCILIATION: frozenset({State.SUBMITTING}),
+}
+
+
+class ArchiveState(models.TextChoices):
+    NONE = "", "—"
+    PENDING = "pending", "Archive pending"
+    DONE = "done", "Archived"
+    FAILED = "failed", "Archive failed"
+
+
+class Generation(models.Model):
+    """One video generation: who asked for what, where it runs, what it costs, where the video is.
+
+    ``quoted_amount`` (USD) and ``price_rule`` are the snapshot taken at hold time;
+    ``provider_task_id`` is written right after the provider accepted the submit.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generations")
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="generations")
+    provider_account = models.ForeignKey("providers.ProviderAccount", on_delete=models.PROTECT, related_name="generations")
+    provider_kind = models.CharField(max_length=20)
+    model = models.CharField(max_length=60)
+    mode = models.CharField(max_length=60)
+    prompt = models.TextField()
+    duration = models.PositiveIntegerField(help_text="Seconds of output.")
+    resolution = models.CharField(max_length=10)
+    image_url = models.URLField(max_length=2000, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+
+    state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED, db_index=True)
+    provider_state = models.CharField(max_length=40, blank=True)
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    provider_task_id = models.CharField(max_length=200, blank=True, db_index=True)
+    fail_code = models.CharField(max_length=100, blank=True)
+    fail_message = models.TextField(blank=True)
+    reconciliation_note = models.TextField(blank=True)
+
+    quoted_amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
+    charged_amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True, blank=True)
+    price_rule = models.JSONField(default=dict, blank=True)
+    provider_cost = models.JSONField(null=True, blank=True, help_text="Cost as the provider reports it, if it does.")
+
+    result_urls = models.JSONField(default=list, blank=True)
+    video = models.FileField(upload_to="videos/%Y/%m/", blank=True, max_length=300)
+    video_bytes = models.BigIntegerField(null=True, blank=True)
+    archive_state = models.CharField(max_length=10, choices=ArchiveState.choices, blank=True, default="")
+    archive_attempts = models.PositiveSmallIntegerField(default=0)
+    archive_error = models.TextField(blank=True)
+    next_archive_at = models.DateTimeField(null=True, blank=True)
+
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (NULL: no key, unique otherwise)
+    callback_token_hash = models.CharField(max_length=64, blank=True)
+    submit_attempts = models.PositiveSmallIntegerField(default=0)
+    next_submit_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    poll_lease_until = models.DateTimeField(null=True, blank=True)
+    poll_count = models.PositiveIntegerField(default=0)
+    poll_interval = models.FloatField(default=12.0, help_text="Seconds between polls (documented cadence).")
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="generation_unique_idempotency_key_per_user",
+            ),
+            models.UniqueConstraint(
+                fields=["provider_account", "provider_task_id"],
+                condition=~Q(provider_task_id=""),
+                name="generation_unique_provider_task",
+            ),
+            models.CheckConstraint(condition=Q(quoted_amount__gte=0), name="generation_quote_nonnegative"),
+        ]
+        indexes = [
+            models.Index(fields=["state", "next_poll_at"], name="generation_due_poll"),
+            models.Index(fields=["user", "-created_at"], name="generation_user_recent"),
+            models.Index(fields=["team", "-created_at"], name="generation_team_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.mode} {self.duration}s ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def has_video(self) -> bool:
+        return bool(self.video) and self.archive_state == ArchiveState.DONE
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        end = self.completed_at or (None if self.is_final else timezone.now())
+        return (end - self.created_at).total_seconds() if end else None
+
+
+class GenerationEvent(models.Model):
+    """One step in a generation's timeline: a state change or a notable fact, with its time."""
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=24, blank=True)
+    message = models.TextField(blank=True)
+    data = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.state} {self.message}"

@@ -1,0 +1,645 @@
+"""The generation lifecycle: create (hold), submit, poll, callback, archive, expire.
+
+Record before send: the row and its hold commit before the provider is called; the
+provider's task id is stored right after it answers. Every state change is a conditional
+UPDATE from the states it may come from (``models.ALLOWED_FROM``), so a late or duplicate
+update changes nothing, and every ledger entry is written in the same transaction as the
+state change that causes it (ARCHITECTURE.md, "The lifecycle" and "Money").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import random
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from billing import services as billing_services
+from billing.money import money
+from billing.pricing import NoPriceRule, Quote, quote
+from billing.selectors import price_rules_for
+from generations.models import ALLOWED_FROM, ArchiveState, Generation, GenerationEvent, State
+from providers.base import GenerationRequest, RequestRefused, RuleViolation, TaskState, TaskUpdate
+from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_poll_client, make_submit_client
+from providers.models import ProviderAccount
+
+log = logging.getLogger(__name__)
+
+
+class GenerationRefused(Exception):
+    """A create request refused before any money moved.
+
+    ``code`` is a stable machine code (``validation_error``, ``budget_exceeded``,
+    ``no_price_rule``, ``provider_unavailable``, ``idempotency_conflict``); ``fields`` maps a
+    form field to its messages.
+    """
+
+    def __init__(self, code: str, message: str, fields: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = fields or {}
+
+
+@dataclass
+class CreateParams:
+    """What a member asks for (form or API), before validation."""
+
+    provider_account_id: int
+    model: str
+    mode: str
+    prompt: str
+    duration: int
+    resolution: str
+    image_url: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_request(self) -> GenerationRequest:
+        return GenerationRequest(
+            model=self.model,
+            mode=self.mode,
+            prompt=self.prompt,
+            duration=int(self.duration),
+            resolution=self.resolution,
+            image_url=self.image_url or "",
+            options=dict(self.options),
+        )
+
+
+def _time_scale() -> float:
+    return max(float(settings.HAILUO_POLL_TIME_SCALE), 0.0)
+
+
+def _event(generation_id, state: str = "", message: str = "", data: dict | None = None) -> None:
+    GenerationEvent.objects.create(generation_id=generation_id, state=state, message=message, data=data)
+
+
+def _transition(generation_id, to: str, *, message: str = "", data: dict | None = None, **fields) -> bool:
+    """Move a generation to ``to`` if it is in a state allowed to move there. Returns True if it moved."""
+    moved = Generation.objects.filter(pk=generation_id, state__in=ALLOWED_FROM[to]).update(
+        state=to, updated_at=timezone.now(), **fields
+    )
+    if moved:
+        _event(generation_id, to, message, data)
+    return bool(moved)
+
+
+# --- quote and create ---------------------------------------------------------------------
+def generation_quote(*, params: CreateParams, account: ProviderAccount | None = None) -> Quote:
+    """Validate ``params`` against the provider's rules and price them. No writes.
+
+    Raises :class:`GenerationRefused` (``validation_error``, ``no_price_rule``,
+    ``provider_unavailable``).
+    """
+    if account is None:
+        account = ProviderAccount.objects.filter(pk=params.provider_account_id).first()
+    if account is None or not account.enabled:
+        raise GenerationRefused(
+            "provider_unavailable", "This provider account does not exist or is disabled.", {"provider_account": ["Unavailable."]}
+        )
+    adapter_cls = account.adapter_cls
+    adapter = adapter_cls(api_key="", base_url=account.base_url, options=account.options)
+    request = params.to_request()
+    try:
+        adapter.validate(request)
+    except RequestRefused as refused:
+        fields: dict[str, list[str]] = defaultdict(list)
+        for violation in refused.violations:
+            fields[violation.field].append(violation.message)
+        raise GenerationRefused("validation_error", str(refused), dict(fields)) from refused
+    facts = adapter.billing_facts(request)
+    try:
+        return quote(facts=facts, rules=price_rules_for(provider_kind=facts.provider_kind, model=facts.model), at=timezone.now())
+    except NoPriceRule as exc:
+        raise GenerationRefused("no_price_rule", str(exc), {"model": [str(exc)]}) from exc
+
+
+def generation_create(*, user, params: CreateParams, idempotency_key: str | None = None, team=None) -> Generation:
+    """Validate, quote, check budgets, write the generation and its hold, and enqueue the submit.
+
+    With an ``idempotency_key`` already used by this user, returns that generation when the
+    parameters match and raises ``idempotency_conflict`` when they differ. Raises
+    :class:`GenerationRefused` for anything refused; nothing is written then.
+    """
+    if idempotency_key:
+        existing = Generation.objects.filter(user=user, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _same_or_conflict(existing, params)
+    account = ProviderAccount.objects.filter(pk=params.provider_account_id).first()
+    priced = generation_quote(params=params, account=account)
+    team = team if team is not None else user.primary_team
+    try:
+        with transaction.atomic():
+            generation = Generation.objects.create(
+                user=user,
+                team=team,
+                provider_account=account,
+                provider_kind=account.kind,
+                model=params.model,
+                mode=params.mode,
+                prompt=params.prompt,
+                duration=int(params.duration),
+                resolution=params.resolution,
+                image_url=params.image_url or "",
+                options=dict(params.options),
+                quoted_amount=priced.amount,
+                price_rule=priced.snapshot,
+                idempotency_key=idempotency_key or None,
+            )
+            _event(generation.pk, State.QUEUED, f"Quoted {priced.display}; hold placed")
+            _, warnings = billing_services.ledger_hold(generation=generation, quote=priced)
+            for warning in warnings:
+                _event(generation.pk, "", warning)
+            transaction.on_commit(lambda: enqueue_submit(generation.pk))
+    except billing_services.BudgetExceeded as exc:
+        raise GenerationRefused("budget_exceeded", str(exc), {"__all__": [str(exc)]}) from exc
+    except Exception as exc:  # an idempotency race: the unique constraint caught a twin
+        from django.db import IntegrityError
+
+        if isinstance(exc, IntegrityError) and idempotency_key:
+            existing = Generation.objects.filter(user=user, idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return _same_or_conflict(existing, params)
+        raise
+    generation.warnings = warnings
+    return generation
+
+
+def _same_or_conflict(existing: Generation, params: CreateParams) -> Generation:
+    same = (
+        existing.provider_account_id == params.provider_account_id
+        and existing.model == params.model
+        and existing.mode == params.mode
+        and existing.prompt == params.prompt
+        and existing.duration == int(params.duration)
+        and existing.resolution == params.resolution
+        and existing.image_url == (params.image_url or "")
+    )
+    if not same:
+        raise GenerationRefused(
+            "idempotency_conflict", "This idempotency key was already used with different parameters."
+        )
+    existing.replayed = True
+    return existing
+
+
+def enqueue_submit(generation_id) -> None:
+    """Queue the submit of a generation on django-q2."""
+    from django_q.tasks import async_task
+
+    async_task("generations.tasks.submit_generation", str(generation_id), task_name=f"submit {generation_id}"[:100])
+
+
+def enqueue_poll(generation_ids: list) -> None:
+    """Queue an immediate poll of these generations on django-q2 (a callback's wake-up)."""
+    from django_q.tasks import async_task
+
+    async_task("generations.tasks.poll_generations", [str(g) for g in generation_ids], task_name="poll now")
+
+
+def enqueue_archive(generation_id) -> None:
+    """Queue the download of a succeeded generation's video."""
+    from django_q.tasks import async_task
+
+    async_task("generations.tasks.archive_generation", str(generation_id), task_name=f"archive {generation_id}"[:100])
+
+
+# --- submit ---------------------------------------------------------------------------------
+def _callback_url(generation: Generation, token: str) -> str:
+    base = settings.HAILUO_PUBLIC_BASE_URL
+    if not base:
+        return ""
+    path = reverse("provider_callback", kwargs={"kind": generation.provider_kind, "generation_id": generation.pk, "token": token})
+    return base + path
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _timeouts() -> Timeouts:
+    return Timeouts(connect=settings.HAILUO_PROVIDER_CONNECT_TIMEOUT, read=settings.HAILUO_PROVIDER_READ_TIMEOUT)
+
+
+def generation_submit(*, generation_id) -> str:
+    """Send a queued generation to its provider. Returns the state it ends in.
+
+    Claims the row (``queued`` → ``submitting``) so only one worker ever sends it. Outcomes:
+    accepted → ``submitted`` with the task id; permanent error → ``failed`` and the hold
+    released; error before the request left (connection refused, 429, 5xx) → back to
+    ``queued`` with a backoff, up to ``HAILUO_SUBMIT_MAX_ATTEMPTS``; the request may have
+    arrived (read timeout, dropped connection, unexpected error) → ``needs_reconciliation``,
+    never resent automatically.
+    """
+    now = timezone.now()
+    token = secrets.token_urlsafe(24)
+    claimed = Generation.objects.filter(
+        Q(next_submit_at__isnull=True) | Q(next_submit_at__lte=now), pk=generation_id, state=State.QUEUED
+    ).update(
+        state=State.SUBMITTING,
+        submit_attempts=F("submit_attempts") + 1,
+        callback_token_hash=_hash_token(token),
+        updated_at=now,
+    )
+    if not claimed:
+        return Generation.objects.filter(pk=generation_id).values_list("state", flat=True).first() or "missing"
+    generation = Generation.objects.select_related("provider_account").get(pk=generation_id)
+    _event(generation.pk, State.SUBMITTING, f"Submit attempt {generation.submit_attempts}")
+    account = generation.provider_account
+    request = GenerationRequest(
+        model=generation.model,
+        mode=generation.mode,
+        prompt=generation.prompt,
+        duration=generation.duration,
+        resolution=generation.resolution,
+        image_url=generation.image_url,
+        options=generation.options,
+    )
+    try:
+        adapter = account.adapter()
+        result = asyncio.run(_submit(adapter, request, _callback_url(generation, token)))
+    except ProviderError as exc:
+        return _submit_failed(generation, exc)
+    except Exception as exc:  # a bug after the request may have left: never resend blindly
+        log.exception("unexpected error submitting %s", generation.pk)
+        with transaction.atomic():
+            _transition(
+                generation.pk,
+                State.NEEDS_RECONCILIATION,
+                message="Unexpected error during submit; the provider may have received it",
+                data={"error": repr(exc)},
+                reconciliation_note=f"Unexpected error during submit: {exc!r}",
+            )
+        return State.NEEDS_RECONCILIATION
+    cadence = adapter.poll_cadence(request)
+    with transaction.atomic():
+        _transition(
+            generation.pk,
+            State.SUBMITTED,
+            message=f"Accepted by {account.get_kind_display()}: task {result.task_id}",
+            provider_task_id=result.task_id,
+            submitted_at=timezone.now(),
+            next_poll_at=timezone.now() + timedelta(seconds=cadence.first_delay * _time_scale()),
+            poll_interval=cadence.interval,
+        )
+    return State.SUBMITTED
+
+
+async def _submit(adapter, request, callback_url):
+    async with make_submit_client() as client:
+        http = ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
+        return await adapter.submit(http, request, callback_url=callback_url)
+
+
+def _submit_failed(generation: Generation, exc: ProviderError) -> str:
+    evidence = {"code": exc.code, "http_status": exc.http_status, "message": exc.message, "sent": exc.sent}
+    if exc.sent == Sent.MAYBE:
+        with transaction.atomic():
+            _transition(
+                generation.pk,
+                State.NEEDS_RECONCILIATION,
+                message="The submit may have reached the provider; not resent",
+                data=evidence,
+                reconciliation_note=exc.message,
+            )
+        return State.NEEDS_RECONCILIATION
+    if exc.permanent or generation.submit_attempts >= settings.HAILUO_SUBMIT_MAX_ATTEMPTS:
+        message = exc.message if exc.permanent else f"{exc.message} (gave up after {generation.submit_attempts} attempts)"
+        with transaction.atomic():
+            if _transition(
+                generation.pk, State.FAILED, message=message, data=evidence,
+                fail_code=exc.code, fail_message=message, completed_at=timezone.now(),
+            ):
+                billing_services.ledger_release(generation=generation, reason=f"submit failed: {exc.code}")
+        return State.FAILED
+    delay = exc.retry_after if exc.retry_after is not None else min(2 ** generation.submit_attempts, 300)
+    with transaction.atomic():
+        _transition(
+            generation.pk,
+            State.QUEUED,
+            message=f"Will retry in {delay:g} s: {exc.message}",
+            data=evidence,
+            next_submit_at=timezone.now() + timedelta(seconds=delay),
+        )
+    return State.QUEUED
+
+
+# --- poll --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _PollJob:
+    generation_id: Any
+    account_id: int
+    task_id: str
+    model: str
+
+
+def _claim_due(*, ids: list | None = None, limit: int) -> list[_PollJob]:
+    """Lease due in-flight generations for one poll (``SELECT ... FOR UPDATE SKIP LOCKED``)."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=max(settings.HAILUO_PROVIDER_READ_TIMEOUT * 2, 30))
+    with transaction.atomic():
+        rows = Generation.objects.select_for_update(skip_locked=True).filter(
+            Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
+            state__in=[State.SUBMITTED, State.RUNNING],
+        ).exclude(provider_task_id="")
+        if ids is not None:
+            rows = rows.filter(pk__in=ids)
+        else:
+            rows = rows.filter(next_poll_at__lte=now).order_by("next_poll_at")
+        jobs = [
+            _PollJob(r["id"], r["provider_account_id"], r["provider_task_id"], r["model"])
+            for r in rows.values("id", "provider_account_id", "provider_task_id", "model")[:limit]
+        ]
+        if jobs:
+            Generation.objects.filter(pk__in=[j.generation_id for j in jobs]).update(
+                poll_lease_until=lease, poll_count=F("poll_count") + 1
+            )
+    return jobs
+
+
+async def _fetch_all(jobs: list[_PollJob], adapters: dict) -> list[tuple[_PollJob, TaskUpdate | ProviderError]]:
+    """Fetch every job's status concurrently, at most N requests in flight per provider account."""
+    limit = max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
+    semaphores = {account_id: asyncio.Semaphore(limit) for account_id in adapters}
+    async with make_poll_client(max_connections=limit * max(1, len(adapters))) as client:
+        https = {
+            account_id: ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
+            for account_id, adapter in adapters.items()
+        }
+
+        async def one(job: _PollJob):
+            adapter = adapters[job.account_id]
+            async with semaphores[job.account_id]:
+                try:
+                    return job, await adapter.fetch_status(https[job.account_id], task_id=job.task_id, model=job.model)
+                except ProviderError as exc:
+                    return job, exc
+                except Exception as exc:  # a parsing bug must not stop the sweep
+                    log.exception("status of %s failed", job.generation_id)
+                    return job, ProviderError(f"unexpected error: {exc!r}", code="unexpected")
+
+        return await asyncio.gather(*(one(job) for job in jobs))
+
+
+def generations_poll(*, ids: list | None = None, limit: int | None = None) -> dict[str, int]:
+    """Poll due in-flight generations (or exactly ``ids``) concurrently and apply the answers.
+
+    Returns counts by outcome, e.g. ``{"polled": 40, "succeeded": 3, "errors": 1}``.
+    """
+    jobs = _claim_due(ids=ids, limit=limit or settings.HAILUO_POLL_BATCH)
+    counts: dict[str, int] = defaultdict(int)
+    if not jobs:
+        return dict(counts)
+    accounts = ProviderAccount.objects.in_bulk({j.account_id for j in jobs})
+    adapters = {}
+    for account_id, account in accounts.items():
+        try:
+            adapters[account_id] = account.adapter()
+        except ValueError as exc:  # the key cannot be decrypted: poll later
+            log.error("provider account %s unusable: %s", account_id, exc)
+    runnable = [j for j in jobs if j.account_id in adapters]
+    results = asyncio.run(_fetch_all(runnable, adapters)) if runnable else []
+    for job, outcome in results:
+        counts["polled"] += 1
+        if isinstance(outcome, ProviderError):
+            counts["errors"] += 1
+            _poll_failed(job, outcome)
+        else:
+            counts[generation_apply_update(generation_id=job.generation_id, update=outcome)] += 1
+    return dict(counts)
+
+
+def _next_poll(generation: Generation, retry_after: float | None = None) -> datetime:
+    """Next poll time: the documented interval with ±20 % jitter, slower as the task ages, ≥ Retry-After."""
+    interval = generation.poll_interval
+    age = (timezone.now() - (generation.submitted_at or generation.created_at)).total_seconds()
+    if age > 1800:
+        interval *= 4
+    elif age > 600:
+        interval *= 2
+    interval *= _time_scale() * random.uniform(0.8, 1.2)
+    if retry_after:
+        interval = max(interval, retry_after)
+    return timezone.now() + timedelta(seconds=interval)
+
+
+def _poll_failed(job: _PollJob, exc: ProviderError) -> None:
+    generation = Generation.objects.get(pk=job.generation_id)
+    Generation.objects.filter(pk=job.generation_id).update(
+        poll_lease_until=None, next_poll_at=_next_poll(generation, exc.retry_after)
+    )
+    log.warning("poll of %s failed: %r", job.generation_id, exc)
+
+
+def generation_apply_update(*, generation_id, update: TaskUpdate) -> str:
+    """Apply a provider's TaskUpdate to a generation; returns the outcome name.
+
+    Success captures exactly once and queues the archive; failure and cancel release the
+    hold; an unknown provider state is logged and polled again, never taken as success.
+    """
+    generation = Generation.objects.get(pk=generation_id)
+    now = timezone.now()
+    common = {"poll_lease_until": None, "provider_state": update.provider_state[:40]}
+    if update.provider_cost is not None:
+        common["provider_cost"] = dict(update.provider_cost)
+    if update.state is TaskState.SUCCEEDED:
+        with transaction.atomic():
+            moved = _transition(
+                generation_id,
+                State.SUCCEEDED,
+                message=f"Succeeded at the provider ({update.provider_state})",
+                data={"result_urls": list(update.result_urls)},
+                result_urls=list(update.result_urls),
+                completed_at=update.completed_at or now,
+                progress=100,
+                archive_state=ArchiveState.PENDING,
+                next_archive_at=now,
+                charged_amount=generation.quoted_amount,
+                **common,
+            )
+            if moved:
+                billing_services.ledger_capture(generation=generation)
+                transaction.on_commit(lambda: enqueue_archive(generation_id))
+        return "succeeded" if moved else "ignored"
+    if update.state in (TaskState.FAILED, TaskState.CANCELED):
+        to = State.FAILED if update.state is TaskState.FAILED else State.CANCELED
+        with transaction.atomic():
+            moved = _transition(
+                generation_id,
+                to,
+                message=f"{update.fail_code or update.provider_state}: {update.fail_message}".strip(": "),
+                data={"fail_code": update.fail_code, "fail_message": update.fail_message},
+                fail_code=update.fail_code[:100],
+                fail_message=update.fail_message,
+                completed_at=update.completed_at or now,
+                **common,
+            )
+            if moved:
+                billing_services.ledger_release(generation=generation, reason=f"{to}: {update.fail_code}")
+        return to.value if moved else "ignored"
+    # Still in progress (or an unknown state): record progress, poll again.
+    fields = dict(common, next_poll_at=_next_poll(generation))
+    if update.progress is not None:
+        fields["progress"] = max(0, min(100, int(update.progress)))
+    if update.state is TaskState.UNKNOWN:
+        log.warning("generation %s: undocumented provider state %r; polling again", generation_id, update.provider_state)
+    if update.state is TaskState.RUNNING and generation.state == State.SUBMITTED:
+        with transaction.atomic():
+            _transition(generation_id, State.RUNNING, message=f"Running ({update.provider_state})", **fields)
+    Generation.objects.filter(pk=generation_id).update(**fields)
+    return "in_progress"
+
+
+def generations_expire(*, now: datetime | None = None) -> int:
+    """Mark in-flight generations older than ``HAILUO_MAX_TASK_LIFETIME`` expired and release their holds."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HAILUO_MAX_TASK_LIFETIME)
+    count = 0
+    for generation in Generation.objects.filter(state__in=[State.SUBMITTED, State.RUNNING], created_at__lt=cutoff):
+        with transaction.atomic():
+            if _transition(
+                generation.pk,
+                State.EXPIRED,
+                message=f"No final answer after {settings.HAILUO_MAX_TASK_LIFETIME} s",
+                completed_at=now,
+            ):
+                billing_services.ledger_release(generation=generation, reason="expired")
+                count += 1
+    return count
+
+
+def generations_stuck_submitting(*, older_than: float = 600.0) -> int:
+    """A submit whose worker died mid-flight: move to needs_reconciliation (never resent blindly)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    count = 0
+    for generation_id in Generation.objects.filter(state=State.SUBMITTING, updated_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            count += _transition(
+                generation_id,
+                State.NEEDS_RECONCILIATION,
+                message="The submit never finished (worker stopped?); the provider may have the task",
+                reconciliation_note="Submit interrupted: check the provider's dashboard for this prompt",
+            )
+    return count
+
+
+def due_submits() -> list:
+    """Queued generations whose retry time has come."""
+    return list(
+        Generation.objects.filter(state=State.QUEUED, next_submit_at__lte=timezone.now()).values_list("pk", flat=True)[:500]
+    )
+
+
+# --- callbacks -----------------------------------------------------------------------------------
+class CallbackRejected(Exception):
+    """A callback we refuse; ``status`` is the HTTP status to answer (4xx)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def generation_callback(*, kind: str, generation_id, token: str, headers, body: bytes) -> Generation:
+    """Authenticate a provider callback and wake its generation's poll. Changes no state itself.
+
+    Raises :class:`CallbackRejected` (404 unknown generation, 403 bad token, 400 malformed
+    or for another task).
+    """
+    generation = Generation.objects.filter(pk=generation_id, provider_kind=kind).select_related("provider_account").first()
+    if generation is None or not generation.callback_token_hash:
+        raise CallbackRejected(404, "unknown generation")
+    if not hmac.compare_digest(generation.callback_token_hash, _hash_token(token)):
+        raise CallbackRejected(403, "bad callback token")
+    adapter = generation.provider_account.adapter_cls(api_key="", base_url=generation.provider_account.base_url)
+    try:
+        hint = adapter.parse_callback(headers, body)
+    except ValueError as exc:
+        raise CallbackRejected(400, str(exc)) from exc
+    if generation.provider_task_id and hint.task_id != generation.provider_task_id:
+        raise CallbackRejected(400, "the callback names another task")
+    _event(generation.pk, "", f"Callback received ({hint.provider_state or 'no state'})")
+    if generation.state in (State.SUBMITTED, State.RUNNING):
+        Generation.objects.filter(pk=generation.pk).update(next_poll_at=timezone.now())
+        transaction.on_commit(lambda: enqueue_poll([generation.pk]))
+    return generation
+
+
+# --- archive -------------------------------------------------------------------------------------------
+def generation_archive(*, generation_id) -> str:
+    """Download a succeeded generation's video into MEDIA storage. Returns the archive state.
+
+    Retries later (``next_archive_at``) on failure until ``ARCHIVE_MAX_ATTEMPTS``; then
+    ``failed`` ("succeeded, archive failed").
+    """
+    from generations.archive import ArchiveError, download_video
+
+    generation = Generation.objects.get(pk=generation_id)
+    if generation.state != State.SUCCEEDED or generation.archive_state != ArchiveState.PENDING:
+        return generation.archive_state
+    claimed = Generation.objects.filter(
+        pk=generation_id, archive_state=ArchiveState.PENDING, archive_attempts=generation.archive_attempts
+    ).update(archive_attempts=F("archive_attempts") + 1, next_archive_at=timezone.now() + timedelta(minutes=10))
+    if not claimed:
+        return generation.archive_state
+    try:
+        name, size = download_video(generation)
+    except ArchiveError as exc:
+        attempts = generation.archive_attempts + 1
+        final = attempts >= ARCHIVE_MAX_ATTEMPTS
+        delay = min(30 * 2 ** attempts, 1800) * max(_time_scale(), 0.01)
+        Generation.objects.filter(pk=generation_id).update(
+            archive_state=ArchiveState.FAILED if final else ArchiveState.PENDING,
+            archive_error=str(exc),
+            next_archive_at=None if final else timezone.now() + timedelta(seconds=delay),
+        )
+        _event(generation_id, "", f"Archive attempt {attempts} failed: {exc}")
+        return ArchiveState.FAILED if final else ArchiveState.PENDING
+    Generation.objects.filter(pk=generation_id).update(
+        video=name, video_bytes=size, archive_state=ArchiveState.DONE, archive_error="", next_archive_at=None
+    )
+    _event(generation_id, "", f"Video archived ({size:,} bytes)")
+    return ArchiveState.DONE
+
+
+ARCHIVE_MAX_ATTEMPTS = 8
+
+
+def due_archives() -> list:
+    """Succeeded generations whose archive retry time has come."""
+    return list(
+        Generation.objects.filter(
+            state=State.SUCCEEDED, archive_state=ArchiveState.PENDING, next_archive_at__lte=timezone.now()
+        ).values_list("pk", flat=True)[:100]
+    )
+
+
+def quote_display(amount) -> str:
+    from billing.money import format_usd
+
+    return format_usd(money(amount))
+
+
+__all__ = [
+    "CreateParams",
+    "GenerationRefused",
+    "RuleViolation",
+    "generation_create",
+    "generation_quote",
+    "generation_submit",
+    "generations_poll",
+    "generation_apply_update",
+    "generation_callback",
+    "generation_archive",
+]

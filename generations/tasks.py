@@ -1,0 +1,63 @@
+"""django-q2 task functions: thin wrappers that call one service each."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+
+from generations import services
+
+log = logging.getLogger(__name__)
+
+#: A scheduled poll sweep keeps sweeping for this long, so that with a one-minute schedule
+#: (django-q2's finest) due generations are claimed every HAILUO_POLL_SWEEP_INTERVAL seconds.
+SWEEP_RUN_SECONDS = 55.0
+
+
+def submit_generation(generation_id: str) -> str:
+    """Send one queued generation to its provider (see ``services.generation_submit``)."""
+    return services.generation_submit(generation_id=generation_id)
+
+
+def poll_generations(generation_ids: list[str]) -> dict:
+    """Poll exactly these generations now (a callback's wake-up)."""
+    return services.generations_poll(ids=generation_ids)
+
+
+def archive_generation(generation_id: str) -> str:
+    """Download one succeeded generation's video."""
+    return services.generation_archive(generation_id=generation_id)
+
+
+def sweep_once() -> dict:
+    """One pass: retry due submits and archives, poll due generations, expire old ones."""
+    for generation_id in services.due_submits():
+        services.generation_submit(generation_id=generation_id)
+    for generation_id in services.due_archives():
+        services.generation_archive(generation_id=generation_id)
+    counts = services.generations_poll()
+    counts["expired"] = services.generations_expire()
+    counts["stuck"] = services.generations_stuck_submitting()
+    return counts
+
+
+def poll_sweep(run_seconds: float | None = None) -> dict:
+    """The scheduled sweep: repeat :func:`sweep_once` every ``HAILUO_POLL_SWEEP_INTERVAL`` s for ~a minute.
+
+    Several sweeps may overlap (one per worker or machine): claims use SKIP LOCKED and
+    leases, so no generation is polled twice at once.
+    """
+    run_seconds = SWEEP_RUN_SECONDS if run_seconds is None else run_seconds
+    started = time.monotonic()
+    totals: dict[str, int] = {}
+    while True:
+        try:
+            for key, value in sweep_once().items():
+                totals[key] = totals.get(key, 0) + value
+        except Exception:  # keep sweeping; the error is in the log
+            log.exception("poll sweep pass failed")
+        if time.monotonic() - started + settings.HAILUO_POLL_SWEEP_INTERVAL >= run_seconds:
+            return totals
+        time.sleep(settings.HAILUO_POLL_SWEEP_INTERVAL)

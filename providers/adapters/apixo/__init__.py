@@ -1,0 +1,3 @@
+from providers.adapters.apixo.adapter import ApixoAdapter
+
+__all__ = ["ApixoAdapter"]

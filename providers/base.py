@@ -1,0 +1,300 @@
+"""The adapter contract: what every provider adapter offers, and the shapes it speaks.
+
+An adapter turns our canonical :class:`GenerationRequest` into the provider's request and
+the provider's answers into :class:`TaskUpdate` values. It never touches the database or
+the ledger (ARCHITECTURE.md, "The adapter contract"). Network I/O goes through the
+:class:`providers.http.ProviderHttp` seam it is given.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from providers.http import ProviderHttp
+
+
+class TaskState(enum.StrEnum):
+    """Our view of a provider task's state (a subset of the generation lifecycle)."""
+
+    QUEUED = "queued"  # accepted by the provider, not started
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"  # an undocumented state: logged, polled again, never success
+
+    @property
+    def is_final(self) -> bool:
+        return self in {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED}
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    """What a provider accepts as a first-frame image.
+
+    ``min_short_side_exclusive``: the short side must be strictly greater than this (px).
+    ``aspect_min``/``aspect_max``: width/height bounds; ``aspect_exclusive`` says whether
+    the bounds themselves are refused.
+    """
+
+    formats: tuple[str, ...] = ("jpeg", "png")
+    max_bytes: int = 20 * 1024 * 1024
+    min_short_side_exclusive: int | None = None
+    min_side: int | None = None
+    max_side: int | None = None
+    aspect_min: float | None = None
+    aspect_max: float | None = None
+    aspect_exclusive: bool = True
+
+
+@dataclass(frozen=True)
+class ModeCapability:
+    """One way of generating with a model.
+
+    ``combos`` lists the allowed (duration seconds, resolution) pairs, resolution in our
+    canonical spelling ("768p", "1080p", "720p"); ``image`` is "none", "required" or
+    "optional"; ``duration_sent`` says whether the duration is part of the request
+    (APIXO pro modes ignore it).
+    """
+
+    id: str
+    label: str
+    image: str  # "none" | "required" | "optional"
+    combos: tuple[tuple[int, str], ...]
+    duration_sent: bool = True
+
+    @property
+    def durations(self) -> tuple[int, ...]:
+        return tuple(sorted({d for d, _ in self.combos}))
+
+    @property
+    def resolutions(self) -> tuple[str, ...]:
+        return tuple(sorted({r for _, r in self.combos}, key=lambda r: int(r.rstrip("p"))))
+
+    def allows(self, duration: int, resolution: str) -> bool:
+        return (duration, resolution) in self.combos
+
+
+@dataclass(frozen=True)
+class ModelCapability:
+    """A provider model: its modes, prompt limit and image rules."""
+
+    id: str
+    label: str
+    modes: tuple[ModeCapability, ...]
+    prompt_max_chars: int | None = None
+    image_rules: ImageRules | None = None
+    notes: str = ""
+
+    def mode(self, mode_id: str) -> ModeCapability | None:
+        return next((m for m in self.modes if m.id == mode_id), None)
+
+
+@dataclass(frozen=True)
+class ProviderCapabilities:
+    """Everything a provider offers, as data (read by the form, the API and the README)."""
+
+    models: tuple[ModelCapability, ...]
+    callbacks: bool = False
+    cancel: bool = False
+
+    def model(self, model_id: str) -> ModelCapability | None:
+        return next((m for m in self.models if m.id == model_id), None)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Our canonical request, the same for every provider.
+
+    ``duration`` in seconds of output, ``resolution`` in canonical spelling ("768p"),
+    ``image_url`` an http(s) URL of the first frame, ``options`` provider-specific
+    switches (e.g. APIXO's routing strategy ``provider``).
+    """
+
+    model: str
+    mode: str
+    prompt: str
+    duration: int
+    resolution: str
+    image_url: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleViolation:
+    """One refused rule: the request ``field`` it concerns and a message naming provider and rule."""
+
+    field: str
+    message: str
+
+
+class RequestRefused(Exception):
+    """Raised by ``validate()``: the provider would refuse this request. Carries every violation."""
+
+    def __init__(self, violations: list[RuleViolation]):
+        self.violations = violations
+        super().__init__("; ".join(v.message for v in violations))
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What a successful submit returns: the provider's task id and its raw answer."""
+
+    task_id: str
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """A provider's answer about one task, in our terms.
+
+    ``progress`` 0-100 when the provider reports it; ``result_urls`` the (expiring) video
+    URLs on success; ``fail_code``/``fail_message`` the provider's own; times are aware
+    UTC datetimes (provider millisecond timestamps are converted by the adapter);
+    ``provider_cost`` the provider-reported cost in its own unit, if any.
+    """
+
+    task_id: str
+    state: TaskState
+    provider_state: str
+    progress: int | None = None
+    result_urls: tuple[str, ...] = ()
+    fail_code: str = ""
+    fail_message: str = ""
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    provider_cost: Mapping[str, Any] | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CallbackHint:
+    """What a callback tells us before we confirm with the status endpoint."""
+
+    task_id: str
+    provider_state: str = ""
+
+
+@dataclass(frozen=True)
+class BillingFacts:
+    """The facts a price is computed from: what the provider will bill for."""
+
+    provider_kind: str
+    model: str
+    mode: str
+    seconds: int
+    resolution: str
+
+
+@dataclass(frozen=True)
+class PollCadence:
+    """When to poll: ``first_delay`` after submit, then every ``interval`` (seconds, before jitter)."""
+
+    first_delay: float
+    interval: float
+
+
+class ProviderAdapter(abc.ABC):
+    """Base class of every provider adapter.
+
+    Subclasses set the class attributes and implement the abstract methods. Instances are
+    cheap; make one per use with the account's key, base URL and options.
+    """
+
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    default_base_url: ClassVar[str]
+    capabilities: ClassVar[ProviderCapabilities]
+    account_options: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+
+    def __init__(self, *, api_key: str, base_url: str = "", options: Mapping[str, Any] | None = None):
+        self.api_key = api_key
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self.options = dict(options or {})
+
+    # -- validation ------------------------------------------------------------------
+    def validate(self, request: GenerationRequest) -> None:
+        """Raise :class:`RequestRefused` listing every rule of the provider the request breaks.
+
+        The default checks model, mode, duration/resolution pair, image presence and the
+        prompt limit against ``capabilities``; adapters extend it with their own rules.
+        """
+        violations = self.check_capabilities(request)
+        if violations:
+            raise RequestRefused(violations)
+
+    def check_capabilities(self, request: GenerationRequest) -> list[RuleViolation]:
+        """Return the violations of the declarative capability rules (no I/O)."""
+        out: list[RuleViolation] = []
+        name = self.label
+        model = self.capabilities.model(request.model)
+        if model is None:
+            known = ", ".join(m.id for m in self.capabilities.models)
+            return [RuleViolation("model", f"{name}: unknown model {request.model!r} (offered: {known})")]
+        mode = model.mode(request.mode)
+        if mode is None:
+            known = ", ".join(m.id for m in model.modes)
+            return [RuleViolation("mode", f"{name}: {model.id} has no mode {request.mode!r} (offered: {known})")]
+        prompt = request.prompt or ""
+        if not prompt.strip():
+            out.append(RuleViolation("prompt", f"{name}: a prompt is required"))
+        elif model.prompt_max_chars and len(prompt) > model.prompt_max_chars:
+            out.append(
+                RuleViolation(
+                    "prompt",
+                    f"{name}: the prompt is limited to {model.prompt_max_chars} characters "
+                    f"(this one has {len(prompt)})",
+                )
+            )
+        if request.duration not in mode.durations:
+            allowed = " or ".join(str(d) for d in mode.durations)
+            out.append(RuleViolation("duration", f"{name}: {mode.label} takes {allowed} seconds"))
+        elif request.resolution not in mode.resolutions:
+            allowed = ", ".join(mode.resolutions)
+            out.append(RuleViolation("resolution", f"{name}: {mode.label} outputs {allowed} only"))
+        elif not mode.allows(request.duration, request.resolution):
+            ok = sorted(d for d, r in mode.combos if r == request.resolution)
+            out.append(
+                RuleViolation(
+                    "duration",
+                    f"{name}: {request.resolution} supports only {' or '.join(map(str, ok))} seconds",
+                )
+            )
+        if mode.image == "required" and not request.image_url:
+            out.append(RuleViolation("image_url", f"{name}: {mode.label} needs exactly one first-frame image"))
+        if mode.image == "none" and request.image_url:
+            out.append(RuleViolation("image_url", f"{name}: {mode.label} takes no image"))
+        if request.image_url and not request.image_url.lower().startswith(("http://", "https://")):
+            out.append(RuleViolation("image_url", f"{name}: the image must be an http(s) URL"))
+        return out
+
+    # -- facts -----------------------------------------------------------------------
+    def billing_facts(self, request: GenerationRequest) -> BillingFacts:
+        """The facts the provider bills on. Default: the request's model, mode, duration, resolution."""
+        return BillingFacts(self.kind, request.model, request.mode, request.duration, request.resolution)
+
+    def poll_cadence(self, request: GenerationRequest) -> PollCadence:
+        """Default cadence: first poll after 30 s, then every 12 s (override per provider docs)."""
+        return PollCadence(first_delay=30.0, interval=12.0)
+
+    # -- protocol --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def submit(self, http: ProviderHttp, request: GenerationRequest, *, callback_url: str = "") -> SubmitResult:
+        """Create the task at the provider. Raises :class:`providers.http.ProviderError`."""
+
+    @abc.abstractmethod
+    async def fetch_status(self, http: ProviderHttp, *, task_id: str, model: str) -> TaskUpdate:
+        """Read a task's state from the provider. Raises :class:`providers.http.ProviderError`."""
+
+    @abc.abstractmethod
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackHint:
+        """Extract the task id from a callback. Raises ``ValueError`` on a malformed body."""
+
+    async def fetch_balance(self, http: ProviderHttp):
+        """Return the account balance (provider unit) or None when the provider documents none."""
+        return None

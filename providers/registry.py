@@ -1,0 +1,20 @@
+"""The registry: provider kind → adapter class (healthchecks' one-registry pattern)."""
+
+from __future__ import annotations
+
+from providers.adapters.apixo import ApixoAdapter
+from providers.base import ProviderAdapter
+
+ADAPTERS: dict[str, type[ProviderAdapter]] = {
+    ApixoAdapter.kind: ApixoAdapter,
+}
+
+
+def adapter_class(kind: str) -> type[ProviderAdapter]:
+    """The adapter class for ``kind``; raises KeyError for an unknown kind."""
+    return ADAPTERS[kind]
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    """(kind, label) pairs for model field choices and forms."""
+    return [(cls.kind, cls.label) for cls in ADAPTERS.values()]

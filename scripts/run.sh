@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make run`: set everything up and run the demo on SQLite with the provider sandboxes.
+# Starts the web server, a django-q2 cluster (workers + scheduler) and the APIXO sandbox
+# under honcho; Ctrl-C stops them all. Data persists in var/ between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+
+mkdir -p var
+if [ ! -f var/dev.env ]; then
+  # Secrets made once per checkout and kept, so sessions and stored API keys survive restarts.
+  .venv/bin/python - > var/dev.env <<'PY'
+import secrets
+from cryptography.fernet import Fernet
+print(f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}")
+print(f"HAILUO_ENCRYPTION_KEYS={Fernet.generate_key().decode()}")
+PY
+fi
+set -a
+# shellcheck disable=SC1091
+. var/dev.env
+WEB_PORT=${WEB_PORT:-8000}
+APIXO_SANDBOX_PORT=${APIXO_SANDBOX_PORT:-8801}
+SANDBOX_GENERATION_SECONDS=${SANDBOX_GENERATION_SECONDS:-8}
+DJANGO_DEBUG=${DJANGO_DEBUG:-1}
+HAILUO_PUBLIC_BASE_URL=${HAILUO_PUBLIC_BASE_URL:-http://127.0.0.1:$WEB_PORT}
+HAILUO_ALLOWED_PRIVATE_HOSTS=${HAILUO_ALLOWED_PRIVATE_HOSTS:-127.0.0.1,localhost}
+HAILUO_POLL_TIME_SCALE=${HAILUO_POLL_TIME_SCALE:-0.1}
+HAILUO_POLL_SWEEP_INTERVAL=${HAILUO_POLL_SWEEP_INTERVAL:-1}
+PYTHONUNBUFFERED=1
+set +a
+
+.venv/bin/python manage.py migrate --noinput -v 0
+.venv/bin/python manage.py seed_demo --apixo-url "http://127.0.0.1:$APIXO_SANDBOX_PORT/api/v1"
+.venv/bin/python manage.py setup_schedules
+
+cat <<MSG
+
+  Hailuo Studio is starting:  http://127.0.0.1:$WEB_PORT/
+  Log in as the member above (or the admin: /admin/). APIXO sandbox: http://127.0.0.1:$APIXO_SANDBOX_PORT/api/v1
+  Sandbox prompt markers: [fail] or [fail:CODE] fails the task, [seconds:N] sets its generation time.
+  Ctrl-C stops everything.
+
+MSG
+exec .venv/bin/honcho -f Procfile.dev start

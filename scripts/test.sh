@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `make test`: create the environment, start a throwaway PostgreSQL, run the whole suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k apixo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh --test
+export HAILUO_REQUIRE_POSTGRES=1
+exec scripts/with-postgres.sh .venv/bin/python -m pytest "$@"
