@@ -48,7 +48,7 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
     if generation.team_id:
         scope |= Q(team_id=generation.team_id)
     budgets = list(
-        Budget.objects.select_for_update().filter(scope, active=True).select_related("team", "user").order_by("id")
+        Budget.objects.select_for_update(of=("self",)).filter(scope, active=True).select_related("team", "user").order_by("id")
     )
     warnings = []
     for budget in budgets:

@@ -17,3 +17,5 @@ HAILUO_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1", "localhost"]
 HAILUO_POLL_TIME_SCALE = 0.02
 HAILUO_POLL_SWEEP_INTERVAL = 0.2
 HAILUO_PROVIDER_READ_TIMEOUT = 5.0
+STATIC_ROOT = None  # whitenoise: serve from finders only, no collectstatic in tests
+WHITENOISE_USE_FINDERS = True

@@ -8,6 +8,7 @@ from uuid import UUID
 from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Field, Header, Router, Schema
+from ninja.responses import Status
 
 from billing.money import format_usd
 from generations import services
@@ -114,16 +115,18 @@ def create_generation(request, payload: GenerationIn, idempotency_key: str | Non
     try:
         generation = services.generation_create(user=request.auth, params=params, idempotency_key=idempotency_key)
     except services.GenerationRefused as refused:
-        return REFUSAL_STATUS.get(refused.code, 422), {"code": refused.code, "message": refused.message, "fields": refused.fields}
-    return (200 if getattr(generation, "replayed", False) else 201), _out(request, generation)
+        return Status(
+            REFUSAL_STATUS.get(refused.code, 422), {"code": refused.code, "message": refused.message, "fields": refused.fields}
+        )
+    return Status(200 if getattr(generation, "replayed", False) else 201, _out(request, generation))
 
 
 @router.get("/generations/{generation_id}", response={200: GenerationOut, 404: ErrorOut}, summary="Read one generation")
 def read_generation(request, generation_id: UUID):
     generation = generation_for(user=request.auth, generation_id=generation_id)
     if generation is None:
-        return 404, {"code": "not_found", "message": "No such generation."}
-    return 200, _out(request, generation)
+        return Status(404, {"code": "not_found", "message": "No such generation."})
+    return Status(200, _out(request, generation))
 
 
 @router.get("/generations", response=PageOut, summary="List my generations, newest first")

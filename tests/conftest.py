@@ -1,0 +1,123 @@
+"""Shared fixtures: users, a team, a sandbox-backed APIXO account, API tokens.
+
+Provider traffic goes over real loopback HTTP to the sandboxes in ``providers.sandbox``.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+
+from providers.sandbox import start_sandbox
+
+APIXO_KEY = "sk-test-apixo-0042"
+
+
+def pytest_collection_modifyitems(config, items):
+    """End-to-end tests need PostgreSQL: skip them on SQLite, unless the test command requires it."""
+    on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    if os.environ.get("HAILUO_REQUIRE_POSTGRES") == "1" and not on_postgres:
+        raise pytest.UsageError("HAILUO_REQUIRE_POSTGRES=1 but DATABASE_URL does not point at PostgreSQL")
+    if on_postgres:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (run `make test`)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def apixo_sandbox():
+    """One APIXO sandbox for the session (reset before each test that uses it)."""
+    handle = start_sandbox("apixo", generation_seconds=1.0, api_keys=[APIXO_KEY], callback_retry_delays=[0.2, 0.4, 0.8])
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def sandbox(apixo_sandbox):
+    apixo_sandbox.reset()
+    apixo_sandbox.configure(
+        generation_seconds=1.0, rate_limit_every=0, error_5xx_every=0, latency_ms=0, fail_rate=0, result_ttl=3600,
+        balance=None, hang_seconds=60,
+    )
+    return apixo_sandbox
+
+
+@pytest.fixture
+def team(db):
+    from accounts.models import Team
+
+    return Team.objects.create(name="Studio A")
+
+
+@pytest.fixture
+def member(db, team):
+    from accounts.models import Membership, User
+
+    user = User.objects.create_user("member@example.com", "pw-member-123")
+    Membership.objects.create(user=user, team=team)
+    return user
+
+
+@pytest.fixture
+def teammate(db, team):
+    from accounts.models import Membership, User
+
+    user = User.objects.create_user("mate@example.com", "pw-mate-123")
+    Membership.objects.create(user=user, team=team)
+    return user
+
+
+@pytest.fixture
+def outsider(db):
+    from accounts.models import Membership, Team, User
+
+    other = Team.objects.create(name="Other studio")
+    user = User.objects.create_user("outsider@example.com", "pw-out-123")
+    Membership.objects.create(user=user, team=other)
+    return user
+
+
+@pytest.fixture
+def apixo_account(db, sandbox):
+    from providers.models import ProviderAccount
+
+    account = ProviderAccount(kind="apixo", label="APIXO test", base_url=sandbox.base_url)
+    account.set_api_key(APIXO_KEY)
+    account.save()
+    return account
+
+
+@pytest.fixture
+def budget(member):
+    from billing.models import Budget
+
+    return Budget.objects.create(user=member, amount=Decimal("5.00"), period=Budget.Period.MONTH)
+
+
+@pytest.fixture
+def api_token(member):
+    from accounts.models import ApiToken
+
+    _, raw = ApiToken.issue(user=member, name="tests")
+    return raw
+
+
+def make_params(account, **overrides):
+    """CreateParams for APIXO standard text-to-video 6 s unless overridden."""
+    from generations.services import CreateParams
+
+    values = dict(
+        provider_account_id=account.pk,
+        model="hailuo-2-3",
+        mode="standard-text-to-video",
+        prompt="a tiktok dancer is dancing on a small drone, doing flips and tricks",
+        duration=6,
+        resolution="768p",
+    )
+    values.update(overrides)
+    return CreateParams(**values)

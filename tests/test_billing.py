@@ -1,0 +1,180 @@
+"""Price rules, quote(), the append-only ledger and budgets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from billing.models import Budget, LedgerEntry, PriceRule
+from billing.money import format_usd, money
+from billing.pricing import NoPriceRule, quote
+from billing.selectors import committed_in, period_bounds, price_rules_for
+from billing.services import BudgetExceeded, ledger_adjust, ledger_capture, ledger_release
+from generations import services
+from providers.base import BillingFacts
+
+from .conftest import make_params
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def facts(mode="standard-text-to-video", seconds=6, resolution="768p", model="hailuo-2-3"):
+    return BillingFacts("apixo", model, mode, seconds, resolution)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "mode,seconds,resolution,expected",
+    [
+        # seeds/001 "Billing": standard $0.056/s (6 s: $0.336; 10 s: $0.56); pro $0.49 per use.
+        ("standard-text-to-video", 6, "768p", "0.336"),
+        ("standard-text-to-video", 10, "768p", "0.56"),
+        ("standard-image-to-video", 6, "768p", "0.336"),
+        ("standard-image-to-video", 10, "768p", "0.56"),
+        ("pro-text-to-video", 5, "1080p", "0.49"),
+        ("pro-image-to-video", 5, "1080p", "0.49"),
+    ],
+)
+def test_seeded_apixo_prices_match_the_documentation(mode, seconds, resolution, expected):
+    rules = price_rules_for(provider_kind="apixo", model="hailuo-2-3", at=NOW)
+    assert quote(facts=facts(mode, seconds, resolution), rules=rules, at=NOW).amount == Decimal(expected)
+
+
+@pytest.mark.django_db
+def test_a_model_without_documented_price_has_no_rule():
+    with pytest.raises(NoPriceRule, match="admin must add one"):
+        quote(facts=facts("standard-image-to-video", model="hailuo-2-3-fast"), rules=price_rules_for(provider_kind="apixo", model="hailuo-2-3-fast"), at=NOW)
+
+
+@pytest.mark.django_db
+def test_most_specific_rule_wins_and_validity_window_is_honoured():
+    PriceRule.objects.create(provider_kind="apixo", model="m", unit="per_second", unit_price=Decimal("0.1"), valid_from=NOW - timedelta(days=10))
+    PriceRule.objects.create(provider_kind="apixo", model="m", resolution="1080p", unit="per_task", unit_price=Decimal("2"), valid_from=NOW - timedelta(days=10))
+    PriceRule.objects.create(
+        provider_kind="apixo", model="m", unit="per_second", unit_price=Decimal("0.2"),
+        valid_from=NOW - timedelta(days=20), valid_to=NOW - timedelta(days=10),
+    )
+    rules = list(PriceRule.objects.filter(model="m"))
+    assert quote(facts=facts("x", 6, "768p", "m"), rules=rules, at=NOW).amount == Decimal("0.6")
+    assert quote(facts=facts("x", 6, "1080p", "m"), rules=rules, at=NOW).amount == Decimal("2")
+    assert quote(facts=facts("x", 6, "768p", "m"), rules=rules, at=NOW - timedelta(days=15)).amount == Decimal("1.2")
+
+
+def test_money_helpers():
+    assert money("0.0518500") * 6 == Decimal("0.311100")
+    assert format_usd(Decimal("0.336")) == "$0.336"
+    assert format_usd(Decimal("0.56")) == "$0.56"
+    assert format_usd(Decimal("25")) == "$25.00"
+    assert format_usd(Decimal("-1.2")) == "-$1.20"
+    with pytest.raises(TypeError):
+        money(0.1)
+
+
+def test_period_bounds_follow_the_team_time_zone():
+    # 23:30 UTC on Sunday 2026-11-22 is already Monday in Tokyo.
+    now = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
+    start, end = period_bounds("week", tz_name="Asia/Tokyo", now=now)
+    assert start.isoformat() == "2026-11-23T00:00:00+09:00" and end - start == timedelta(days=7)
+    start, end = period_bounds("month", tz_name="UTC", now=now)
+    assert (start.day, start.month, end.month) == (1, 11, 12)
+    assert period_bounds("none", now=now) == (None, None)
+
+
+@pytest.mark.django_db
+def test_hold_capture_once_and_never_release_after_capture(member, apixo_account):
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    assert LedgerEntry.objects.filter(generation=generation, kind="hold").get().amount == Decimal("0.336")
+    with transaction.atomic():
+        first = ledger_capture(generation=generation)
+    with transaction.atomic():
+        second = ledger_capture(generation=generation)
+        release = ledger_release(generation=generation)
+    assert first is not None and second is None and release is None
+    kinds = list(LedgerEntry.objects.filter(generation=generation).values_list("kind", flat=True))
+    assert kinds == ["hold", "capture"]
+
+
+@pytest.mark.django_db
+def test_database_constraints_refuse_a_second_capture_and_capture_plus_release(member, apixo_account):
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    common = dict(user=member, generation=generation, amount=Decimal("0.336"))
+    LedgerEntry.objects.create(kind="capture", hold_amount=Decimal("0.336"), **common)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        LedgerEntry.objects.create(kind="capture", hold_amount=Decimal("0.336"), **common)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        LedgerEntry.objects.create(kind="release", **common)
+
+
+@pytest.mark.django_db
+def test_ledger_is_append_only(member, apixo_account):
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    entry = LedgerEntry.objects.get(generation=generation)
+    entry.amount = Decimal("0")
+    with pytest.raises(PermissionError):
+        entry.save()
+    with pytest.raises(PermissionError):
+        entry.delete()
+    with pytest.raises(PermissionError):
+        LedgerEntry.objects.filter(pk=entry.pk).update(amount=0)
+
+
+@pytest.mark.django_db
+@pytest.mark.postgres
+def test_postgres_trigger_refuses_update_and_delete(member, apixo_account):
+    from django.db import DatabaseError
+
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    pk = LedgerEntry.objects.get(generation=generation).pk
+    for sql in ("UPDATE billing_ledgerentry SET amount = 0 WHERE id = %s", "DELETE FROM billing_ledgerentry WHERE id = %s"):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [pk])
+    assert LedgerEntry.objects.get(pk=pk).amount == Decimal("0.336")
+
+
+@pytest.mark.django_db
+def test_budget_refuses_with_a_message_that_says_which_and_by_how_much(member, apixo_account):
+    Budget.objects.create(user=member, amount=Decimal("1.00"), period=Budget.Period.MONTH)
+    services.generation_create(user=member, params=make_params(apixo_account, duration=10))  # holds $0.56
+    with pytest.raises(services.GenerationRefused) as refused:
+        services.generation_create(user=member, params=make_params(apixo_account, duration=10))
+    assert refused.value.code == "budget_exceeded"
+    assert "your budget of $1.00 per month" in refused.value.message
+    assert "$0.44 left" in refused.value.message and "costs $0.56" in refused.value.message
+    assert "over by $0.12" in refused.value.message
+    assert LedgerEntry.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_release_frees_the_budget_and_adjustments_count(member, apixo_account):
+    budget = Budget.objects.create(user=member, amount=Decimal("1.00"), period=Budget.Period.MONTH)
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    assert committed_in(budget=budget) == Decimal("0.336")
+    with transaction.atomic():
+        ledger_release(generation=generation, reason="test")
+    assert committed_in(budget=budget) == Decimal("0")
+    ledger_adjust(user=member, amount=Decimal("0.25"), reason="manual correction", created_by=member)
+    assert committed_in(budget=budget) == Decimal("0.25")
+
+
+@pytest.mark.django_db
+def test_team_budget_applies_to_every_member(member, teammate, team, apixo_account):
+    Budget.objects.create(team=team, amount=Decimal("0.50"), period=Budget.Period.DAY)
+    services.generation_create(user=teammate, params=make_params(apixo_account))
+    with pytest.raises(services.GenerationRefused, match="team Studio A's budget"):
+        services.generation_create(user=member, params=make_params(apixo_account))
+
+
+@pytest.mark.django_db
+def test_soft_budget_warns_and_allows(member, apixo_account):
+    Budget.objects.create(user=member, amount=Decimal("0.10"), period=Budget.Period.MONTH, hard=False)
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    assert generation.warnings and "Over your budget" in generation.warnings[0]
+
+
+def test_budget_exceeded_is_an_exception_with_figures():
+    budget = Budget(amount=Decimal("1"), period="month", user_id=1)
+    exc = BudgetExceeded(budget=budget, amount=Decimal("0.56"), remaining=Decimal("0.44"))
+    assert exc.over_by == Decimal("0.12")

@@ -1,0 +1,233 @@
+"""The generation lifecycle over real HTTP to the APIXO sandbox: submit outcomes, polls,
+duplicate updates, callbacks, archive. django-q2 enqueueing is exercised by the e2e tests;
+here the services are called directly, as the tasks do."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+
+from billing.models import LedgerEntry
+from generations import services, tasks
+from generations.models import Generation, State
+from providers.base import TaskState, TaskUpdate
+
+from .conftest import make_params
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_queue(monkeypatch):
+    """Record what would be enqueued on django-q2 instead of running it."""
+    queued = []
+    monkeypatch.setattr(services, "enqueue_submit", lambda gid: queued.append(("submit", gid)))
+    monkeypatch.setattr(services, "enqueue_poll", lambda ids: queued.append(("poll", ids)))
+    monkeypatch.setattr(services, "enqueue_archive", lambda gid: queued.append(("archive", gid)))
+    return queued
+
+
+def kinds(generation):
+    return list(LedgerEntry.objects.filter(generation=generation).order_by("id").values_list("kind", flat=True))
+
+
+def drive(generation, timeout=10.0):
+    """Sweep until the generation is final and archived (or failed to archive)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks.sweep_once()
+        generation.refresh_from_db()
+        if generation.is_final and generation.archive_state != "pending":
+            return generation
+        time.sleep(0.1)
+    raise AssertionError(f"generation stuck in {generation.state}/{generation.archive_state}")
+
+
+def submit_posts(sandbox):
+    return [r for r in sandbox.requests("api") if r["method"] == "POST" and "generateTask" in r["path"]]
+
+
+def test_success_path_holds_then_captures_and_archives(member, apixo_account, sandbox):
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    assert generation.state == State.QUEUED and kinds(generation) == ["hold"]
+    assert services.generation_submit(generation_id=generation.pk) == State.SUBMITTED
+    generation.refresh_from_db()
+    assert generation.provider_task_id.startswith("task_")
+    with override_settings(HAILUO_POLL_TIME_SCALE=0):
+        drive(generation)
+    assert generation.state == State.SUCCEEDED and generation.has_video
+    assert generation.video.open("rb").read(12)[4:8] == b"ftyp"
+    assert kinds(generation) == ["hold", "capture"]
+    assert generation.charged_amount == Decimal("0.336")
+    states = list(generation.events.exclude(state="").values_list("state", flat=True))
+    assert states[:3] == ["queued", "submitting", "submitted"] and "succeeded" in states
+
+
+def test_failure_path_keeps_provider_code_and_releases(member, apixo_account, sandbox):
+    generation = services.generation_create(
+        user=member, params=make_params(apixo_account, prompt="一只白猫慵懒地躺在阳光下的窗台上 [fail:SensitiveContentDetected]")
+    )
+    services.generation_submit(generation_id=generation.pk)
+    with override_settings(HAILUO_POLL_TIME_SCALE=0):
+        drive(generation)
+    assert generation.state == State.FAILED
+    assert generation.fail_code == "SensitiveContentDetected" and generation.fail_message
+    assert kinds(generation) == ["hold", "release"]
+    assert generation.charged_amount is None
+
+
+def test_permanent_submit_error_fails_and_releases(member, apixo_account, sandbox):
+    generation = services.generation_create(user=member, params=make_params(apixo_account, prompt="x [http:402]"))
+    assert services.generation_submit(generation_id=generation.pk) == State.FAILED
+    generation.refresh_from_db()
+    assert generation.fail_code == "402" and generation.fail_message.startswith("APIXO:")
+    assert kinds(generation) == ["hold", "release"]
+
+
+def test_429_before_sending_is_retried_later_not_failed(member, apixo_account, sandbox):
+    generation = services.generation_create(user=member, params=make_params(apixo_account, prompt="x [http:429]"))
+    assert services.generation_submit(generation_id=generation.pk) == State.QUEUED
+    generation.refresh_from_db()
+    assert generation.next_submit_at is not None and generation.submit_attempts == 1
+    assert kinds(generation) == ["hold"]
+    # Not due yet: a second call does not send again.
+    assert services.generation_submit(generation_id=generation.pk) == State.QUEUED
+    assert len(submit_posts(sandbox)) == 1
+
+
+def test_gives_up_after_max_attempts(member, apixo_account, sandbox, settings):
+    settings.HAILUO_SUBMIT_MAX_ATTEMPTS = 2
+    generation = services.generation_create(user=member, params=make_params(apixo_account, prompt="x [http:503]"))
+    services.generation_submit(generation_id=generation.pk)
+    Generation.objects.filter(pk=generation.pk).update(next_submit_at=None)
+    assert services.generation_submit(generation_id=generation.pk) == State.FAILED
+    generation.refresh_from_db()
+    assert "gave up after 2 attempts" in generation.fail_message and kinds(generation) == ["hold", "release"]
+
+
+def test_read_timeout_is_never_resent(member, apixo_account, sandbox, settings):
+    settings.HAILUO_PROVIDER_READ_TIMEOUT = 0.5
+    sandbox.configure(hang_seconds=2)
+    generation = services.generation_create(user=member, params=make_params(apixo_account, prompt="slow [hang]"))
+    assert services.generation_submit(generation_id=generation.pk) == State.NEEDS_RECONCILIATION
+    for _ in range(3):
+        tasks.sweep_once()
+        services.generation_submit(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert generation.state == State.NEEDS_RECONCILIATION and generation.reconciliation_note
+    assert len(submit_posts(sandbox)) == 1
+    assert kinds(generation) == ["hold"]
+
+
+def test_duplicate_and_late_updates_change_nothing(member, apixo_account, sandbox):
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    services.generation_submit(generation_id=generation.pk)
+    generation.refresh_from_db()
+    success = TaskUpdate(task_id=generation.provider_task_id, state=TaskState.SUCCEEDED, provider_state="success", result_urls=("http://127.0.0.1:1/v.mp4",))
+    failure = TaskUpdate(task_id=generation.provider_task_id, state=TaskState.FAILED, provider_state="failed", fail_code="X")
+    running = TaskUpdate(task_id=generation.provider_task_id, state=TaskState.RUNNING, provider_state="processing")
+    assert services.generation_apply_update(generation_id=generation.pk, update=success) == "succeeded"
+    assert services.generation_apply_update(generation_id=generation.pk, update=success) == "ignored"
+    assert services.generation_apply_update(generation_id=generation.pk, update=failure) == "ignored"
+    services.generation_apply_update(generation_id=generation.pk, update=running)
+    generation.refresh_from_db()
+    assert generation.state == State.SUCCEEDED and kinds(generation) == ["hold", "capture"]
+
+
+def test_unknown_provider_state_is_polled_again_never_success(member, apixo_account, sandbox):
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    services.generation_submit(generation_id=generation.pk)
+    generation.refresh_from_db()
+    odd = TaskUpdate(task_id=generation.provider_task_id, state=TaskState.UNKNOWN, provider_state="archived?")
+    assert services.generation_apply_update(generation_id=generation.pk, update=odd) == "in_progress"
+    generation.refresh_from_db()
+    assert generation.state == State.SUBMITTED and generation.next_poll_at is not None
+
+
+def test_expiry_releases_the_hold(member, apixo_account, sandbox, settings):
+    generation = services.generation_create(user=member, params=make_params(apixo_account, prompt="long one [seconds:60]"))
+    services.generation_submit(generation_id=generation.pk)
+    settings.HAILUO_MAX_TASK_LIFETIME = 0
+    assert services.generations_expire() == 1
+    generation.refresh_from_db()
+    assert generation.state == State.EXPIRED and kinds(generation) == ["hold", "release"]
+
+
+def test_callback_wakes_the_poll_and_is_authenticated(
+    member, apixo_account, sandbox, client, settings, _no_queue, django_capture_on_commit_callbacks
+):
+    settings.HAILUO_PUBLIC_BASE_URL = "http://testserver"
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    services.generation_submit(generation_id=generation.pk)
+    generation.refresh_from_db()
+    post = [r for r in submit_posts(sandbox)][-1]
+    callback_url = post["body"]["callback_url"]
+    assert post["body"]["request_type"] == "callback" and callback_url.startswith("http://testserver/hooks/apixo/")
+    path = callback_url.removeprefix("http://testserver")
+    body = json.dumps({"code": 200, "message": "success", "data": {"taskId": generation.provider_task_id, "state": "success"}})
+    # Wrong token, malformed body, another task: 4xx and nothing queued.
+    assert client.post(path.replace(path.split("/")[-2], "wrong"), body, content_type="application/json").status_code == 403
+    assert client.post(path, "nope", content_type="application/json").status_code == 400
+    other = body.replace(generation.provider_task_id, "task_other")
+    assert client.post(path, other, content_type="application/json").status_code == 400
+    assert not [q for q in _no_queue if q[0] == "poll"]
+    # The real one wakes a poll; the state itself still comes from the status endpoint.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(path, body, content_type="application/json")
+    assert response.status_code == 200
+    generation.refresh_from_db()
+    assert generation.state == State.SUBMITTED
+    assert ("poll", [generation.pk]) in _no_queue
+    unknown = f"/hooks/apixo/00000000-0000-0000-0000-000000000000/{path.split('/')[-2]}/"
+    assert client.post(unknown, body, content_type="application/json").status_code == 404
+
+
+def test_archive_refuses_a_non_mp4_and_retries_then_fails(member, apixo_account, sandbox, settings):
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    services.generation_submit(generation_id=generation.pk)
+    generation.refresh_from_db()
+    bad = TaskUpdate(
+        task_id=generation.provider_task_id, state=TaskState.SUCCEEDED, provider_state="success",
+        result_urls=(f"{sandbox.origin}/_sandbox/image.png?w=400&h=400",),
+    )
+    services.generation_apply_update(generation_id=generation.pk, update=bad)
+    assert services.generation_archive(generation_id=generation.pk) == "pending"
+    generation.refresh_from_db()
+    assert "not an MP4" in generation.archive_error
+    assert kinds(generation) == ["hold", "capture"]  # charged: the provider delivered
+
+
+def test_archive_refuses_private_hosts_unless_allowed(member, apixo_account, sandbox, settings):
+    settings.HAILUO_ALLOWED_PRIVATE_HOSTS = []
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    services.generation_submit(generation_id=generation.pk)
+    generation.refresh_from_db()
+    update = TaskUpdate(task_id=generation.provider_task_id, state=TaskState.SUCCEEDED, provider_state="success", result_urls=(f"{sandbox.origin}/files/x.mp4",))
+    services.generation_apply_update(generation_id=generation.pk, update=update)
+    services.generation_archive(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert "non-public address" in generation.archive_error
+
+
+def test_many_generations_are_polled_concurrently(member, apixo_account, sandbox, settings):
+    """40 tasks with a 200 ms provider answer in one sweep: concurrency, not one by one."""
+    settings.HAILUO_POLL_TIME_SCALE = 0
+    ids = []
+    for i in range(40):
+        g = services.generation_create(user=member, params=make_params(apixo_account, prompt=f"clip {i} [seconds:30]"))
+        services.generation_submit(generation_id=g.pk)
+        ids.append(g.pk)
+    sandbox.configure(latency_ms=200)
+    started = time.monotonic()
+    counts = services.generations_poll()
+    elapsed = time.monotonic() - started
+    assert counts["polled"] == 40
+    # Serial polling would need at least 8 s; the figure is measured in bench/, this only proves overlap.
+    assert elapsed < 6, elapsed
+    assert set(Generation.objects.filter(pk__in=ids).values_list("poll_count", flat=True)) == {1}
+    status_gets = [r for r in sandbox.requests("api") if "statusTask" in r["path"]]
+    assert len(status_gets) == 40
