@@ -66,13 +66,13 @@ def test_empty_prompt_is_an_error_beside_the_field(logged_in, apixo_account):
     response = logged_in.post("/studio/", form_data(apixo_account, prompt=""), HTTP_HX_REQUEST="true")
     assert response.status_code == 422
     html = response.content.decode()
-    assert 'id="id_prompt-errors"' in html and "APIXO: a prompt is required" in html
+    assert 'id="id_prompt_error"' in html and "APIXO: a prompt is required" in html
     assert Generation.objects.count() == 0
 
 
 def test_image_mode_requires_an_image(logged_in, apixo_account):
     response = logged_in.post("/studio/", form_data(apixo_account, mode="standard-image-to-video"), HTTP_HX_REQUEST="true")
-    assert 'id="id_image_url-errors"' in response.content.decode()
+    assert 'id="id_image_url_error"' in response.content.decode()
 
 
 def test_budget_refusal_is_shown_and_nothing_is_held(logged_in, apixo_account, member):
