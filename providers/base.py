@@ -53,6 +53,24 @@ class ImageRules:
 
 
 @dataclass(frozen=True)
+class OptionSpec:
+    """A provider-specific request option, shown as a form field and checked by ``validate``.
+
+    ``kind``: "bool" (checkbox), "choice" (one of ``choices``), "image_url" (an extra image,
+    e.g. a last frame or a character reference, checked like the first frame) or "text".
+    ``default`` is what the provider assumes when the option is absent; ``None`` = not sent.
+    """
+
+    name: str
+    label: str
+    kind: str
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    help: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class ModeCapability:
     """One way of generating with a model.
 
@@ -67,6 +85,10 @@ class ModeCapability:
     image: str  # "none" | "required" | "optional"
     combos: tuple[tuple[int, str], ...]
     duration_sent: bool = True
+    options: tuple[OptionSpec, ...] = ()
+
+    def option(self, name: str) -> OptionSpec | None:
+        return next((o for o in self.options if o.name == name), None)
 
     @property
     def durations(self) -> tuple[int, ...]:
@@ -102,6 +124,8 @@ class ProviderCapabilities:
     models: tuple[ModelCapability, ...]
     callbacks: bool = False
     cancel: bool = False
+    #: Options an admin may set on the provider account as defaults (a request may override).
+    account_options: tuple[OptionSpec, ...] = ()
 
     def model(self, model_id: str) -> ModelCapability | None:
         return next((m for m in self.models if m.id == model_id), None)
@@ -210,7 +234,6 @@ class ProviderAdapter(abc.ABC):
     label: ClassVar[str]
     default_base_url: ClassVar[str]
     capabilities: ClassVar[ProviderCapabilities]
-    account_options: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def __init__(self, *, api_key: str, base_url: str = "", options: Mapping[str, Any] | None = None):
         self.api_key = api_key
@@ -271,6 +294,31 @@ class ProviderAdapter(abc.ABC):
             out.append(RuleViolation("image_url", f"{name}: {mode.label} takes no image"))
         if request.image_url and not request.image_url.lower().startswith(("http://", "https://")):
             out.append(RuleViolation("image_url", f"{name}: the image must be an http(s) URL"))
+        out.extend(self.check_options(request, mode))
+        return out
+
+    def check_options(self, request: GenerationRequest, mode: ModeCapability) -> list[RuleViolation]:
+        """Refuse options the mode does not offer and values of the wrong kind."""
+        out: list[RuleViolation] = []
+        known = {o.name: o for o in (*mode.options, *self.capabilities.account_options)}
+        for key, value in (request.options or {}).items():
+            spec = known.get(key)
+            if spec is None:
+                out.append(RuleViolation(key, f"{self.label}: {mode.label} has no option {key!r}"))
+                continue
+            if value in (None, ""):
+                if spec.required:
+                    out.append(RuleViolation(key, f"{self.label}: {spec.label} is required"))
+                continue
+            if spec.kind == "bool" and not isinstance(value, bool):
+                out.append(RuleViolation(key, f"{self.label}: {spec.label} must be true or false"))
+            elif spec.kind == "choice" and value not in spec.choices:
+                out.append(RuleViolation(key, f"{self.label}: {spec.label} must be one of {', '.join(spec.choices)}"))
+            elif spec.kind == "image_url" and not str(value).lower().startswith(("http://", "https://")):
+                out.append(RuleViolation(key, f"{self.label}: {spec.label} must be an http(s) URL"))
+        for spec in mode.options:
+            if spec.required and (request.options or {}).get(spec.name) in (None, ""):
+                out.append(RuleViolation(spec.name, f"{self.label}: {spec.label} is required for {mode.label}"))
         return out
 
     # -- facts -----------------------------------------------------------------------
@@ -284,8 +332,15 @@ class ProviderAdapter(abc.ABC):
 
     # -- protocol --------------------------------------------------------------------
     @abc.abstractmethod
-    async def submit(self, http: ProviderHttp, request: GenerationRequest, *, callback_url: str = "") -> SubmitResult:
-        """Create the task at the provider. Raises :class:`providers.http.ProviderError`."""
+    async def submit(
+        self, http: ProviderHttp, request: GenerationRequest, *, callback_url: str = "", callback_secret: str = ""
+    ) -> SubmitResult:
+        """Create the task at the provider. Raises :class:`providers.http.ProviderError`.
+
+        ``callback_url`` (may be empty: poll only) is unique per generation and carries its
+        own token; ``callback_secret`` is a random secret for providers that echo one back in
+        their callbacks (PiAPI's ``webhook_config.secret``).
+        """
 
     @abc.abstractmethod
     async def fetch_status(self, http: ProviderHttp, *, task_id: str, model: str) -> TaskUpdate:
@@ -294,6 +349,20 @@ class ProviderAdapter(abc.ABC):
     @abc.abstractmethod
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackHint:
         """Extract the task id from a callback. Raises ``ValueError`` on a malformed body."""
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes, *, secret: str) -> None:
+        """Authenticate a callback as far as the provider allows; raise ``ValueError`` if it fails.
+
+        The default accepts (the per-generation token in the URL already authenticated it).
+        """
+
+    def callback_challenge(self, headers: Mapping[str, str], body: bytes) -> dict | None:
+        """An immediate answer some providers require (MiniMax's ``challenge`` echo), else None."""
+        return None
+
+    async def cancel(self, http: ProviderHttp, *, task_id: str, model: str) -> None:
+        """Cancel a task at the provider (only when ``capabilities.cancel``). Raises ProviderError."""
+        raise NotImplementedError(f"{self.label} documents no cancel")
 
     async def fetch_balance(self, http: ProviderHttp):
         """Return the account balance (provider unit) or None when the provider documents none."""

@@ -170,7 +170,8 @@ def test_parse_callback_takes_the_status_shape():
         (dict(image_url="https://example.com/a.png"), "image_url", "takes no image"),
         (dict(mode="standard-image-to-video", image_url="ftp://example.com/a.png"), "image_url", "http(s) URL"),
         (dict(model="hailuo-2-3-fast", mode="pro-image-to-video", duration=5, resolution="1080p", image_url="https://e.com/a.png"), "duration", "takes 6 seconds"),
-        (dict(options={"provider": "cheapest"}), "provider", "routing strategy"),
+        (dict(options={"provider": "cheapest"}), "provider", "Routing strategy must be one of auto, value, official"),
+        (dict(options={"turbo": True}), "turbo", "has no option"),
     ],
 )
 def test_validation_rules(overrides, field, fragment):

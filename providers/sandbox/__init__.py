@@ -16,7 +16,15 @@ Command line: ``python -m providers.sandbox apixo --port 8801``.
 Registered kinds: ``apixo``.  See README.md for knobs and prompt markers.
 """
 
+import importlib
+import importlib.util
+
 from . import apixo  # noqa: F401  (importing it registers the "apixo" kind)
+
+# Every provider's sandbox module registers its kind on import.
+for _kind in ("poyo", "qingbo", "piapi", "minimax"):
+    if importlib.util.find_spec(f"{__name__}.{_kind}") is not None:
+        importlib.import_module(f"{__name__}.{_kind}")
 from .apixo import ApixoSandbox
 from .common import (
     COMMON_KNOBS,

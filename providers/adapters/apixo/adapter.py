@@ -19,6 +19,7 @@ from providers.base import (
     ImageRules,
     ModeCapability,
     ModelCapability,
+    OptionSpec,
     PollCadence,
     ProviderAdapter,
     ProviderCapabilities,
@@ -79,6 +80,12 @@ STATE_MAP = {
 
 ROUTING_STRATEGIES = ("auto", "value", "official")
 
+#: seeds/002 "Request Body": ``provider`` routing strategy auto (default), value or official.
+ROUTING_OPTION = OptionSpec(
+    "provider", "Routing strategy", "choice", ROUTING_STRATEGIES, default="auto",
+    help="APIXO route: auto (default), value (cheapest) or official.",
+)
+
 
 class ApixoAdapter(ProviderAdapter):
     """APIXO (``Authorization: Bearer KEY``): ``POST /generateTask/{model}``, ``GET /statusTask/{model}?taskId=``.
@@ -90,16 +97,20 @@ class ApixoAdapter(ProviderAdapter):
     kind = "apixo"
     label = "APIXO"
     default_base_url = "https://api.apixo.ai/api/v1"
-    capabilities = ProviderCapabilities(models=(HAILUO_2_3, HAILUO_2_3_FAST), callbacks=True, cancel=False)
-    account_options = {"provider": ROUTING_STRATEGIES}
+    capabilities = ProviderCapabilities(
+        models=(HAILUO_2_3, HAILUO_2_3_FAST),
+        callbacks=True,
+        cancel=False,
+        account_options=(ROUTING_OPTION,),
+    )
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
 
     def validate(self, request: GenerationRequest) -> None:
-        """Capability rules plus the routing strategy value (seeds/002 "Request Body")."""
+        """Capability rules (the request's options included) plus the account's default routing strategy."""
         violations = self.check_capabilities(request)
-        strategy = self._routing(request)
+        strategy = str(self.options.get("provider") or "")
         if strategy and strategy not in ROUTING_STRATEGIES:
             violations.append(
                 RuleViolation("provider", f"APIXO: routing strategy must be auto, value or official, not {strategy!r}")
@@ -136,7 +147,9 @@ class ApixoAdapter(ProviderAdapter):
             body["provider"] = strategy
         return body
 
-    async def submit(self, http: ProviderHttp, request: GenerationRequest, *, callback_url: str = "") -> SubmitResult:
+    async def submit(
+        self, http: ProviderHttp, request: GenerationRequest, *, callback_url: str = "", callback_secret: str = ""
+    ) -> SubmitResult:
         """Submit; returns the ``data.taskId``. Raises ProviderError (seeds/001 "HTTP errors")."""
         body = self.build_submit_body(request, callback_url=callback_url)
         response = await http.request(
