@@ -29,6 +29,12 @@ class StudioForm(forms.Form):
         required=False, label="First-frame image URL", assume_scheme="https",
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/first-frame.jpg"}),
     )
+    image_file = forms.FileField(
+        required=False, label="…or upload the first frame",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
+    )
+
+    OPTION_PREFIX = "opt_"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -49,8 +55,11 @@ class StudioForm(forms.Form):
         self.fields["resolution"].choices = [(r, r) for r in resolutions]
         if self.mode_cap.image == "none":
             self.fields["image_url"].widget = forms.HiddenInput()
-        elif self.mode_cap.image == "required":
-            self.fields["image_url"].required = True
+            del self.fields["image_file"]
+        self.option_names = []
+        for spec in (*self.mode_cap.options, *caps.account_options):
+            self.fields[self.OPTION_PREFIX + spec.name] = self._option_field(spec)
+            self.option_names.append(spec.name)
         if self.model_cap.prompt_max_chars:
             self.fields["prompt"].widget.attrs["maxlength"] = self.model_cap.prompt_max_chars
         if self.is_bound:
@@ -64,6 +73,43 @@ class StudioForm(forms.Form):
             if data.get("resolution") not in resolutions:
                 data["resolution"] = resolutions[0]
             self.data = data
+
+    def _option_field(self, spec):
+        """A form field for one provider option (see ``providers.base.OptionSpec``)."""
+        help_text = spec.help
+        if spec.kind == "bool":
+            return forms.BooleanField(required=False, label=spec.label, initial=bool(spec.default), help_text=help_text)
+        if spec.kind == "choice":
+            account_default = (self.account.options or {}).get(spec.name) or spec.default
+            choices = [("", f"Default ({account_default})" if account_default else "Provider default")]
+            choices += [(c, c) for c in spec.choices]
+            return forms.ChoiceField(required=False, label=spec.label, choices=choices, help_text=help_text)
+        if spec.kind == "image_url":
+            return forms.URLField(
+                required=spec.required, label=spec.label, assume_scheme="https", help_text=help_text,
+                widget=forms.URLInput(attrs={"placeholder": "https://example.com/image.jpg"}),
+            )
+        return forms.CharField(required=spec.required, label=spec.label, help_text=help_text)
+
+    def option_fields(self):
+        return [self[self.OPTION_PREFIX + name] for name in getattr(self, "option_names", [])]
+
+    def options(self) -> dict:
+        """The chosen provider options (cleaned); empty choices and URLs are left out."""
+        out = {}
+        for name in self.option_names:
+            value = self.cleaned_data.get(self.OPTION_PREFIX + name)
+            if value in (None, ""):
+                continue
+            out[name] = value
+        return out
+
+    def clean(self):
+        data = super().clean()
+        if self.mode_cap is not None and self.mode_cap.image == "required":
+            if not data.get("image_url") and not data.get("image_file"):
+                self.add_error("image_url", "Give a first-frame image: a URL or an upload.")
+        return data
 
     @staticmethod
     def _pick_account(accounts, wanted):

@@ -157,3 +157,28 @@ class GenerationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.state} {self.message}"
+
+
+def _upload_path(instance, filename: str) -> str:
+    return f"uploads/{instance.created_at:%Y/%m}/{instance.pk}.{instance.format or 'bin'}"
+
+
+class InputImage(models.Model):
+    """An image a member uploaded as a first frame (or other input image).
+
+    Providers fetch it by URL: it is served publicly under an unguessable id at
+    ``/u/<id>.<ext>`` below ``HAILUO_PUBLIC_BASE_URL``. Format and dimensions are read at
+    upload time so the provider's image rules are checked without fetching it back.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="input_images")
+    file = models.FileField(upload_to=_upload_path, max_length=300)
+    format = models.CharField(max_length=10)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.pk}.{self.format} {self.width}×{self.height}"

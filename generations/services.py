@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import random
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
@@ -30,9 +32,10 @@ from billing import services as billing_services
 from billing.money import money
 from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
-from generations.models import ALLOWED_FROM, ArchiveState, Generation, GenerationEvent, State
+from generations.models import ALLOWED_FROM, ArchiveState, Generation, GenerationEvent, InputImage, State
 from providers.base import GenerationRequest, RequestRefused, RuleViolation, TaskState, TaskUpdate
 from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_poll_client, make_submit_client
+from providers.images import ImageInfo, ImageUnavailable, check_image, fetch_image, identify
 from providers.models import ProviderAccount
 
 log = logging.getLogger(__name__)
@@ -119,11 +122,90 @@ def generation_quote(*, params: CreateParams, account: ProviderAccount | None = 
         for violation in refused.violations:
             fields[violation.field].append(violation.message)
         raise GenerationRefused("validation_error", str(refused), dict(fields)) from refused
+    image_violations = check_request_images(adapter_cls=adapter_cls, request=request)
+    if image_violations:
+        fields = defaultdict(list)
+        for violation in image_violations:
+            fields[violation.field].append(violation.message)
+        raise GenerationRefused("validation_error", "; ".join(v.message for v in image_violations), dict(fields))
     facts = adapter.billing_facts(request)
     try:
         return quote(facts=facts, rules=price_rules_for(provider_kind=facts.provider_kind, model=facts.model), at=timezone.now())
     except NoPriceRule as exc:
         raise GenerationRefused("no_price_rule", str(exc), {"model": [str(exc)]}) from exc
+
+
+# --- input images ------------------------------------------------------------------------
+_UPLOAD_PATH = re.compile(r"/u/(?P<id>[0-9a-f-]{36})\.(?P<ext>[a-z0-9]+)$")
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+def input_image_create(*, user, uploaded_file) -> InputImage:
+    """Store an uploaded image after reading its format and dimensions.
+
+    Raises :class:`GenerationRefused` (``validation_error`` on field ``image_file``) when it
+    is too large, not an image, or uploads cannot be offered to providers because
+    ``HAILUO_PUBLIC_BASE_URL`` is not set.
+    """
+    if not settings.HAILUO_PUBLIC_BASE_URL:
+        message = "Uploads need HAILUO_PUBLIC_BASE_URL (providers fetch images by URL): give an image URL instead."
+        raise GenerationRefused("validation_error", message, {"image_file": [message]})
+    data = uploaded_file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        message = f"The image is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB."
+        raise GenerationRefused("validation_error", message, {"image_file": [message]})
+    try:
+        info = identify(data)
+    except ImageUnavailable as exc:
+        raise GenerationRefused("validation_error", str(exc), {"image_file": [f"The upload: {exc}."]}) from exc
+    image = InputImage(user=user, format=info.format, width=info.width, height=info.height, size=info.size)
+    image.file.save(f"{image.pk}.{info.format}", ContentFile(data), save=False)
+    image.save()
+    return image
+
+
+def input_image_url(image: InputImage) -> str:
+    """The public URL providers fetch an uploaded image from."""
+    return settings.HAILUO_PUBLIC_BASE_URL + reverse("input_image", kwargs={"image_id": image.pk, "ext": image.format})
+
+
+def _image_info(url: str) -> ImageInfo:
+    """Our own upload is looked up; any other URL is fetched under limits and identified."""
+    base = settings.HAILUO_PUBLIC_BASE_URL
+    if base and url.startswith(base + "/"):
+        match = _UPLOAD_PATH.search(url[len(base):])
+        image = InputImage.objects.filter(pk=match.group("id")).first() if match else None
+        if image is not None:
+            return ImageInfo(format=image.format, width=image.width, height=image.height, size=image.size)
+    data = fetch_image(url, allowed_private_hosts=set(settings.HAILUO_ALLOWED_PRIVATE_HOSTS))
+    return identify(data)
+
+
+def check_request_images(*, adapter_cls, request: GenerationRequest) -> list[RuleViolation]:
+    """Check every image of ``request`` (first frame and image options) against the model's image rules.
+
+    Images are fetched under limits (``providers.images.fetch_image``); an unreachable or
+    unreadable image is refused too, since the provider could not read it either.
+    """
+    model = adapter_cls.capabilities.model(request.model)
+    mode = model.mode(request.mode) if model else None
+    if model is None or mode is None:
+        return []
+    targets = [("image_url", request.image_url)] if request.image_url else []
+    for spec in mode.options:
+        value = (request.options or {}).get(spec.name)
+        if spec.kind == "image_url" and value:
+            targets.append((spec.name, str(value)))
+    out: list[RuleViolation] = []
+    for field_name, url in targets:
+        try:
+            info = _image_info(url)
+        except ImageUnavailable as exc:
+            out.append(RuleViolation(field_name, f"{adapter_cls.label}: {exc}"))
+            continue
+        if model.image_rules is not None:
+            out.extend(check_image(info, model.image_rules, provider=adapter_cls.label, field=field_name))
+    return out
 
 
 def generation_create(*, user, params: CreateParams, idempotency_key: str | None = None, team=None) -> Generation:

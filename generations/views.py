@@ -60,8 +60,15 @@ def _price_context(form: StudioForm, user) -> dict:
 def studio(request):
     """GET: the form and the gallery. POST: create a generation (HTMX: return the new card)."""
     if request.method == "POST":
-        form = StudioForm(request.POST)
+        form = StudioForm(request.POST, request.FILES)
         if form.is_valid():
+            image_url = form.cleaned_data.get("image_url") or ""
+            upload = form.cleaned_data.get("image_file")
+            if upload:
+                try:
+                    image_url = services.input_image_url(services.input_image_create(user=request.user, uploaded_file=upload))
+                except services.GenerationRefused as refused:
+                    form.add_error("image_file", refused.message)
             params = services.CreateParams(
                 provider_account_id=form.cleaned_data["provider_account"].pk,
                 model=form.cleaned_data["model"],
@@ -69,9 +76,12 @@ def studio(request):
                 prompt=form.cleaned_data["prompt"],
                 duration=form.cleaned_data["duration"],
                 resolution=form.cleaned_data["resolution"],
-                image_url=form.cleaned_data.get("image_url") or "",
+                image_url=image_url,
+                options=form.options(),
             )
             try:
+                if form.errors:
+                    raise services.GenerationRefused("validation_error", "invalid upload")
                 generation = services.generation_create(user=request.user, params=params)
             except services.GenerationRefused as refused:
                 for field_name, messages in refused.fields.items():
@@ -223,3 +233,17 @@ def provider_callback(request, kind: str, generation_id, token: str):
 
 def home(request):
     return redirect("studio")
+
+
+@require_GET
+def input_image(request, image_id, ext: str):
+    """An uploaded input image, public under its unguessable id (providers fetch it by URL)."""
+    from generations.models import InputImage
+
+    image = InputImage.objects.filter(pk=image_id, format=ext).first()
+    if image is None:
+        raise Http404
+    content_type = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}.get(image.format, "application/octet-stream")
+    response = FileResponse(image.file.open("rb"), content_type=content_type)
+    response["Cache-Control"] = "public, max-age=604800, immutable"
+    return response

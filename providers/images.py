@@ -1,0 +1,122 @@
+"""First-frame (and other input) images: fetch under limits, identify, check against a provider's rules.
+
+A provider refuses a bad image only after we have paid for nothing but also learned
+nothing; checking first gives the member a clear message before any money moves
+(issue "Every provider, faithful to its documentation", item 2). Images are fetched with
+the SSRF guard (http/https only, public addresses only unless allowed by setting,
+redirects re-checked), a size cap and a deadline; Pillow reads only the header.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from urllib.parse import urljoin
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+from providers.base import ImageRules, RuleViolation
+from providers.http import UnsafeURL, check_public_url
+
+#: Pillow format name → our format name (the spelling ImageRules.formats uses).
+FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "MPO": "jpeg"}
+FORMAT_LABELS = {"jpeg": "JPG", "png": "PNG", "webp": "WebP", "gif": "GIF", "bmp": "BMP"}
+MAX_FETCH_BYTES = 25 * 1024 * 1024
+MAX_REDIRECTS = 4
+
+
+class ImageUnavailable(Exception):
+    """The image could not be fetched or read (the message says why, for the member)."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What we know of an image: ``format`` (our spelling), pixel ``width``/``height``, ``size`` in bytes."""
+
+    format: str
+    width: int
+    height: int
+    size: int
+
+
+def identify(data: bytes) -> ImageInfo:
+    """Identify image bytes. Raises :class:`ImageUnavailable` when they are not an image we can read."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = FORMATS.get(image.format or "", (image.format or "unknown").lower())
+            width, height = image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageUnavailable("the file is not an image we can read") from exc
+    return ImageInfo(format=fmt, width=width, height=height, size=len(data))
+
+
+def fetch_image(url: str, *, allowed_private_hosts=frozenset(), timeout: float = 10.0, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
+    """GET ``url`` under the SSRF guard, a size cap and an overall deadline; return the bytes.
+
+    Raises :class:`ImageUnavailable` with a member-readable reason.
+    """
+    deadline = time.monotonic() + timeout
+    with httpx.Client(follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout, connect=5.0)) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                check_public_url(url, allowed_private_hosts=allowed_private_hosts)
+            except UnsafeURL as exc:
+                raise ImageUnavailable(f"the image URL is refused: {exc}") from exc
+            try:
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    if response.status_code != 200:
+                        raise ImageUnavailable(f"the image URL answered HTTP {response.status_code}")
+                    chunks, total = [], 0
+                    for chunk in response.iter_bytes(64 * 1024):
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise ImageUnavailable(f"the image is larger than {max_bytes // (1024 * 1024)} MB")
+                        if time.monotonic() > deadline:
+                            raise ImageUnavailable(f"the image took more than {timeout:g} s to download")
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except httpx.HTTPError as exc:
+                raise ImageUnavailable(f"the image could not be downloaded ({exc.__class__.__name__})") from exc
+    raise ImageUnavailable("the image URL redirects too many times")
+
+
+def _ratio(value: float) -> str:
+    """0.4 → "2:5", 2.5 → "5:2"."""
+    fraction = Fraction(value).limit_denominator(20)
+    return f"{fraction.numerator}:{fraction.denominator}"
+
+
+def check_image(info: ImageInfo, rules: ImageRules, *, provider: str, field: str = "image_url") -> list[RuleViolation]:
+    """Every rule of ``rules`` that ``info`` breaks, as violations naming the provider and the rule."""
+    out: list[RuleViolation] = []
+    if rules.formats and info.format not in rules.formats:
+        allowed = " or ".join(FORMAT_LABELS.get(f, f.upper()) for f in rules.formats)
+        out.append(RuleViolation(field, f"{provider}: the image must be {allowed} (this one is {FORMAT_LABELS.get(info.format, info.format.upper())})"))
+    if rules.max_bytes and info.size > rules.max_bytes:
+        out.append(RuleViolation(field, f"{provider}: the image must be at most {rules.max_bytes // (1024 * 1024)} MB (this one is {info.size / 1024 / 1024:.1f} MB)"))
+    short, long_ = min(info.width, info.height), max(info.width, info.height)
+    if rules.min_short_side_exclusive is not None and short <= rules.min_short_side_exclusive:
+        out.append(RuleViolation(field, f"{provider}: the image's short side must be over {rules.min_short_side_exclusive} px (this one is {info.width}×{info.height})"))
+    if rules.min_side is not None and short < rules.min_side:
+        out.append(RuleViolation(field, f"{provider}: the image must be at least {rules.min_side} px on each side (this one is {info.width}×{info.height})"))
+    if rules.max_side is not None and long_ > rules.max_side:
+        out.append(RuleViolation(field, f"{provider}: the image must be at most {rules.max_side} px on each side (this one is {info.width}×{info.height})"))
+    if info.height and (rules.aspect_min is not None or rules.aspect_max is not None):
+        ratio = info.width / info.height
+        low, high = rules.aspect_min, rules.aspect_max
+        if rules.aspect_exclusive:
+            bad = (low is not None and ratio <= low) or (high is not None and ratio >= high)
+            words = "strictly between"
+        else:
+            bad = (low is not None and ratio < low) or (high is not None and ratio > high)
+            words = "between"
+        if bad:
+            bounds = " and ".join(_ratio(x) for x in (low, high) if x is not None)
+            out.append(RuleViolation(field, f"{provider}: the image's aspect ratio must be {words} {bounds} (this one is {info.width}×{info.height})"))
+    return out
