@@ -355,6 +355,7 @@ class ProviderAdapter(abc.ABC):
 
         The default accepts (the per-generation token in the URL already authenticated it).
         """
+        return None
 
     def callback_challenge(self, headers: Mapping[str, str], body: bytes) -> dict | None:
         """An immediate answer some providers require (MiniMax's ``challenge`` echo), else None."""
