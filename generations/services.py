@@ -311,6 +311,14 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def callback_secret(generation_id) -> str:
+    """The shared secret handed to providers that echo one in callbacks (PiAPI's ``x-webhook-secret``).
+
+    Derived from ``SECRET_KEY`` and the generation id (HMAC-SHA256), so it is never stored.
+    """
+    return hmac.new(settings.SECRET_KEY.encode(), f"callback-secret:{generation_id}".encode(), hashlib.sha256).hexdigest()
+
+
 def _timeouts() -> Timeouts:
     return Timeouts(connect=settings.HAILUO_PROVIDER_CONNECT_TIMEOUT, read=settings.HAILUO_PROVIDER_READ_TIMEOUT)
 
@@ -351,7 +359,7 @@ def generation_submit(*, generation_id) -> str:
     )
     try:
         adapter = account.adapter()
-        result = asyncio.run(_submit(adapter, request, _callback_url(generation, token)))
+        result = asyncio.run(_submit(adapter, request, _callback_url(generation, token), callback_secret(generation.pk)))
     except ProviderError as exc:
         return _submit_failed(generation, exc)
     except Exception as exc:  # a bug after the request may have left: never resend blindly
@@ -379,10 +387,10 @@ def generation_submit(*, generation_id) -> str:
     return State.SUBMITTED
 
 
-async def _submit(adapter, request, callback_url):
+async def _submit(adapter, request, callback_url, secret):
     async with make_submit_client() as client:
         http = ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
-        return await adapter.submit(http, request, callback_url=callback_url)
+        return await adapter.submit(http, request, callback_url=callback_url, callback_secret=secret if callback_url else "")
 
 
 def _submit_failed(generation: Generation, exc: ProviderError) -> str:
@@ -633,11 +641,12 @@ class CallbackRejected(Exception):
         self.status = status
 
 
-def generation_callback(*, kind: str, generation_id, token: str, headers, body: bytes) -> Generation:
+def generation_callback(*, kind: str, generation_id, token: str, headers, body: bytes) -> dict | None:
     """Authenticate a provider callback and wake its generation's poll. Changes no state itself.
 
-    Raises :class:`CallbackRejected` (404 unknown generation, 403 bad token, 400 malformed
-    or for another task).
+    Returns the body to answer with when the provider requires a specific one (MiniMax's
+    challenge echo), else None. Raises :class:`CallbackRejected` (404 unknown generation,
+    403 bad token or secret, 400 malformed or for another task).
     """
     generation = Generation.objects.filter(pk=generation_id, provider_kind=kind).select_related("provider_account").first()
     if generation is None or not generation.callback_token_hash:
@@ -645,6 +654,13 @@ def generation_callback(*, kind: str, generation_id, token: str, headers, body: 
     if not hmac.compare_digest(generation.callback_token_hash, _hash_token(token)):
         raise CallbackRejected(403, "bad callback token")
     adapter = generation.provider_account.adapter_cls(api_key="", base_url=generation.provider_account.base_url)
+    challenge = adapter.callback_challenge(headers, body)
+    if challenge is not None:
+        return challenge
+    try:
+        adapter.verify_callback(headers, body, secret=callback_secret(generation.pk))
+    except ValueError as exc:
+        raise CallbackRejected(403, str(exc)) from exc
     try:
         hint = adapter.parse_callback(headers, body)
     except ValueError as exc:
@@ -655,7 +671,7 @@ def generation_callback(*, kind: str, generation_id, token: str, headers, body: 
     if generation.state in (State.SUBMITTED, State.RUNNING):
         Generation.objects.filter(pk=generation.pk).update(next_poll_at=timezone.now())
         transaction.on_commit(lambda: enqueue_poll([generation.pk]))
-    return generation
+    return None
 
 
 # --- archive -------------------------------------------------------------------------------------------

@@ -223,12 +223,12 @@ def budget_badge(request):
 def provider_callback(request, kind: str, generation_id, token: str):
     """A provider's callback (webhook). A hint only: it wakes the poll, the status endpoint decides."""
     try:
-        services.generation_callback(
+        answer = services.generation_callback(
             kind=kind, generation_id=generation_id, token=token, headers=request.headers, body=request.body
         )
     except services.CallbackRejected as exc:
         return JsonResponse({"ok": False, "error": str(exc)}, status=exc.status)
-    return JsonResponse({"ok": True})
+    return JsonResponse(answer if answer is not None else {"ok": True})
 
 
 def home(request):

@@ -178,3 +178,37 @@ def test_budget_exceeded_is_an_exception_with_figures():
     budget = Budget(amount=Decimal("1"), period="month", user_id=1)
     exc = BudgetExceeded(budget=budget, amount=Decimal("0.56"), remaining=Decimal("0.44"))
     assert exc.over_by == Decimal("0.12")
+
+
+# Every documented price (providers.md) against the price the seeded rules give.
+DOCUMENTED = [
+    ("poyo", "hailuo-2.3", "text-to-video", 6, "768p", "0.175"),
+    ("poyo", "hailuo-2.3", "image-to-video", 10, "768p", "0.35"),
+    ("poyo", "hailuo-2.3", "text-to-video", 6, "1080p", "0.30"),
+    ("qingbo", "hailuo-2.3", "text-to-video", 6, "768p", "0.3111"),
+    ("qingbo", "hailuo-2.3", "text-to-video", 10, "768p", "0.5185"),
+    ("qingbo", "hailuo-2.3", "image-to-video", 6, "1080p", "0.459"),
+    ("qingbo", "hailuo-2.3-fast", "image-to-video", 6, "768p", "0.1581"),
+    ("qingbo", "hailuo-2.3-fast", "image-to-video", 10, "768p", "0.2635"),
+    ("qingbo", "hailuo-2.3-fast", "text-to-video", 6, "1080p", "0.2703"),
+    ("piapi", "v2.3", "text-to-video", 6, "768p", "0.23"),
+    ("piapi", "v2.3", "text-to-video", 10, "768p", "0.45"),
+    ("piapi", "v2.3", "image-to-video", 6, "1080p", "0.46"),
+    ("piapi", "v2.3-fast", "text-to-video", 6, "768p", "0.16"),
+    ("piapi", "v2.3-fast", "image-to-video", 10, "768p", "0.26"),
+    ("piapi", "v2.3-fast", "image-to-video", 6, "1080p", "0.26"),
+    ("minimax", "MiniMax-Hailuo-2.3", "text-to-video", 6, "768p", "0.28"),
+    ("minimax", "MiniMax-Hailuo-2.3", "image-to-video", 10, "768p", "0.56"),
+    ("minimax", "MiniMax-Hailuo-2.3", "text-to-video", 6, "1080p", "0.49"),
+    ("minimax", "MiniMax-Hailuo-2.3-Fast", "image-to-video", 6, "768p", "0.19"),
+    ("minimax", "MiniMax-Hailuo-2.3-Fast", "image-to-video", 10, "768p", "0.32"),
+    ("minimax", "MiniMax-Hailuo-2.3-Fast", "image-to-video", 6, "1080p", "0.33"),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("provider,model,mode,seconds,resolution,expected", DOCUMENTED)
+def test_every_seeded_price_rule_matches_the_documented_price(provider, model, mode, seconds, resolution, expected):
+    rules = price_rules_for(provider_kind=provider, model=model, at=NOW)
+    priced = quote(facts=BillingFacts(provider, model, mode, seconds, resolution), rules=rules, at=NOW)
+    assert priced.amount == Decimal(expected)
