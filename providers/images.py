@@ -86,7 +86,7 @@ def fetch_image(url: str, *, allowed_private_hosts=frozenset(), timeout: float =
     raise ImageUnavailable("the image URL redirects too many times")
 
 
-def _ratio(value: float) -> str:
+def ratio_label(value: float) -> str:
     """0.4 → "2:5", 2.5 → "5:2"."""
     fraction = Fraction(value).limit_denominator(20)
     return f"{fraction.numerator}:{fraction.denominator}"
@@ -117,6 +117,6 @@ def check_image(info: ImageInfo, rules: ImageRules, *, provider: str, field: str
             bad = (low is not None and ratio < low) or (high is not None and ratio > high)
             words = "between"
         if bad:
-            bounds = " and ".join(_ratio(x) for x in (low, high) if x is not None)
+            bounds = " and ".join(ratio_label(x) for x in (low, high) if x is not None)
             out.append(RuleViolation(field, f"{provider}: the image's aspect ratio must be {words} {bounds} (this one is {info.width}×{info.height})"))
     return out

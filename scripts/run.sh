@@ -20,7 +20,7 @@ set -a
 # shellcheck disable=SC1091
 . var/dev.env
 WEB_PORT=${WEB_PORT:-8000}
-APIXO_SANDBOX_PORT=${APIXO_SANDBOX_PORT:-8801}
+SANDBOX_BASE_PORT=${SANDBOX_BASE_PORT:-8801}
 SANDBOX_GENERATION_SECONDS=${SANDBOX_GENERATION_SECONDS:-8}
 DJANGO_DEBUG=${DJANGO_DEBUG:-1}
 HAILUO_PUBLIC_BASE_URL=${HAILUO_PUBLIC_BASE_URL:-http://127.0.0.1:$WEB_PORT}
@@ -31,13 +31,14 @@ PYTHONUNBUFFERED=1
 set +a
 
 .venv/bin/python manage.py migrate --noinput -v 0
-.venv/bin/python manage.py seed_demo --apixo-url "http://127.0.0.1:$APIXO_SANDBOX_PORT/api/v1"
+.venv/bin/python manage.py seed_demo --sandbox-base-port "$SANDBOX_BASE_PORT"
 .venv/bin/python manage.py setup_schedules
 
 cat <<MSG
 
   Hailuo Studio is starting:  http://127.0.0.1:$WEB_PORT/
-  Log in as the member above (or the admin: /admin/). APIXO sandbox: http://127.0.0.1:$APIXO_SANDBOX_PORT/api/v1
+  Log in as the member above (or the admin: /admin/).
+  Sandboxes: APIXO :$SANDBOX_BASE_PORT, PoYo :$((SANDBOX_BASE_PORT + 1)), qingbo :$((SANDBOX_BASE_PORT + 2)), PiAPI :$((SANDBOX_BASE_PORT + 3)), MiniMax :$((SANDBOX_BASE_PORT + 4))
   Sandbox prompt markers: [fail] or [fail:CODE] fails the task, [seconds:N] sets its generation time.
   Ctrl-C stops everything.
 
