@@ -43,4 +43,7 @@ def _invalid(request, exc):
 
 from generations.api import router as generations_router  # noqa: E402
 
+from providers.api import router as providers_router  # noqa: E402
+
 api.add_router("/", generations_router)
+api.add_router("/", providers_router)

@@ -112,3 +112,12 @@ def test_create_api_token_command_prints_a_token_whose_hash_only_is_stored(membe
 def test_openapi_docs_are_served(client):
     assert client.get("/api/v1/openapi.json").json()["info"]["title"] == "Hailuo Studio API"
     assert client.get("/api/v1/docs").status_code == 200
+
+
+def test_providers_endpoint_lists_capabilities(client, api_token, apixo_account):
+    data = client.get("/api/v1/providers", **auth(api_token)).json()
+    account = next(a for a in data if a["id"] == apixo_account.pk)
+    model = next(m for m in account["models"] if m["id"] == "hailuo-2-3")
+    mode = next(m for m in model["modes"] if m["id"] == "pro-text-to-video")
+    assert mode["combos"] == [[5, "1080p"]] and mode["image"] == "none"
+    assert any(o["name"] == "provider" and o["choices"] == ["auto", "value", "official"] for o in mode["options"])
