@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from providers.models import ProviderAccount
 
@@ -40,6 +40,15 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     list_filter = ["kind", "enabled"]
     list_editable = ["enabled", "priority"]
     search_fields = ["label"]
+    actions = ["test_connection"]
+
+    @admin.action(description="Test connection (read the balance)")
+    def test_connection(self, request, queryset):
+        from providers.services import provider_account_check
+
+        for account in queryset:
+            check = provider_account_check(account=account)
+            self.message_user(request, check.message, messages.SUCCESS if check.ok else messages.ERROR)
 
     @admin.display(description="API key")
     def masked_key(self, obj):

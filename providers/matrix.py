@@ -19,8 +19,32 @@ def _combos(mode) -> str:
     return "; ".join(f"{res}: {'/'.join(str(d) for d in sorted(ds))} s" for res, ds in sorted(by_res.items(), key=lambda kv: int(kv[0].rstrip("p"))))
 
 
+def _prices(kind: str, model, mode) -> str:
+    """The seeded price of each (resolution, duration) of a mode, from the price rules in the database."""
+    from django.utils import timezone
+
+    from billing.pricing import NoPriceRule, quote
+    from billing.selectors import price_rules_for
+    from providers.base import BillingFacts
+
+    now = timezone.now()
+    rules = price_rules_for(provider_kind=kind, model=model.id, at=now)
+    parts = []
+    for duration, resolution in sorted(mode.combos, key=lambda c: (int(c[1].rstrip("p")), c[0])):
+        try:
+            amount = quote(facts=BillingFacts(kind, model.id, mode.id, duration, resolution), rules=rules, at=now).display
+        except NoPriceRule:
+            return "no documented price: admin sets a rule"
+        parts.append(f"{resolution} {duration} s {amount}")
+    return "; ".join(parts)
+
+
 def render_matrix() -> str:
-    """Markdown: one table per provider (model, mode, image, durations × resolutions, options)."""
+    """Markdown: one table per provider (model, mode, image, durations × resolutions, price, options).
+
+    Prices come from the price rules in the database (the seeded, documented prices on a
+    freshly migrated database).
+    """
     out: list[str] = []
     for cls in ADAPTERS.values():
         caps = cls.capabilities
@@ -34,14 +58,15 @@ def render_matrix() -> str:
         out.append("")
         out.append(f"{'; '.join(flags)}.")
         out.append("")
-        out.append("| model | mode | image | resolution: durations | prompt limit | options |")
-        out.append("|---|---|---|---|---|---|")
+        out.append("| model | mode | image | resolution: durations | price | prompt limit | options |")
+        out.append("|---|---|---|---|---|---|---|")
         for model in caps.models:
             for mode in model.modes:
                 options = ", ".join(f"`{o.name}`" + (" (required)" if o.required else "") for o in mode.options) or "—"
                 image = {"none": "—", "required": "first frame required", "optional": "first frame optional"}[mode.image]
                 limit = f"{model.prompt_max_chars:,} chars" if model.prompt_max_chars else "—"
-                out.append(f"| `{model.id}` | `{mode.id}` | {image} | {_combos(mode)} | {limit} | {options} |")
+                price = _prices(cls.kind, model, mode)
+                out.append(f"| `{model.id}` | `{mode.id}` | {image} | {_combos(mode)} | {price} | {limit} | {options} |")
         rules = {m.image_rules for m in caps.models if m.image_rules}
         for rules_ in rules:
             parts = ["/".join(f.upper() for f in rules_.formats), f"≤ {rules_.max_bytes // (1024 * 1024)} MB"]
