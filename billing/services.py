@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from billing.models import Budget, LedgerEntry
 from billing.money import format_usd, money
@@ -59,8 +60,11 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
             warnings.append(str(BudgetExceeded(budget=budget, amount=quote.amount, remaining=remaining)).replace(
                 "Refused by", "Over"
             ))
+    now = timezone.now()
     entry = LedgerEntry.objects.create(
         kind=LedgerEntry.Kind.HOLD,
+        effective_at=now,
+        created_at=now,
         amount=quote.amount,
         user_id=generation.user_id,
         team_id=generation.team_id,
@@ -89,6 +93,7 @@ def _settle(*, generation, kind: str, amount: Decimal | None = None, reason: str
         generation=generation,
         price_rule=hold.price_rule,
         effective_at=hold.effective_at,
+        created_at=timezone.now(),
         reason=reason,
     )
     if kind == LedgerEntry.Kind.CAPTURE:
@@ -121,8 +126,11 @@ def ledger_adjust(*, user, amount: Decimal, reason: str, created_by, team=None, 
     """Write a signed correction with its reason and the admin who made it."""
     if not reason.strip():
         raise ValueError("an adjustment needs a reason")
+    now = timezone.now()
     return LedgerEntry.objects.create(
         kind=LedgerEntry.Kind.ADJUSTMENT,
+        effective_at=now,
+        created_at=now,
         amount=money(amount),
         user=user,
         team=team,
