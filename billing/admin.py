@@ -1,32 +1,116 @@
-from django.contrib import admin
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
 
 from billing.models import Budget, LedgerEntry, PriceRule
+from billing.services import ledger_adjust, ledger_credit, price_rule_revise
+
+
+class PriceRuleForm(forms.ModelForm):
+    """New rules are typed in full; an existing rule is revised: a new version supersedes it."""
+
+    new_unit_price = forms.DecimalField(
+        required=False, max_digits=18, decimal_places=6, label="New unit price (USD)",
+        help_text="Revising writes a new version from 'New version valid from'; this version is closed then, not edited.",
+    )
+    new_valid_from = forms.DateTimeField(required=False, label="New version valid from", help_text="Default: now.")
+    new_source = forms.CharField(required=False, label="Source of the new price", widget=forms.Textarea(attrs={"rows": 2}))
+
+    class Meta:
+        model = PriceRule
+        fields = ["provider_kind", "model", "mode", "resolution", "duration", "unit", "unit_price", "valid_from", "valid_to", "source"]
 
 
 @admin.register(PriceRule)
 class PriceRuleAdmin(admin.ModelAdmin):
-    list_display = ["provider_kind", "model", "mode", "resolution", "duration", "unit", "unit_price", "valid_from", "valid_to"]
+    """Price rules with their history; a change is a new version (never an edit in place)."""
+
+    form = PriceRuleForm
+    list_display = ["provider_kind", "model", "mode", "resolution", "duration", "unit", "unit_price", "valid_from", "valid_to", "current"]
     list_filter = ["provider_kind", "model", "unit"]
     search_fields = ["model", "mode", "source"]
+    readonly_fields = ["supersedes", "created_by", "created_at"]
 
+    @admin.display(boolean=True)
+    def current(self, obj):
+        return obj.is_current
 
-@admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
-    """Read-only: the ledger is append-only; corrections are adjustment entries."""
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return self.readonly_fields
+        return [*PriceRule.PRICE_FIELDS, "valid_to", "source", *self.readonly_fields]
 
-    list_display = ["created_at", "kind", "amount", "user", "team", "provider_account", "generation"]
-    list_filter = ["kind", "team", "provider_account"]
-    search_fields = ["user__email", "reason"]
-    date_hierarchy = "created_at"
+    def get_fields(self, request, obj=None):
+        base = ["provider_kind", "model", "mode", "resolution", "duration", "unit", "unit_price", "valid_from", "valid_to", "source"]
+        if obj is None:
+            return base
+        return [*base, "supersedes", "created_by", "created_at", "new_unit_price", "new_valid_from", "new_source"]
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+            super().save_model(request, obj, form, change)
+            return
+        new_price = form.cleaned_data.get("new_unit_price")
+        if new_price is None:
+            return
+        try:
+            revised = price_rule_revise(
+                rule=obj, unit_price=Decimal(new_price), valid_from=form.cleaned_data.get("new_valid_from") or timezone.now(),
+                source=form.cleaned_data.get("new_source") or "", created_by=request.user,
+            )
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"New version written: {revised}", messages.SUCCESS)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_add_permission(self, request) -> bool:
+
+class LedgerEntryForm(forms.ModelForm):
+    """Admins add only credits and adjustments; the reason is required and the author recorded."""
+
+    kind = forms.ChoiceField(choices=[("adjustment", "Adjustment (signed)"), ("credit", "Credit (gives money back)")])
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["kind", "amount", "user", "team", "generation", "reason"]
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    """Read-only once written (append-only); new entries are credits or adjustments with a reason."""
+
+    form = LedgerEntryForm
+    list_display = ["created_at", "kind", "amount", "user", "team", "provider_account", "generation", "created_by"]
+    list_filter = ["kind", "team", "provider_account"]
+    search_fields = ["user__email", "reason"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["generation"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [f.name for f in LedgerEntry._meta.fields]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        writer = ledger_credit if data["kind"] == "credit" else ledger_adjust
+        entry = writer(
+            user=data["user"], team=data.get("team"), amount=data["amount"], reason=data["reason"],
+            created_by=request.user, generation=data.get("generation"),
+        )
+        form.instance = obj = entry
 
 
 @admin.register(Budget)

@@ -39,7 +39,15 @@ class PriceRule(models.Model):
     valid_from = models.DateTimeField(default=timezone.now)
     valid_to = models.DateTimeField(null=True, blank=True)
     source = models.TextField(blank=True, help_text="Where the price comes from: a link or a note.")
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by",
+        help_text="The version this rule replaced.",
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+
+    #: Fields that define a price; once saved they never change (a new version is written instead).
+    PRICE_FIELDS = ("provider_kind", "model", "mode", "resolution", "duration", "unit", "unit_price", "valid_from")
 
     class Meta:
         ordering = ["provider_kind", "model", "mode", "resolution", "duration", "-valid_from"]
@@ -56,6 +64,19 @@ class PriceRule(models.Model):
         parts = [self.provider_kind, self.model, self.mode or "any mode", self.resolution or "any res"]
         parts.append(f"{self.duration}s" if self.duration else "any duration")
         return " · ".join(parts) + f" = {self.unit_price} USD {self.get_unit_display()}"
+
+    def save(self, *args, **kwargs):
+        """Insert, or close a version by setting ``valid_to``; any other change is refused."""
+        if self.pk is not None and not self._state.adding:
+            stored = PriceRule.objects.filter(pk=self.pk).values(*self.PRICE_FIELDS).first()
+            if stored and any(stored[f] != getattr(self, f) for f in self.PRICE_FIELDS):
+                raise PermissionError("price rules are never edited in place: write a new version (billing.services.price_rule_revise)")
+        super().save(*args, **kwargs)
+
+    @property
+    def is_current(self) -> bool:
+        now = timezone.now()
+        return self.valid_from <= now and (self.valid_to is None or now < self.valid_to)
 
     def snapshot(self) -> dict:
         """The rule as plain data, stored with a hold so later price changes never rewrite history."""
@@ -185,6 +206,10 @@ class Budget(models.Model):
     amount = _money_field(help_text="USD per period.")
     period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTH)
     hard = models.BooleanField(default=True, help_text="Hard: refuse submits beyond it. Soft: warn and allow.")
+    allowed_providers = models.JSONField(
+        default=list, blank=True, help_text='Provider kinds this budget may buy from, e.g. ["apixo", "piapi"]; empty: any.'
+    )
+    allowed_models = models.JSONField(default=list, blank=True, help_text='Model ids allowed, e.g. ["hailuo-2-3"]; empty: any.')
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -208,3 +233,9 @@ class Budget(models.Model):
     @property
     def scope_label(self) -> str:
         return "your" if self.user_id else f"team {self.team}'s"
+
+    def allows(self, *, provider_kind: str, model: str) -> bool:
+        """False when an allow-list excludes this provider or model."""
+        if self.allowed_providers and provider_kind not in self.allowed_providers:
+            return False
+        return not (self.allowed_models and model not in self.allowed_models)

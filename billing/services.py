@@ -36,12 +36,18 @@ class BudgetExceeded(Exception):
         )
 
 
+class BudgetNotAllowed(Exception):
+    """A hard budget's allow-list excludes this provider or model."""
+
+
 def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
     """Hold ``quote.amount`` for ``generation`` after checking every budget that applies.
 
     Locks the user's and the team's active budgets (``SELECT ... FOR UPDATE``) so concurrent
     submits are checked one after another. Returns ``(hold entry, warnings)`` where warnings
-    name soft budgets exceeded. Raises :class:`BudgetExceeded` for a hard budget.
+    name soft budgets exceeded. Raises :class:`BudgetExceeded` for a hard budget without
+    room and :class:`BudgetNotAllowed` for a hard budget whose allow-list excludes the
+    provider or model.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_hold must run inside transaction.atomic()")
@@ -53,6 +59,14 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
     )
     warnings = []
     for budget in budgets:
+        if not budget.allows(provider_kind=generation.provider_kind, model=generation.model):
+            scope = "your" if budget.user_id else f"team {budget.team.name}'s"
+            allowed = ", ".join([*budget.allowed_providers, *budget.allowed_models])
+            message = f"Refused by {scope} budget: {generation.provider_kind} {generation.model} is not on its allow-list ({allowed})."
+            if budget.hard:
+                raise BudgetNotAllowed(message)
+            warnings.append(message.replace("Refused by", "Outside"))
+            continue
         remaining = money(budget.amount - committed_in(budget=budget))
         if quote.amount > remaining:
             if budget.hard:
@@ -137,4 +151,51 @@ def ledger_adjust(*, user, amount: Decimal, reason: str, created_by, team=None, 
         generation=generation,
         reason=reason,
         created_by=created_by,
+    )
+
+
+def price_rule_revise(*, rule, unit_price: Decimal, unit: str | None = None, source: str = "", valid_from=None, created_by=None):
+    """Supersede ``rule`` with a new version from ``valid_from`` (default now); the old one is closed then.
+
+    History is kept: the old row gets ``valid_to`` and the new one points to it
+    (``supersedes``). Generations keep the snapshot taken at hold, so nothing already
+    quoted changes. Returns the new rule. Raises ``ValueError`` if ``rule`` is already superseded.
+    """
+    from billing.models import PriceRule
+
+    valid_from = valid_from or timezone.now()
+    with transaction.atomic():
+        locked = PriceRule.objects.select_for_update().get(pk=rule.pk)
+        if PriceRule.objects.filter(supersedes=locked).exists():
+            raise ValueError("this price rule was already superseded; revise the current version")
+        if valid_from <= locked.valid_from:
+            raise ValueError("a new version must start after the version it supersedes")
+        if locked.valid_to is None or locked.valid_to > valid_from:
+            locked.valid_to = valid_from
+            locked.save(update_fields=["valid_to"])
+        return PriceRule.objects.create(
+            provider_kind=locked.provider_kind,
+            model=locked.model,
+            mode=locked.mode,
+            resolution=locked.resolution,
+            duration=locked.duration,
+            unit=unit or locked.unit,
+            unit_price=money(unit_price),
+            valid_from=valid_from,
+            source=source or locked.source,
+            supersedes=locked,
+            created_by=created_by,
+        )
+
+
+def ledger_credit(*, user, amount: Decimal, reason: str, created_by, team=None, generation=None) -> LedgerEntry:
+    """Give money back (a positive ``amount``, USD): lowers committed spend. Needs a reason."""
+    if money(amount) <= 0:
+        raise ValueError("a credit is a positive amount")
+    if not reason.strip():
+        raise ValueError("a credit needs a reason")
+    now = timezone.now()
+    return LedgerEntry.objects.create(
+        kind=LedgerEntry.Kind.CREDIT, amount=money(amount), user=user, team=team, generation=generation,
+        reason=reason, created_by=created_by, effective_at=now, created_at=now,
     )

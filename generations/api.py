@@ -99,13 +99,14 @@ REFUSAL_STATUS = {
     "no_price_rule": 422,
     "provider_unavailable": 422,
     "budget_exceeded": 402,
+    "budget_not_allowed": 403,
     "idempotency_conflict": 409,
 }
 
 
 @router.post(
     "/generations",
-    response={201: GenerationOut, 200: GenerationOut, 402: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+    response={201: GenerationOut, 200: GenerationOut, 402: ErrorOut, 403: ErrorOut, 409: ErrorOut, 422: ErrorOut},
     summary="Create a generation",
 )
 def create_generation(request, payload: GenerationIn, idempotency_key: str | None = Header(None, alias="Idempotency-Key")):

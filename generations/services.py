@@ -247,6 +247,8 @@ def generation_create(*, user, params: CreateParams, idempotency_key: str | None
             transaction.on_commit(lambda: enqueue_submit(generation.pk))
     except billing_services.BudgetExceeded as exc:
         raise GenerationRefused("budget_exceeded", str(exc), {"__all__": [str(exc)]}) from exc
+    except billing_services.BudgetNotAllowed as exc:
+        raise GenerationRefused("budget_not_allowed", str(exc), {"__all__": [str(exc)]}) from exc
     except Exception as exc:  # an idempotency race: the unique constraint caught a twin
         from django.db import IntegrityError
 

@@ -212,3 +212,58 @@ def test_every_seeded_price_rule_matches_the_documented_price(provider, model, m
     rules = price_rules_for(provider_kind=provider, model=model, at=NOW)
     priced = quote(facts=BillingFacts(provider, model, mode, seconds, resolution), rules=rules, at=NOW)
     assert priced.amount == Decimal(expected)
+
+
+@pytest.mark.django_db
+def test_price_rules_are_versioned_never_edited(member, apixo_account):
+    from billing.services import price_rule_revise
+
+    rule = PriceRule.objects.get(provider_kind="apixo", model="hailuo-2-3", mode="standard-text-to-video")
+    held = services.generation_create(user=member, params=make_params(apixo_account))
+    rule.unit_price = Decimal("0.07")
+    with pytest.raises(PermissionError):
+        rule.save()
+    rule.refresh_from_db()
+    new = price_rule_revise(rule=rule, unit_price=Decimal("0.06"), source="APIXO price change (test)")
+    rule.refresh_from_db()
+    assert rule.valid_to == new.valid_from and new.supersedes == rule
+    with pytest.raises(ValueError, match="already superseded"):
+        price_rule_revise(rule=rule, unit_price=Decimal("0.05"))
+    later = services.generation_create(user=member, params=make_params(apixo_account))
+    assert later.quoted_amount == Decimal("0.36")
+    held.refresh_from_db()
+    assert held.quoted_amount == Decimal("0.336") and held.price_rule["unit_price"] == "0.056000"
+
+
+@pytest.mark.django_db
+def test_budget_allow_lists(member, apixo_account):
+    Budget.objects.create(user=member, amount=Decimal("10"), period="month", allowed_providers=["piapi"])
+    with pytest.raises(services.GenerationRefused) as refused:
+        services.generation_create(user=member, params=make_params(apixo_account))
+    assert refused.value.code == "budget_not_allowed" and "not on its allow-list (piapi)" in refused.value.message
+
+
+@pytest.mark.django_db
+def test_admin_credits_and_adjusts_with_a_reason(admin_client, admin_user, member):
+    response = admin_client.post(
+        "/admin/billing/ledgerentry/add/",
+        {"kind": "credit", "amount": "1.50", "user": member.pk, "team": "", "generation": "", "reason": "goodwill"},
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    entry = LedgerEntry.objects.get(kind="credit")
+    assert entry.amount == Decimal("1.5") and entry.created_by == admin_user and entry.reason == "goodwill"
+    change = admin_client.get(f"/admin/billing/ledgerentry/{entry.pk}/change/")
+    assert change.status_code == 200 and b'name="_save"' not in change.content
+
+
+@pytest.mark.django_db
+def test_admin_revises_a_price_rule_as_a_new_version(admin_client):
+    rule = PriceRule.objects.get(provider_kind="apixo", model="hailuo-2-3", mode="pro-text-to-video")
+    response = admin_client.post(
+        f"/admin/billing/pricerule/{rule.pk}/change/",
+        {"new_unit_price": "0.55", "new_valid_from_0": "", "new_valid_from_1": "", "new_source": "new price list"},
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    versions = PriceRule.objects.filter(provider_kind="apixo", model="hailuo-2-3", mode="pro-text-to-video").order_by("valid_from")
+    assert [v.unit_price for v in versions] == [Decimal("0.49"), Decimal("0.55")]
+    assert versions[0].valid_to == versions[1].valid_from
