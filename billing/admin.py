@@ -110,7 +110,8 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             user=data["user"], team=data.get("team"), amount=data["amount"], reason=data["reason"],
             created_by=request.user, generation=data.get("generation"),
         )
-        form.instance = obj = entry
+        obj.pk, obj.created_at = entry.pk, entry.created_at  # admin links and logs the entry written by the service
+        obj._state.adding = False
 
 
 @admin.register(Budget)
