@@ -743,3 +743,26 @@ __all__ = [
     "generation_callback",
     "generation_archive",
 ]
+
+
+# --- reconciliation (admin) ------------------------------------------------------------------------
+def generation_reconcile_failed(*, generation_id, admin) -> bool:
+    """needs_reconciliation → failed, releasing the hold (the admin found no task at the provider)."""
+    generation = Generation.objects.get(pk=generation_id)
+    with transaction.atomic():
+        moved = _transition(
+            generation_id, State.FAILED, message=f"Resolved by {admin}: no task at the provider; hold released",
+            fail_code="reconciled", fail_message="No task was found at the provider", completed_at=timezone.now(),
+        )
+        if moved:
+            billing_services.ledger_release(generation=generation, reason=f"reconciled by {admin}")
+    return moved
+
+
+def generation_reconcile_attach(*, generation_id, provider_task_id: str, admin) -> bool:
+    """needs_reconciliation → submitted with the provider's task id (the admin found it); polling resumes."""
+    with transaction.atomic():
+        return _transition(
+            generation_id, State.SUBMITTED, message=f"Resolved by {admin}: task {provider_task_id} attached",
+            provider_task_id=provider_task_id.strip(), submitted_at=timezone.now(), next_poll_at=timezone.now(),
+        )

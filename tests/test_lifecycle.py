@@ -231,3 +231,25 @@ def test_many_generations_are_polled_concurrently(member, apixo_account, sandbox
     assert set(Generation.objects.filter(pk__in=ids).values_list("poll_count", flat=True)) == {1}
     status_gets = [r for r in sandbox.requests("api") if "statusTask" in r["path"]]
     assert len(status_gets) == 40
+
+
+def test_admin_resolves_needs_reconciliation(member, apixo_account, sandbox, settings, admin_client, admin_user):
+    settings.HAILUO_PROVIDER_READ_TIMEOUT = 0.5
+    sandbox.configure(hang_seconds=1.5)
+    lost = services.generation_create(user=member, params=make_params(apixo_account, prompt="lost [hang]"))
+    found = services.generation_create(user=member, params=make_params(apixo_account, prompt="found [hang]"))
+    for g in (lost, found):
+        assert services.generation_submit(generation_id=g.pk) == State.NEEDS_RECONCILIATION
+    page = admin_client.get(f"/admin/generations/generation/{found.pk}/change/").content.decode()
+    assert "Attach provider task id" in page
+    time.sleep(1.2)  # the sandbox created the tasks anyway: find found's task id there
+    task_id = next(t["taskId"] if "taskId" in t else t["task_id"] for t in sandbox.tasks() if "found" in json.dumps(t))
+    admin_client.post(f"/admin/generations/generation/{found.pk}/attach-task/", {"provider_task_id": task_id})
+    admin_client.post("/admin/generations/generation/", {"action": "mark_failed_and_release", "_selected_action": [lost.pk]})
+    lost.refresh_from_db()
+    assert lost.state == State.FAILED and kinds(lost) == ["hold", "release"]
+    found.refresh_from_db()
+    assert found.state == State.SUBMITTED and found.provider_task_id == task_id
+    with override_settings(HAILUO_POLL_TIME_SCALE=0):
+        drive(found)
+    assert found.state == State.SUCCEEDED and kinds(found) == ["hold", "capture"]

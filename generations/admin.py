@@ -1,0 +1,88 @@
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+
+from generations import services
+from generations.models import Generation, GenerationEvent, InputImage, State
+
+
+class GenerationEventInline(admin.TabularInline):
+    model = GenerationEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["at", "state", "message", "data"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AttachTaskForm(forms.Form):
+    provider_task_id = forms.CharField(label="Provider task id", max_length=200)
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    """Generations with their timeline; actions: poll now, resolve needs_reconciliation."""
+
+    list_display = ["created_at", "state", "provider_account", "model", "mode", "duration", "resolution", "user", "quoted_amount", "charged_amount", "archive_state"]
+    list_filter = ["state", "provider_kind", "provider_account", "archive_state", "model"]
+    search_fields = ["id", "prompt", "provider_task_id", "user__email"]
+    date_hierarchy = "created_at"
+    list_select_related = ["provider_account", "user"]
+    inlines = [GenerationEventInline]
+    actions = ["poll_now", "mark_failed_and_release"]
+    readonly_fields = [f.name for f in Generation._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Poll now")
+    def poll_now(self, request, queryset):
+        ids = list(queryset.filter(state__in=[State.SUBMITTED, State.RUNNING]).values_list("pk", flat=True))
+        counts = services.generations_poll(ids=ids) if ids else {}
+        self.message_user(request, f"Polled {counts.get('polled', 0)} generation(s): {counts}")
+
+    @admin.action(description="Resolve needs_reconciliation: mark failed and release the hold")
+    def mark_failed_and_release(self, request, queryset):
+        done = 0
+        for generation in queryset.filter(state=State.NEEDS_RECONCILIATION):
+            done += services.generation_reconcile_failed(generation_id=generation.pk, admin=request.user)
+        self.message_user(request, f"{done} generation(s) marked failed; holds released.")
+
+    def get_urls(self):
+        custom = [
+            path("<uuid:generation_id>/attach-task/", self.admin_site.admin_view(self.attach_task_view), name="generations_generation_attach_task"),
+        ]
+        return custom + super().get_urls()
+
+    def attach_task_view(self, request, generation_id):
+        """Resolve needs_reconciliation by attaching the task id found at the provider: polling resumes."""
+        generation = Generation.objects.get(pk=generation_id)
+        form = AttachTaskForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            if services.generation_reconcile_attach(
+                generation_id=generation.pk, provider_task_id=form.cleaned_data["provider_task_id"], admin=request.user
+            ):
+                self.message_user(request, "Task id attached; the generation is polled again.")
+            else:
+                self.message_user(request, "Only a generation that needs reconciliation can be resolved.", messages.ERROR)
+            return redirect(reverse("admin:generations_generation_change", args=[generation.pk]))
+        context = {**self.admin_site.each_context(request), "form": form, "generation": generation, "title": "Attach the provider's task id", "opts": self.model._meta}
+        return render(request, "admin/generations/attach_task.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        generation = Generation.objects.filter(pk=object_id).first()
+        if generation and generation.state == State.NEEDS_RECONCILIATION:
+            extra_context["attach_url"] = reverse("admin:generations_generation_attach_task", args=[generation.pk])
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(InputImage)
+class InputImageAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "user", "format", "width", "height", "size"]
+    readonly_fields = ["user", "file", "format", "width", "height", "size", "created_at"]
