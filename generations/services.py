@@ -442,10 +442,15 @@ def _claim_due(*, ids: list | None = None, limit: int) -> list[_PollJob]:
     now = timezone.now()
     lease = now + timedelta(seconds=max(settings.HAILUO_PROVIDER_READ_TIMEOUT * 2, 30))
     with transaction.atomic():
-        rows = Generation.objects.select_for_update(skip_locked=True).filter(
-            Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
-            state__in=[State.SUBMITTED, State.RUNNING],
-        ).exclude(provider_task_id="")
+        rows = (
+            Generation.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
+                Q(provider_account__paused_until__isnull=True) | Q(provider_account__paused_until__lte=now),
+                state__in=[State.SUBMITTED, State.RUNNING],
+            )
+            .exclude(provider_task_id="")
+        )
         if ids is not None:
             rows = rows.filter(pk__in=ids)
         else:
@@ -528,7 +533,14 @@ def _next_poll(generation: Generation, retry_after: float | None = None) -> date
 
 
 def _poll_failed(job: _PollJob, exc: ProviderError) -> None:
+    """Poll this generation later; a 429 pauses its whole provider account for the Retry-After."""
     generation = Generation.objects.get(pk=job.generation_id)
+    if exc.http_status == 429:
+        pause = exc.retry_after if exc.retry_after is not None else 5.0
+        until = timezone.now() + timedelta(seconds=pause)
+        ProviderAccount.objects.filter(pk=job.account_id).filter(
+            Q(paused_until__isnull=True) | Q(paused_until__lt=until)
+        ).update(paused_until=until)
     Generation.objects.filter(pk=job.generation_id).update(
         poll_lease_until=None, next_poll_at=_next_poll(generation, exc.retry_after)
     )

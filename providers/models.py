@@ -28,6 +28,10 @@ class ProviderAccount(models.Model):
     enabled = models.BooleanField(default=True)
     priority = models.IntegerField(default=100, help_text="Lower comes first in the studio's list.")
     options = models.JSONField(default=dict, blank=True, help_text="Provider options, e.g. APIXO {\"provider\": \"auto\"}.")
+    paused_until = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Set from a 429's Retry-After: no status requests to this account before then.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -253,3 +253,21 @@ def test_admin_resolves_needs_reconciliation(member, apixo_account, sandbox, set
     with override_settings(HAILUO_POLL_TIME_SCALE=0):
         drive(found)
     assert found.state == State.SUCCEEDED and kinds(found) == ["hold", "capture"]
+
+
+def test_a_429_pauses_the_whole_account_for_its_retry_after(member, apixo_account, sandbox, settings):
+    settings.HAILUO_POLL_TIME_SCALE = 0
+    ids = []
+    for i in range(3):
+        g = services.generation_create(user=member, params=make_params(apixo_account, prompt=f"clip {i} [seconds:30]"))
+        services.generation_submit(generation_id=g.pk)
+        ids.append(g.pk)
+    sandbox.configure(rate_limit_every=1)  # every request answers 429 Retry-After: 1
+    counts = services.generations_poll()
+    assert counts["errors"] == 3
+    apixo_account.refresh_from_db()
+    assert apixo_account.paused_until is not None
+    sandbox.configure(rate_limit_every=0)
+    assert services.generations_poll() == {}  # paused: nothing sent
+    time.sleep(1.1)
+    assert services.generations_poll()["polled"] == 3
