@@ -13,6 +13,7 @@ urlpatterns = [
     path("g/<uuid:generation_id>/", views.detail, name="generation_detail"),
     path("g/<uuid:generation_id>/card/", views.card, name="generation_card"),
     path("g/<uuid:generation_id>/video.mp4", views.video, name="generation_video"),
+    path("g/<uuid:generation_id>/poster.jpg", views.poster, name="generation_poster"),
     path("u/<uuid:image_id>.<slug:ext>", views.input_image, name="input_image"),
     path("hooks/<slug:kind>/<uuid:generation_id>/<str:token>/", views.provider_callback, name="provider_callback"),
     path("accounts/", include("allauth.urls")),

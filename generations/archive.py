@@ -14,6 +14,7 @@ from urllib.parse import urljoin
 import httpx
 from django.conf import settings
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from providers.http import UnsafeURL, check_public_url
@@ -30,8 +31,32 @@ def _looks_like_mp4(head: bytes) -> bool:
     return len(head) >= 8 and head[4:8] == b"ftyp"
 
 
-def download_video(generation) -> tuple[str, int]:
-    """Fetch ``generation.result_urls[0]`` into storage; returns ``(storage name, bytes)``.
+def make_poster(video_path: str, *, at_seconds: float = 0.5, width: int = 640) -> bytes | None:
+    """A JPEG frame of the video (ffmpeg shipped by imageio-ffmpeg), or None when it cannot be made."""
+    import subprocess
+
+    try:
+        import imageio_ffmpeg
+
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        return None
+    for offset in (at_seconds, 0.0):
+        try:
+            result = subprocess.run(
+                [ffmpeg, "-v", "error", "-ss", str(offset), "-i", video_path, "-frames:v", "1",
+                 "-vf", f"scale={width}:-2", "-q:v", "4", "-f", "image2", "-c:v", "mjpeg", "pipe:1"],
+                capture_output=True, timeout=30, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if result.returncode == 0 and result.stdout.startswith(b"\xff\xd8"):
+            return result.stdout
+    return None
+
+
+def download_video(generation) -> tuple[str, int, str]:
+    """Fetch ``generation.result_urls[0]`` into storage; returns ``(video name, bytes, poster name or "")``.
 
     Limits: ``HAILUO_DOWNLOAD_MAX_BYTES``, an overall deadline of ``HAILUO_DOWNLOAD_TIMEOUT``
     seconds, http(s) only, every hop's host public unless listed in
@@ -66,7 +91,7 @@ def download_video(generation) -> tuple[str, int]:
     raise ArchiveError(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _store(generation, response: httpx.Response, max_bytes: int, deadline: float) -> tuple[str, int]:
+def _store(generation, response: httpx.Response, max_bytes: int, deadline: float) -> tuple[str, int, str]:
     size = 0
     head = b""
     with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as tmp:
@@ -87,6 +112,10 @@ def _store(generation, response: httpx.Response, max_bytes: int, deadline: float
             name = f"videos/{created:%Y/%m}/{generation.pk}.mp4"
             with open(tmp.name, "rb") as fh:
                 stored = default_storage.save(name, File(fh))
-            return stored, size
+            poster = make_poster(tmp.name)
+            poster_name = ""
+            if poster:
+                poster_name = default_storage.save(f"posters/{created:%Y/%m}/{generation.pk}.jpg", ContentFile(poster))
+            return stored, size, poster_name
         finally:
             os.unlink(tmp.name)

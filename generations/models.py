@@ -86,6 +86,7 @@ class Generation(models.Model):
     result_urls = models.JSONField(default=list, blank=True)
     video = models.FileField(upload_to="videos/%Y/%m/", blank=True, max_length=300)
     video_bytes = models.BigIntegerField(null=True, blank=True)
+    poster = models.FileField(upload_to="posters/%Y/%m/", blank=True, max_length=300, help_text="A JPEG frame for the gallery.")
     archive_state = models.CharField(max_length=10, choices=ArchiveState.choices, blank=True, default="")
     archive_attempts = models.PositiveSmallIntegerField(default=0)
     archive_error = models.TextField(blank=True)

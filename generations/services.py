@@ -706,7 +706,7 @@ def generation_archive(*, generation_id) -> str:
     if not claimed:
         return generation.archive_state
     try:
-        name, size = download_video(generation)
+        name, size, poster = download_video(generation)
     except ArchiveError as exc:
         attempts = generation.archive_attempts + 1
         final = attempts >= ARCHIVE_MAX_ATTEMPTS
@@ -719,7 +719,7 @@ def generation_archive(*, generation_id) -> str:
         _event(generation_id, "", f"Archive attempt {attempts} failed: {exc}")
         return ArchiveState.FAILED if final else ArchiveState.PENDING
     Generation.objects.filter(pk=generation_id).update(
-        video=name, video_bytes=size, archive_state=ArchiveState.DONE, archive_error="", next_archive_at=None
+        video=name, video_bytes=size, poster=poster, archive_state=ArchiveState.DONE, archive_error="", next_archive_at=None
     )
     _event(generation_id, "", f"Video archived ({size:,} bytes)")
     return ArchiveState.DONE

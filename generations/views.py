@@ -213,6 +213,18 @@ def video(request, generation_id):
 
 @login_required
 @require_GET
+def poster(request, generation_id):
+    """The archived video's poster frame (JPEG)."""
+    generation = generation_for(user=request.user, generation_id=generation_id)
+    if generation is None or not generation.poster:
+        raise Http404
+    response = FileResponse(generation.poster.open("rb"), content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=604800"
+    return response
+
+
+@login_required
+@require_GET
 def budget_badge(request):
     """The header's spend and remaining budget (refreshed after a submit)."""
     return render(request, "partials/budget.html", {"budget_statuses": budget_statuses_for(user=request.user, team=request.user.primary_team)})

@@ -61,6 +61,7 @@ def test_success_path_holds_then_captures_and_archives(member, apixo_account, sa
         drive(generation)
     assert generation.state == State.SUCCEEDED and generation.has_video
     assert generation.video.open("rb").read(12)[4:8] == b"ftyp"
+    assert generation.poster and generation.poster.open("rb").read(2) == b"\xff\xd8"  # a JPEG poster frame
     assert kinds(generation) == ["hold", "capture"]
     assert generation.charged_amount == Decimal("0.336")
     states = list(generation.events.exclude(state="").values_list("state", flat=True))
