@@ -42,7 +42,6 @@ def _invalid(request, exc):
 
 
 from generations.api import router as generations_router  # noqa: E402
-
 from providers.api import router as providers_router  # noqa: E402
 
 api.add_router("/", generations_router)

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "django_htmx",
     "django_q",
+    "ninja",  # serves Swagger UI's assets locally: the API docs work offline
     "accounts",
     "providers",
     "billing",

@@ -62,17 +62,19 @@ class StudioForm(forms.Form):
             self.option_names.append(spec.name)
         if self.model_cap.prompt_max_chars:
             self.fields["prompt"].widget.attrs["maxlength"] = self.model_cap.prompt_max_chars
+        # Keep the picks consistent with the narrowed choices (bound data or initial values).
+        picks = {"provider_account": str(self.account.pk), "model": self.model_cap.id, "mode": self.mode_cap.id}
+        if str(source.get("duration")) not in {str(d) for d in self.mode_cap.durations}:
+            picks["duration"] = str(self.mode_cap.durations[0])
+        if source.get("resolution") not in resolutions:
+            picks["resolution"] = resolutions[0]
         if self.is_bound:
-            # Keep the bound data consistent with the narrowed choices.
             data = self.data.copy()
-            data["provider_account"] = str(self.account.pk)
-            data["model"] = self.model_cap.id
-            data["mode"] = self.mode_cap.id
-            if str(data.get("duration")) not in {str(d) for d in self.mode_cap.durations}:
-                data["duration"] = str(self.mode_cap.durations[0])
-            if data.get("resolution") not in resolutions:
-                data["resolution"] = resolutions[0]
+            for key, value in picks.items():
+                data[key] = value
             self.data = data
+        else:
+            self.initial = {**dict(self.initial or {}), **picks}
 
     def _option_field(self, spec):
         """A form field for one provider option (see ``providers.base.OptionSpec``)."""

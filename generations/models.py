@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -81,7 +82,9 @@ class Generation(models.Model):
     quoted_amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
     charged_amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True, blank=True)
     price_rule = models.JSONField(default=dict, blank=True)
-    provider_cost = models.JSONField(null=True, blank=True, help_text="Cost as the provider reports it, if it does.")
+    provider_cost = models.JSONField(
+        null=True, blank=True, encoder=DjangoJSONEncoder, help_text="Cost as the provider reports it, if it does."
+    )
 
     result_urls = models.JSONField(default=list, blank=True)
     video = models.FileField(upload_to="videos/%Y/%m/", blank=True, max_length=300)

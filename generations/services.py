@@ -29,7 +29,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing import services as billing_services
-from billing.money import money
 from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
 from generations.models import ALLOWED_FROM, ArchiveState, Generation, GenerationEvent, InputImage, State
@@ -361,6 +360,9 @@ def generation_submit(*, generation_id) -> str:
     )
     try:
         adapter = account.adapter()
+    except ValueError as exc:  # the stored key cannot be decrypted: nothing was sent
+        return _submit_failed(generation, ProviderError(str(exc), code="key_unreadable", permanent=True, sent=Sent.NO))
+    try:
         result = asyncio.run(_submit(adapter, request, _callback_url(generation, token), callback_secret(generation.pk)))
     except ProviderError as exc:
         return _submit_failed(generation, exc)
@@ -700,8 +702,10 @@ def generation_archive(*, generation_id) -> str:
     generation = Generation.objects.get(pk=generation_id)
     if generation.state != State.SUCCEEDED or generation.archive_state != ArchiveState.PENDING:
         return generation.archive_state
+    now = timezone.now()
     claimed = Generation.objects.filter(
-        pk=generation_id, archive_state=ArchiveState.PENDING, archive_attempts=generation.archive_attempts
+        Q(next_archive_at__isnull=True) | Q(next_archive_at__lte=now),
+        pk=generation_id, archive_state=ArchiveState.PENDING, archive_attempts=generation.archive_attempts,
     ).update(archive_attempts=F("archive_attempts") + 1, next_archive_at=timezone.now() + timedelta(minutes=10))
     if not claimed:
         return generation.archive_state
@@ -735,12 +739,6 @@ def due_archives() -> list:
             state=State.SUCCEEDED, archive_state=ArchiveState.PENDING, next_archive_at__lte=timezone.now()
         ).values_list("pk", flat=True)[:100]
     )
-
-
-def quote_display(amount) -> str:
-    from billing.money import format_usd
-
-    return format_usd(money(amount))
 
 
 __all__ = [

@@ -119,7 +119,7 @@ def _gallery(request) -> dict:
 @require_GET
 def form_fragment(request):
     """Re-render the form for the current picks (choices narrowed), with the price and budget."""
-    form = StudioForm(request.GET)
+    form = StudioForm(initial=request.GET.dict())
     return render(request, "generations/partials/form.html", {"form": form, "preview": True, **_price_context(form, request.user)})
 
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from providers.adapters.apixo import ApixoAdapter
+from providers.adapters.minimax import MiniMaxAdapter
+from providers.adapters.piapi import PiapiAdapter
+from providers.adapters.poyo import PoyoAdapter
+from providers.adapters.qingbo import QingboAdapter
 from providers.base import ProviderAdapter
 
+#: Adding a provider: one package under providers/adapters/ and one line here.
 ADAPTERS: dict[str, type[ProviderAdapter]] = {
     ApixoAdapter.kind: ApixoAdapter,
+    PoyoAdapter.kind: PoyoAdapter,
+    QingboAdapter.kind: QingboAdapter,
+    PiapiAdapter.kind: PiapiAdapter,
+    MiniMaxAdapter.kind: MiniMaxAdapter,
 }
 
 

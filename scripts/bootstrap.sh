@@ -11,7 +11,7 @@ want_test=0
 python_bin=""
 for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
   [ -n "$candidate" ] || continue
-  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     python_bin=$(command -v "$candidate"); break
   fi
 done

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 
 mkdir -p var
+if [ ! -f var/dev.env ] && [ -f var/db.sqlite3 ]; then
+  echo "run: var/db.sqlite3 exists without var/dev.env: new keys are made; seed_demo re-keys the sandbox accounts" >&2
+fi
 if [ ! -f var/dev.env ]; then
   # Secrets made once per checkout and kept, so sessions and stored API keys survive restarts.
   .venv/bin/python - > var/dev.env <<'PY'

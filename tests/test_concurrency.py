@@ -91,7 +91,10 @@ def test_capture_racing_release_settles_once_and_matches_the_state(member, apixo
         Generation.objects.filter(pk=generation.pk).update(provider_task_id=f"task_race_{_round}")
         success = TaskUpdate(task_id="t", state=TaskState.SUCCEEDED, provider_state="success", result_urls=("http://x/v.mp4",))
         failure = TaskUpdate(task_id="t", state=TaskState.FAILED, provider_state="failed", fail_code="X")
-        in_threads(10, lambda i: services.generation_apply_update(generation_id=generation.pk, update=success if i % 2 else failure))
+        def answer(i, pk=generation.pk, ok=success, ko=failure):
+            return services.generation_apply_update(generation_id=pk, update=ok if i % 2 else ko)
+
+        in_threads(10, answer)
         generation.refresh_from_db()
         kinds = list(LedgerEntry.objects.filter(generation=generation).values_list("kind", flat=True))
         assert kinds == ["hold", "capture"] if generation.state == State.SUCCEEDED else kinds == ["hold", "release"]

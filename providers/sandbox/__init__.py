@@ -13,18 +13,12 @@ the demo and the tests over real loopback HTTP::
     sb.stop()
 
 Command line: ``python -m providers.sandbox apixo --port 8801``.
-Registered kinds: ``apixo``.  See README.md for knobs and prompt markers.
+Registered kinds: ``apixo``, ``poyo``, ``qingbo``, ``piapi``, ``minimax``.
+See README.md for knobs and prompt markers.
 """
 
-import importlib
-import importlib.util
-
-from . import apixo  # noqa: F401  (importing it registers the "apixo" kind)
-
-# Every provider's sandbox module registers its kind on import.
-for _kind in ("poyo", "qingbo", "piapi", "minimax"):
-    if importlib.util.find_spec(f"{__name__}.{_kind}") is not None:
-        importlib.import_module(f"{__name__}.{_kind}")
+# Importing a provider's module registers its kind.
+from . import apixo, minimax, piapi, poyo, qingbo  # noqa: F401
 from .apixo import ApixoSandbox
 from .common import (
     COMMON_KNOBS,

@@ -58,6 +58,13 @@ class Command(BaseCommand):
                 account = ProviderAccount(kind=kind, label=label, base_url=base_url, priority=10 + index)
                 account.set_api_key(f"sk-sandbox-{kind}")
                 account.save()
+            else:
+                try:
+                    account.api_key  # noqa: B018 (can the current keys decrypt it?)
+                except ValueError:
+                    account.set_api_key(f"sk-sandbox-{kind}")
+                    account.save(update_fields=["api_key_encrypted", "api_key_last4"])
+                    self.stdout.write(self.style.WARNING(f"  re-keyed {account}: its key was encrypted with other keys"))
             accounts.append(account)
         if not Budget.objects.filter(user=member).exists():
             Budget.objects.create(user=member, amount=Decimal(settings.HAILUO_DEMO_BUDGET), period=Budget.Period.MONTH)

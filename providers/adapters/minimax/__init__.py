@@ -1,0 +1,3 @@
+from providers.adapters.minimax.adapter import MiniMaxAdapter
+
+__all__ = ["MiniMaxAdapter"]

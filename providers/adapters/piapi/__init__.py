@@ -1,0 +1,3 @@
+from providers.adapters.piapi.adapter import PiapiAdapter
+
+__all__ = ["PiapiAdapter"]

@@ -1,0 +1,3 @@
+from providers.adapters.poyo.adapter import PoyoAdapter
+
+__all__ = ["PoyoAdapter"]

@@ -1,0 +1,3 @@
+from providers.adapters.qingbo.adapter import QingboAdapter
+
+__all__ = ["QingboAdapter"]

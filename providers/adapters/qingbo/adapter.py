@@ -1,0 +1,559 @@
+"""qingbo adapter: the Hailuo family through qingbo's unified task API (``POST /v1/tasks``).
+
+Sources: ../shared/seeds/003 (qingbo "Hailuo": the curl example and its response, "Available
+Models", "Common Parameters", "Model-Specific Parameters", "Generation Modes", "Response")
+and providers.md, section qingbo (status endpoint, statuses, result URLs as a string or a
+list, timestamps in seconds or milliseconds, ``urls: {get, cancel}``, cancel, callback,
+the newer ``minimax-hailuo-2.3`` names, ``aspect_ratio``, prices). qingbo's public pages
+were read too: "Query Task Status", "Cancel Task", "Task System", "Request & Response"
+(error body ``{error: {message, code}}`` for ``/v1/tasks``; 400, 401, 402, 404, 429, 500) and
+the newer "Hailuo Series" page (``minimax-hailuo-2.3``/``-fast``: T2V and I2V, 768p/1080p,
+6/10 s, 1080p only at 6 s, ``aspect_ratio`` 16:9/9:16/1:1, prompt ≤ 2000 characters).
+
+What the sources do NOT give, and how this adapter reads it (NOT FOUND → tolerant reading):
+- image rules: none declared (qingbo judges).
+- the prompt limit of the models other than the 2.3 series: the 2000 characters of the newer
+  page are applied to every model (``extra`` is "passed through to Hailuo", and the maker's
+  API limits every prompt to 2000 characters: providers.md, MiniMax).
+- resolutions of the models whose tab is not on the seed page: only the "Default
+  Resolution" of the "Available Models" table is offered (hailuo-02 768p, the Director and
+  S2V-01 models their one resolution); hailuo-2.3-fast also gets 1080p, which the newer
+  "Hailuo Series" page and qingbo's price list give it (providers.md, qingbo, "Price").
+- the callback payload and signature: ``parse_callback`` reads ``task_id`` at the top or
+  under ``data``; nothing is verified beyond the per-generation URL token; the outcome is
+  always confirmed by re-reading the status endpoint.
+- the HTTP status of a refused cancel (task no longer queued): any non-2xx answer, or a 2xx
+  answer whose ``status`` is not ``cancelled``, is a permanent ProviderError.
+- a balance endpoint: none (``fetch_balance`` returns None).
+- polling: qingbo's "Query Task Status" page suggests polling every 2-5 s, which is meant
+  for one interactive client; for many long video tasks we poll 20 s after submit, then
+  every 10 s (slower is always allowed, and keeps us far from 429).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+
+from providers.adapters.common import epoch_to_datetime, http_error, read_json
+from providers.base import (
+    CallbackHint,
+    GenerationRequest,
+    ModeCapability,
+    ModelCapability,
+    OptionSpec,
+    PollCadence,
+    ProviderAdapter,
+    ProviderCapabilities,
+    RequestRefused,
+    RuleViolation,
+    SubmitResult,
+    TaskState,
+    TaskUpdate,
+)
+from providers.http import ProviderError, ProviderHttp, Sent
+
+logger = logging.getLogger(__name__)
+
+LABEL = "qingbo"
+
+# --- options -------------------------------------------------------------------------------
+#: seeds/003 "Model-Specific Parameters": ``extra.prompt_optimizer`` boolean, default true.
+#: Sent only when the request sets it (absent = qingbo's default, true).
+PROMPT_OPTIMIZER = OptionSpec(
+    "prompt_optimizer", "Prompt optimizer", "bool", default=True,
+    help="Let Hailuo rewrite the prompt (extra.prompt_optimizer; qingbo's default is on).",
+)
+
+#: seeds/003 "Model-Specific Parameters": ``extra.fast_pretreatment`` boolean, no default given
+#: (not sent unless asked). Offered on the hailuo-2.3 series and hailuo-02: ``extra`` is
+#: "passed through to Hailuo", and the maker documents fast pretreatment for those models only.
+FAST_PRETREATMENT = OptionSpec(
+    "fast_pretreatment", "Fast pretreatment", "bool",
+    help="Shorter prompt optimisation (extra.fast_pretreatment).",
+)
+
+#: seeds/003 "Common Parameters": ``last_frame`` "Last frame image URL, requires image_urls.
+#: hailuo-02 only"; "Generation Modes": First/Last frame = image_urls (1 image) + last_frame.
+LAST_FRAME = OptionSpec(
+    "last_frame", "Last frame", "image_url", required=True,
+    help="URL of the last frame (the first frame is the image).",
+)
+
+#: seeds/003 "Model-Specific Parameters", ``extra.subject_reference``:
+#: ``[{"type": "character", "image": [url]}]``; "Generation Modes": Character reference =
+#: prompt + extra.subject_reference.
+SUBJECT_IMAGE = OptionSpec(
+    "subject_image", "Character image", "image_url", required=True,
+    help="URL of the character to keep consistent (extra.subject_reference).",
+)
+
+ASPECT_RATIOS = ("16:9", "9:16", "1:1")
+
+#: providers.md, qingbo, and the newer "Hailuo Series" page (``minimax-hailuo-2.3`` names):
+#: top-level ``aspect_ratio`` 16:9, 9:16, 1:1, a common parameter of its T2V and I2V. The seed
+#: page does not know it, so ``validate`` accepts it only with the account's model naming
+#: "minimax" (the API it was documented with); offered on the 2.3 series' text-to-video and
+#: image-to-video (the newer page documents no character reference).
+ASPECT_RATIO = OptionSpec(
+    "aspect_ratio", "Aspect ratio", "choice", ASPECT_RATIOS,
+    help="16:9, 9:16 or 1:1; only with the account's model naming 'minimax' (qingbo's newer pages).",
+)
+
+MODEL_NAMINGS = ("seed", "minimax")
+
+#: providers.md, qingbo: the seed page names the models ``hailuo-2.3``/``hailuo-2.3-fast``,
+#: newer pages ``minimax-hailuo-2.3``/``minimax-hailuo-2.3-fast``. The account chooses which
+#: id is sent; our model ids (and so prices and forms) stay the seed's either way. The other
+#: models appear on the seed page only and keep their ids under both namings.
+MODEL_NAMING = OptionSpec(
+    "model_naming", "Model naming", "choice", MODEL_NAMINGS, default="seed",
+    help="Which model ids qingbo is sent: 'seed' (hailuo-2.3) or 'minimax' (minimax-hailuo-2.3, newer pages).",
+)
+
+#: Model ids sent under model naming "minimax" (providers.md, qingbo); others are unchanged.
+MINIMAX_NAMES = {"hailuo-2.3": "minimax-hailuo-2.3", "hailuo-2.3-fast": "minimax-hailuo-2.3-fast"}
+
+# --- models ----------------------------------------------------------------------------------
+#: The newer "Hailuo Series" page: "prompt ≤ 2000 chars" (see the module doc for the other models).
+PROMPT_MAX = 2000
+
+#: seeds/003 "Available Models" (6 s / 10 s), "Model-Specific Parameters" (resolution options
+#: 768p, 1080p) and providers.md, qingbo ("1080p is 6 s only").
+COMBOS_2_3 = ((6, "768p"), (10, "768p"), (6, "1080p"))
+#: seeds/003 "Available Models": hailuo-02 768P default, 6 s / 10 s; its resolution tab is not on
+#: the seed page, so only the default resolution is offered (conservative).
+COMBOS_02 = ((6, "768p"), (10, "768p"))
+#: seeds/003 "Available Models": T2V-01-Director 768P, 6 s.
+COMBOS_T2V_DIRECTOR = ((6, "768p"),)
+#: seeds/003 "Available Models": I2V-01-Director and S2V-01 720P, 6 s.
+COMBOS_720 = ((6, "720p"),)
+
+
+def _t2v(combos, *options: OptionSpec) -> ModeCapability:
+    return ModeCapability("text-to-video", "Text-to-video", "none", combos, options=options)
+
+
+def _i2v(combos, *options: OptionSpec) -> ModeCapability:
+    return ModeCapability("image-to-video", "Image-to-video", "required", combos, options=options)
+
+
+def _subject(combos, *options: OptionSpec) -> ModeCapability:
+    return ModeCapability("subject-reference", "Character reference", "none", combos, options=(SUBJECT_IMAGE, *options))
+
+
+#: seeds/003: "Hailuo 2.3, supports 4K and character reference" (no 4K value is among the
+#: resolution options, so none is offered); text, image and character reference modes.
+HAILUO_2_3 = ModelCapability(
+    id="hailuo-2.3",
+    label="Hailuo 2.3",
+    modes=(
+        _t2v(COMBOS_2_3, PROMPT_OPTIMIZER, FAST_PRETREATMENT, ASPECT_RATIO),
+        _i2v(COMBOS_2_3, PROMPT_OPTIMIZER, FAST_PRETREATMENT, ASPECT_RATIO),
+        _subject(COMBOS_2_3, PROMPT_OPTIMIZER, FAST_PRETREATMENT),
+    ),
+    prompt_max_chars=PROMPT_MAX,
+    notes="Sent as minimax-hailuo-2.3 when the account's model naming is 'minimax'.",
+)
+
+#: seeds/003 "Available Models" (768P default, 6 s / 10 s) and "Generation Modes" (text and image
+#: for all models, character reference for the "hailuo-2.3 series"); 1080p (6 s only) and text-
+#: to-video confirmed by the newer "Hailuo Series" page (minimax-hailuo-2.3-fast: 768p / 1080p,
+#: actions generate / image2video) and qingbo's price list (providers.md, qingbo, "Price").
+HAILUO_2_3_FAST = ModelCapability(
+    id="hailuo-2.3-fast",
+    label="Hailuo 2.3 Fast",
+    modes=(
+        _t2v(COMBOS_2_3, PROMPT_OPTIMIZER, FAST_PRETREATMENT, ASPECT_RATIO),
+        _i2v(COMBOS_2_3, PROMPT_OPTIMIZER, FAST_PRETREATMENT, ASPECT_RATIO),
+        _subject(COMBOS_2_3, PROMPT_OPTIMIZER, FAST_PRETREATMENT),
+    ),
+    prompt_max_chars=PROMPT_MAX,
+    notes="Sent as minimax-hailuo-2.3-fast when the account's model naming is 'minimax'.",
+)
+
+#: seeds/003: "Hailuo 02, supports first/last frame"; "Generation Modes": First/Last frame is
+#: hailuo-02 only.
+HAILUO_02 = ModelCapability(
+    id="hailuo-02",
+    label="Hailuo 02",
+    modes=(
+        _t2v(COMBOS_02, PROMPT_OPTIMIZER, FAST_PRETREATMENT),
+        _i2v(COMBOS_02, PROMPT_OPTIMIZER, FAST_PRETREATMENT),
+        ModeCapability(
+            "first-last-frame", "First and last frame", "required", COMBOS_02,
+            options=(LAST_FRAME, PROMPT_OPTIMIZER, FAST_PRETREATMENT),
+        ),
+    ),
+    prompt_max_chars=PROMPT_MAX,
+    notes="768p only (other resolutions are not documented by qingbo for this model).",
+)
+
+#: seeds/003: "Director mode with camera language control" (camera moves written in the prompt).
+#: Text-to-video only: the name says T2V and the maker's T2V-01-Director takes no image (the
+#: "Generation Modes" table's "All" for image-to-video is not taken to include it).
+T2V_01_DIRECTOR = ModelCapability(
+    id="T2V-01-Director",
+    label="T2V-01 Director",
+    modes=(_t2v(COMBOS_T2V_DIRECTOR, PROMPT_OPTIMIZER),),
+    prompt_max_chars=PROMPT_MAX,
+    notes="Write camera moves in the prompt, e.g. [Pan left], [Push in].",
+)
+
+#: seeds/003: "Image-to-video director mode", 720P, 6 s. Image-to-video only (a first frame is
+#: what the model is for).
+I2V_01_DIRECTOR = ModelCapability(
+    id="I2V-01-Director",
+    label="I2V-01 Director",
+    modes=(_i2v(COMBOS_720, PROMPT_OPTIMIZER),),
+    prompt_max_chars=PROMPT_MAX,
+    notes="Write camera moves in the prompt, e.g. [Pan left], [Push in].",
+)
+
+#: seeds/003: "Character reference mode for character consistency", 720P, 6 s. Character
+#: reference only (the reference is what the model is for).
+S2V_01 = ModelCapability(
+    id="S2V-01",
+    label="S2V-01",
+    modes=(_subject(COMBOS_720, PROMPT_OPTIMIZER),),
+    prompt_max_chars=PROMPT_MAX,
+)
+
+#: What a mode missing from a model means, by qingbo's "Generation Modes" table (seeds/003).
+MODE_RULES = {
+    "first-last-frame": "first and last frame is offered by hailuo-02 only",
+    "subject-reference": "character reference is offered by the hailuo-2.3 series and S2V-01 only",
+}
+
+#: providers.md, qingbo, and qingbo's "Query Task Status": queued, processing, completed, failed,
+#: cancelled (the American spelling "canceled" is tolerated).
+STATE_MAP = {
+    "queued": TaskState.QUEUED,
+    "processing": TaskState.RUNNING,
+    "completed": TaskState.SUCCEEDED,
+    "failed": TaskState.FAILED,
+    "cancelled": TaskState.CANCELED,
+    "canceled": TaskState.CANCELED,
+}
+
+
+class QingboAdapter(ProviderAdapter):
+    """qingbo (``Authorization: Bearer KEY``): ``POST /v1/tasks``, ``GET /v1/tasks/{task_id}``,
+    ``POST /v1/tasks/{task_id}/cancel``.
+
+    Account options: ``model_naming`` ("seed", the default, sends ``hailuo-2.3``;
+    "minimax" sends ``minimax-hailuo-2.3`` and unlocks ``aspect_ratio``), overridable per
+    request through ``request.options["model_naming"]``.
+    """
+
+    kind = "qingbo"
+    label = LABEL
+    default_base_url = "https://qingbo.dev"
+    capabilities = ProviderCapabilities(
+        models=(HAILUO_2_3, HAILUO_2_3_FAST, HAILUO_02, T2V_01_DIRECTOR, I2V_01_DIRECTOR, S2V_01),
+        callbacks=True,
+        cancel=True,
+        account_options=(MODEL_NAMING,),
+    )
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
+
+    def _task_url(self, task_id: str, suffix: str = "") -> str:
+        return f"{self.base_url}/v1/tasks/{quote(str(task_id), safe='')}{suffix}"
+
+    # -- validation ------------------------------------------------------------------
+    def naming(self, request: GenerationRequest | None = None) -> str:
+        """The effective model naming: the request's, else the account's, else "seed"."""
+        options = request.options if request is not None else {}
+        return str((options or {}).get("model_naming") or self.options.get("model_naming") or "seed")
+
+    def validate(self, request: GenerationRequest) -> None:
+        """Capability rules (seeds/003 tables), the account's model naming, and ``aspect_ratio``'s naming rule."""
+        violations = self.check_capabilities(request)
+        model = self.capabilities.model(request.model)
+        if model is not None and model.mode(request.mode) is None and request.mode in MODE_RULES:
+            offered = ", ".join(m.id for m in model.modes)
+            violations = [
+                RuleViolation("mode", f"{LABEL}: {MODE_RULES[request.mode]} ({model.id} offers: {offered})")
+            ]
+        account_naming = self.options.get("model_naming")
+        if account_naming not in (None, "") and account_naming not in MODEL_NAMINGS:
+            violations.append(
+                RuleViolation("model_naming", f"{LABEL}: model naming must be seed or minimax, not {account_naming!r}")
+            )
+        if (request.options or {}).get("aspect_ratio") not in (None, "") and self.naming(request) != "minimax":
+            violations.append(
+                RuleViolation(
+                    "aspect_ratio",
+                    f"{LABEL}: aspect_ratio is documented only with the minimax-hailuo-2.3 model names "
+                    "(set the account's model naming to minimax)",
+                )
+            )
+        if violations:
+            raise RequestRefused(violations)
+
+    # -- submit ------------------------------------------------------------------------
+    def wire_model(self, request: GenerationRequest) -> str:
+        """The model id sent: ours, or its ``minimax-`` name under model naming "minimax" (providers.md, qingbo)."""
+        if self.naming(request) == "minimax":
+            return MINIMAX_NAMES.get(request.model, request.model)
+        return request.model
+
+    def build_submit_body(self, request: GenerationRequest, *, callback_url: str = "") -> dict:
+        """The JSON body of ``POST /v1/tasks`` (seeds/003, the curl example and "Common Parameters").
+
+        ``{model, action: "generate", prompt, duration, resolution, image_urls?, last_frame?,
+        aspect_ratio?, callback_url?, extra?}``. Duration and resolution are always sent (the
+        resolution lower-case, as in the example's "1080p"). ``image_urls`` carries the one
+        first frame of image-to-video and first-last-frame; ``last_frame`` the hailuo-02 last
+        frame; ``extra`` holds ``prompt_optimizer``/``fast_pretreatment`` when the request sets
+        them and ``subject_reference: [{type: "character", image: [url]}]`` for character
+        reference (seeds/003 "Model-Specific Parameters"). ``callback_events`` is not sent
+        (its values are NOT FOUND; the callback fires on final states by default).
+        """
+        model = self.capabilities.model(request.model)
+        mode = model.mode(request.mode) if model else None
+        options = dict(request.options or {})
+        body: dict[str, Any] = {
+            "model": self.wire_model(request),
+            "action": "generate",
+            "prompt": request.prompt,
+            "duration": request.duration,
+            "resolution": request.resolution.lower(),
+        }
+        if request.image_url and (mode is None or mode.image != "none"):
+            body["image_urls"] = [request.image_url]
+        if request.mode == "first-last-frame" and options.get("last_frame"):
+            body["last_frame"] = str(options["last_frame"])
+        if options.get("aspect_ratio"):
+            body["aspect_ratio"] = str(options["aspect_ratio"])
+        if callback_url:
+            body["callback_url"] = callback_url
+        extra: dict[str, Any] = {}
+        for name in ("prompt_optimizer", "fast_pretreatment"):
+            if options.get(name) is not None and options.get(name) != "":
+                extra[name] = bool(options[name])
+        if request.mode == "subject-reference" and options.get("subject_image"):
+            extra["subject_reference"] = [{"type": "character", "image": [str(options["subject_image"])]}]
+        if extra:
+            body["extra"] = extra
+        return body
+
+    async def submit(
+        self, http: ProviderHttp, request: GenerationRequest, *, callback_url: str = "", callback_secret: str = ""
+    ) -> SubmitResult:
+        """Submit; returns ``task_id`` (seeds/003 "Response": ``{task_id, model, action, status: queued,
+        created_at, progress}``). Raises ProviderError."""
+        body = self.build_submit_body(request, callback_url=callback_url)
+        response = await http.request("POST", f"{self.base_url}/v1/tasks", headers=self._headers(), json=body)
+        answer = self.read_answer(response)
+        task = _task_object(answer)
+        task_id = task.get("task_id")
+        if not task_id:
+            raise ProviderError(f"{LABEL}: the submit answer carries no task_id", http_status=response.status_code)
+        return SubmitResult(task_id=str(task_id), raw=answer)
+
+    def read_answer(self, response: httpx.Response) -> dict:
+        """The JSON body of a 2xx answer; raise ProviderError for an error answer.
+
+        qingbo "Request & Response": ``/v1/tasks`` errors are ``{error: {message, code}}``; the
+        shape is read tolerantly (``error`` as a string, top-level ``message`` or ``detail``,
+        a body that is not JSON). Classification by HTTP status (providers.md, "What follows"):
+        400/401/402/403/404 permanent, 429 (with its Retry-After) and 5xx transient.
+        """
+        if response.status_code < 400:
+            return read_json(response, LABEL)
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            body = None
+        message, code = _error_text(body)
+        if not message and response.content and body is None:
+            message = f"HTTP {response.status_code}: {response.text[:200]!r}"
+        raise http_error(response, LABEL, message or f"HTTP {response.status_code}", code)
+
+    # -- status ------------------------------------------------------------------------
+    async def fetch_status(self, http: ProviderHttp, *, task_id: str, model: str) -> TaskUpdate:
+        """``GET /v1/tasks/{task_id}`` parsed into a TaskUpdate (qingbo "Query Task Status").
+
+        The path is built from the base URL, not from the answer's ``urls.get``: we have the
+        task id, and a provider-given absolute URL on another host must never get our key.
+        """
+        response = await http.request("GET", self._task_url(task_id), headers=self._headers())
+        return self.parse_status(self.read_answer(response))
+
+    def parse_status(self, body: Mapping) -> TaskUpdate:
+        """Parse a task object (status answer, or a callback payload if it has that shape).
+
+        ``{task_id, status, action, model, progress, created_at, completed_at?, error?: {message,
+        code}, result?: {videos: [{url, expires_at}]}, urls: {get, cancel}}`` (providers.md,
+        qingbo). ``url`` may be a string or a list of strings (both are documented); times may
+        be seconds or milliseconds (``epoch_to_datetime``). ``completed`` without a video is
+        UNKNOWN (polled again); an undocumented status is UNKNOWN and logged.
+        """
+        task = _task_object(body)
+        provider_state = str(task.get("status") or "")
+        state = STATE_MAP.get(provider_state.strip().lower(), TaskState.UNKNOWN)
+        urls = video_urls(task.get("result"))
+        if state is TaskState.SUCCEEDED and not urls:
+            logger.warning("qingbo: task %s is completed without a video URL; polling again", task.get("task_id"))
+            state = TaskState.UNKNOWN
+        elif state is TaskState.UNKNOWN:
+            logger.warning("qingbo: task %s has an undocumented status %r", task.get("task_id"), provider_state)
+        fail_message, fail_code = _error_text({"error": task.get("error")}) if task.get("error") else ("", "")
+        return TaskUpdate(
+            task_id=str(task.get("task_id") or ""),
+            state=state,
+            provider_state=provider_state,
+            progress=_progress(task.get("progress")),
+            result_urls=urls,
+            fail_code=fail_code,
+            fail_message=fail_message,
+            created_at=epoch_to_datetime(task.get("created_at")),
+            completed_at=epoch_to_datetime(task.get("completed_at")),
+            raw=dict(body),
+        )
+
+    def task_links(self, body: Mapping) -> dict[str, str]:
+        """The task's ``urls: {get, cancel}`` as absolute URLs, only those on our base URL's origin.
+
+        qingbo's pages show absolute links (``https://www.qingbo.dev/v1/tasks/...``); relative
+        ones (``/v1/tasks/...``) are resolved against the base URL. A link to another origin
+        is dropped: our bearer key is never sent anywhere but the configured base URL. The
+        adapter itself builds its paths from the task id; this is for display and diagnosis.
+        """
+        task = _task_object(body)
+        links = task.get("urls") if isinstance(task.get("urls"), dict) else {}
+        base = urlsplit(self.base_url)
+        out: dict[str, str] = {}
+        for name in ("get", "cancel"):
+            value = links.get(name)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            absolute = urljoin(self.base_url + "/", value.strip())
+            parts = urlsplit(absolute)
+            # qingbo.dev and www.qingbo.dev are the same service (providers.md, qingbo).
+            if parts.scheme == base.scheme and _bare(parts.netloc) == _bare(base.netloc):
+                out[name] = absolute
+        return out
+
+    # -- cancel --------------------------------------------------------------------------
+    async def cancel(self, http: ProviderHttp, *, task_id: str, model: str) -> None:
+        """``POST /v1/tasks/{task_id}/cancel`` (qingbo "Cancel Task"): only a queued task can be cancelled.
+
+        Answer ``{task_id, status: "cancelled", refunded, refunded_quota}``. A refusal (any
+        error status, its code NOT FOUND; or a 2xx whose ``status`` is not ``cancelled``, or
+        that carries an ``error``) is a permanent ProviderError: the task has started and
+        will run to its end. 429 and 5xx stay transient.
+        """
+        response = await http.request("POST", self._task_url(task_id, "/cancel"), headers=self._headers())
+        answer = self.read_answer(response)  # a 4xx refusal is permanent (classify_status), 429/5xx transient
+        task = _task_object(answer)
+        status = str(task.get("status") or "").strip().lower()
+        if task.get("error") or (status and STATE_MAP.get(status) is not TaskState.CANCELED):
+            message, code = _error_text({"error": task.get("error")}) if task.get("error") else ("", "")
+            raise ProviderError(
+                f"{LABEL}: only queued tasks can be cancelled (task {task_id} is {status or 'not cancelled'})"
+                + (f": {message}" if message else ""),
+                code=code or "not_cancellable",
+                http_status=response.status_code,
+                permanent=True,
+                sent=Sent.YES,
+            )
+
+    # -- callbacks -----------------------------------------------------------------------
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackHint:
+        """The task id of a callback (payload NOT FOUND: ``task_id`` at the top or under ``data``).
+
+        qingbo "Task System": the result is pushed to ``callback_url`` when the task
+        finishes; no signature is documented. It is only a hint: the poll re-reads the status.
+        """
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError("qingbo callback body is not JSON") from exc
+        if not isinstance(payload, dict):
+            raise ValueError("qingbo callback body is not a JSON object")
+        task = _task_object(payload)
+        if not task.get("task_id"):
+            raise ValueError("qingbo callback has no task_id")
+        return CallbackHint(task_id=str(task["task_id"]), provider_state=str(task.get("status") or ""))
+
+    # -- facts ---------------------------------------------------------------------------
+    def poll_cadence(self, request: GenerationRequest) -> PollCadence:
+        """First poll 20 s after submit, then every 10 s (qingbo's 2-5 s advice is for one client; see the module doc)."""
+        return PollCadence(first_delay=20.0, interval=10.0)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def _task_object(body: Any) -> Mapping:
+    """The task object: the body itself, or its ``data`` object when the task sits there."""
+    if not isinstance(body, Mapping):
+        return {}
+    data = body.get("data")
+    if "task_id" not in body and isinstance(data, Mapping):
+        return data
+    return body
+
+
+def _bare(netloc: str) -> str:
+    return netloc.lower().removeprefix("www.")
+
+
+def video_urls(result: Any) -> tuple[str, ...]:
+    """``result.videos[].url`` flattened: each ``url`` a string or a list of strings (providers.md, qingbo)."""
+    if not isinstance(result, Mapping):
+        return ()
+    videos = result.get("videos")
+    if isinstance(videos, Mapping | str):
+        videos = [videos]
+    if not isinstance(videos, list):
+        return ()
+    out: list[str] = []
+    for item in videos:
+        url = item.get("url") if isinstance(item, Mapping) else item
+        for value in url if isinstance(url, list) else [url]:
+            if isinstance(value, str) and value.strip() and value.strip() not in out:
+                out.append(value.strip())
+    return tuple(out)
+
+
+def _error_text(body: Any) -> tuple[str, str]:
+    """(message, code) from an error body: ``error.message``/``error.code``, ``error`` as text,
+    ``message``, ``detail`` (FastAPI-like: text or a list of ``{msg}``), ``code``."""
+    if not isinstance(body, Mapping):
+        return "", ""
+    message, code = "", ""
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        message = str(error.get("message") or error.get("msg") or "")
+        code = str(error.get("code") or error.get("type") or "")
+    elif isinstance(error, str):
+        message = error
+    if not message and isinstance(body.get("message"), str):
+        message = body["message"]
+    detail = body.get("detail")
+    if not message and detail:
+        if isinstance(detail, list):
+            message = "; ".join(str(d.get("msg") if isinstance(d, Mapping) else d) for d in detail)
+        else:
+            message = str(detail)
+    if not code and body.get("code") not in (None, "") and not isinstance(body.get("code"), bool):
+        code = str(body["code"])
+    return message, code
+
+
+def _progress(value: Any) -> int | None:
+    """``progress`` 0-100 (clamped; None when absent or not a number)."""
+    if value in (None, "") or isinstance(value, bool):
+        return None
+    try:
+        return max(0, min(100, int(float(value))))
+    except (TypeError, ValueError):
+        return None
