@@ -153,3 +153,26 @@ def test_callback_from_the_sandbox_wakes_the_poll(provider, member, live_server,
         time.sleep(0.1)
     assert generation.state == State.SUCCEEDED
     assert Generation.objects.get(pk=generation.pk).ledger_entries.filter(kind="capture").count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("provider", [k for k in KINDS if k.values[0] == "qingbo"], indirect=True)
+def test_cancel_while_queued_at_qingbo_releases_the_hold(provider, member):
+    kind, handle, account = provider
+    handle.configure(queue_seconds=30)
+    generation = services.generation_create(user=member, params=params(kind, account))
+    services.generation_submit(generation_id=generation.pk)
+    assert services.generation_cancel(generation_id=generation.pk, user=member) == State.CANCELED
+    assert [k for k, _ in entries(generation)] == ["hold", "release"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("provider", [k for k in KINDS if k.values[0] == "apixo"], indirect=True)
+def test_cancel_is_refused_where_the_provider_has_none(provider, member):
+    kind, _, account = provider
+    generation = services.generation_create(user=member, params=params(kind, account))
+    services.generation_submit(generation_id=generation.pk)
+    with pytest.raises(services.GenerationRefused, match="documents no way to cancel"):
+        services.generation_cancel(generation_id=generation.pk, user=member)
+    queued = services.generation_create(user=member, params=params(kind, account))
+    assert services.generation_cancel(generation_id=queued.pk, user=member) == State.CANCELED

@@ -707,10 +707,11 @@ class PiapiSandbox(SandboxServer):
         return key
 
     def _account_info(self) -> Response:
+        now = time.time()
         with self.lock:
-            for task in self._tasks.values():
-                self._advance(task, time.time())
+            batches = [(task, self._advance(task, now)) for task in self._tasks.values()]
             available = self._available_usd()
+        self._notify(batches)
         data = {
             "account_id": ACCOUNT_ID,
             "account_name": ACCOUNT_NAME,
@@ -878,14 +879,15 @@ class PiapiSandbox(SandboxServer):
             image_check="pending" if v["image_url"] else "n/a",
         )
         with self.lock:
-            if self.knobs["balance"] is not None:
-                for t in self._tasks.values():
-                    self._advance(t, task.created)
-                available = self._available_usd()
-                if price > available:
-                    raise _Refused(402, f"this task costs {price} USD but only {available} USD is available")
-            self._tasks[task.task_id] = task
-            body_out = {"code": 200, "message": "success", "data": self._task_object(task)}
+            batches = [(t, self._advance(t, task.created)) for t in self._tasks.values()]
+            available = self._available_usd()
+            refused = self.knobs["balance"] is not None and price > available
+            if not refused:
+                self._tasks[task.task_id] = task
+                body_out = {"code": 200, "message": "success", "data": self._task_object(task)}
+        self._notify(batches)
+        if refused:
+            raise _Refused(402, f"this task costs {price} USD but only {available} USD is available")
         self.log.update(request.log_entry, task_id=task.task_id)
         if task.image_url:
             threading.Thread(target=self._check_image, args=(task,), name="piapi-image-check", daemon=True).start()
