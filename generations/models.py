@@ -62,6 +62,10 @@ class Generation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generations")
     team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="generations")
     provider_account = models.ForeignKey("providers.ProviderAccount", on_delete=models.PROTECT, related_name="generations")
+    fallback_from = models.ForeignKey(
+        "providers.ProviderAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The account first chosen, when failover moved this generation to provider_account.",
+    )
     provider_kind = models.CharField(max_length=20)
     model = models.CharField(max_length=60)
     mode = models.CharField(max_length=60)

@@ -346,9 +346,15 @@ def generation_submit(*, generation_id) -> str:
     )
     if not claimed:
         return Generation.objects.filter(pk=generation_id).values_list("state", flat=True).first() or "missing"
-    generation = Generation.objects.select_related("provider_account").get(pk=generation_id)
-    _event(generation.pk, State.SUBMITTING, f"Submit attempt {generation.submit_attempts}")
+    generation = Generation.objects.select_related("provider_account__fallback").get(pk=generation_id)
     account = generation.provider_account
+    if account.down or not account.enabled:
+        if _failover(generation, f"{account} is marked down or disabled"):
+            return State.QUEUED
+        return _submit_failed(
+            generation, ProviderError(f"{account} is marked down or disabled", code="account_down", permanent=True, sent=Sent.NO)
+        )
+    _event(generation.pk, State.SUBMITTING, f"Submit attempt {generation.submit_attempts}")
     request = GenerationRequest(
         model=generation.model,
         mode=generation.mode,
@@ -397,8 +403,32 @@ async def _submit(adapter, request, callback_url, secret):
         return await adapter.submit(http, request, callback_url=callback_url, callback_secret=secret if callback_url else "")
 
 
+def _failover(generation: Generation, reason: str) -> bool:
+    """Move a generation that was never created at the provider to its account's fallback, once.
+
+    Only to an enabled account of the same provider (it offers the same models), and only
+    when the first account answered 402 (no balance) or is marked down: the request cannot
+    have created a task, so sending it elsewhere is no double submit.
+    """
+    account = generation.provider_account
+    fallback = account.fallback
+    if generation.fallback_from_id or fallback is None or not fallback.enabled or fallback.kind != account.kind:
+        return False
+    with transaction.atomic():
+        moved = _transition(
+            generation.pk, State.QUEUED,
+            message=f"{reason}: failover from {account} to {fallback}",
+            provider_account=fallback, fallback_from=account, next_submit_at=None,
+        )
+        if moved:
+            transaction.on_commit(lambda: enqueue_submit(generation.pk))
+    return moved
+
+
 def _submit_failed(generation: Generation, exc: ProviderError) -> str:
     evidence = {"code": exc.code, "http_status": exc.http_status, "message": exc.message, "sent": exc.sent}
+    if exc.http_status == 402 and _failover(generation, f"{generation.provider_account} has no balance (402)"):
+        return State.QUEUED
     if exc.sent == Sent.MAYBE:
         with transaction.atomic():
             _transition(

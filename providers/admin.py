@@ -16,10 +16,13 @@ class ProviderAccountForm(forms.ModelForm):
 
     class Meta:
         model = ProviderAccount
-        fields = ["kind", "label", "new_api_key", "base_url", "enabled", "priority", "options"]
+        fields = ["kind", "label", "new_api_key", "base_url", "enabled", "priority", "options", "fallback", "down"]
 
     def clean(self):
         data = super().clean()
+        fallback = data.get("fallback")
+        if fallback is not None and (fallback.kind != data.get("kind") or fallback.pk == self.instance.pk):
+            self.add_error("fallback", "The fallback must be another account of the same provider (it serves the same models).")
         if not self.instance.api_key_encrypted and not data.get("new_api_key"):
             self.add_error("new_api_key", "An API key is required for a new account.")
         return data

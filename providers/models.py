@@ -28,6 +28,12 @@ class ProviderAccount(models.Model):
     enabled = models.BooleanField(default=True)
     priority = models.IntegerField(default=100, help_text="Lower comes first in the studio's list.")
     options = models.JSONField(default=dict, blank=True, help_text="Provider options, e.g. APIXO {\"provider\": \"auto\"}.")
+    fallback = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Failover (off when empty): an account of the same provider used when this one answers 402 "
+        "(no balance) or is marked down.",
+    )
+    down = models.BooleanField(default=False, help_text="Marked down: new submits go to the fallback account.")
     paused_until = models.DateTimeField(
         null=True, blank=True, editable=False,
         help_text="Set from a 429's Retry-After: no status requests to this account before then.",

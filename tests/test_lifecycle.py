@@ -272,3 +272,43 @@ def test_a_429_pauses_the_whole_account_for_its_retry_after(member, apixo_accoun
     assert services.generations_poll() == {}  # paused: nothing sent
     time.sleep(1.1)
     assert services.generations_poll()["polled"] == 3
+
+
+def test_failover_on_402_moves_the_generation_to_the_fallback_account(member, apixo_account, sandbox, _no_queue):
+    from providers.models import ProviderAccount
+
+    from .conftest import APIXO_KEY
+
+    backup = ProviderAccount(kind="apixo", label="APIXO backup", base_url=sandbox.base_url)
+    backup.set_api_key(APIXO_KEY)
+    backup.save()
+    apixo_account.fallback = backup
+    apixo_account.save()
+    sandbox.configure(balance=0.1)  # the first submit's price exceeds the balance: 402
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    assert services.generation_submit(generation_id=generation.pk) == State.QUEUED
+    generation.refresh_from_db()
+    assert generation.provider_account == backup and generation.fallback_from == apixo_account
+    sandbox.configure(balance=None)
+    assert services.generation_submit(generation_id=generation.pk) == State.SUBMITTED
+    with override_settings(HAILUO_POLL_TIME_SCALE=0):
+        drive(generation)
+    capture = LedgerEntry.objects.get(generation=generation, kind="capture")
+    assert generation.state == State.SUCCEEDED and capture.provider_account == backup
+    assert len(submit_posts(sandbox)) == 2  # the refused one (no task created) and the served one
+
+
+def test_an_account_marked_down_sends_new_submits_to_its_fallback(member, apixo_account, sandbox):
+    from providers.models import ProviderAccount
+
+    from .conftest import APIXO_KEY
+
+    backup = ProviderAccount(kind="apixo", label="APIXO backup", base_url=sandbox.base_url)
+    backup.set_api_key(APIXO_KEY)
+    backup.save()
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    ProviderAccount.objects.filter(pk=apixo_account.pk).update(down=True, fallback=backup)
+    assert services.generation_submit(generation_id=generation.pk) == State.QUEUED
+    assert services.generation_submit(generation_id=generation.pk) == State.SUBMITTED
+    generation.refresh_from_db()
+    assert generation.provider_account == backup and len(submit_posts(sandbox)) == 1
