@@ -199,3 +199,39 @@ def ledger_credit(*, user, amount: Decimal, reason: str, created_by, team=None, 
         kind=LedgerEntry.Kind.CREDIT, amount=money(amount), user=user, team=team, generation=generation,
         reason=reason, created_by=created_by, effective_at=now, created_at=now,
     )
+
+
+class BudgetPermissionDenied(Exception):
+    """The acting user may not set this budget."""
+
+
+def budget_set_for_member(*, actor, team, member, amount: Decimal, period: str, hard: bool = True):
+    """A team admin sets (or replaces) a member's budget, within the team's own budget.
+
+    ``actor`` must be a team admin of ``team`` (or staff) and ``member`` a member of it.
+    The member's amount may not exceed the team's active budget of the same period when
+    there is one. Returns the active Budget. Raises :class:`BudgetPermissionDenied` or
+    ``ValueError`` (with a message for the form).
+    """
+    from accounts.models import Membership
+    from billing.models import Budget
+
+    is_team_admin = Membership.objects.filter(user=actor, team=team, role=Membership.Role.TEAM_ADMIN).exists()
+    if not (is_team_admin or actor.is_staff):
+        raise BudgetPermissionDenied("Only a team admin of this team can set its members' budgets.")
+    if not Membership.objects.filter(user=member, team=team).exists():
+        raise BudgetPermissionDenied("This person is not a member of the team.")
+    amount = money(amount)
+    if amount < 0:
+        raise ValueError("A budget cannot be negative.")
+    if period not in Budget.Period.values:
+        raise ValueError(f"Unknown period {period!r}.")
+    team_budget = Budget.objects.filter(team=team, active=True, period=period).order_by("-amount").first()
+    if team_budget is not None and amount > team_budget.amount:
+        raise ValueError(
+            f"The team's budget is {format_usd(team_budget.amount)} {team_budget.get_period_display()}: "
+            f"a member's cannot be more."
+        )
+    with transaction.atomic():
+        Budget.objects.filter(user=member, active=True).update(active=False)
+        return Budget.objects.create(user=member, amount=amount, period=period, hard=hard)

@@ -142,6 +142,23 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# Any S3-compatible store for videos, posters and uploads (pip install ".[s3]", i.e. django-storages + boto3).
+HAILUO_S3_BUCKET = env_str("HAILUO_S3_BUCKET")
+if HAILUO_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": HAILUO_S3_BUCKET,
+            "endpoint_url": env_str("HAILUO_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("HAILUO_S3_REGION") or None,
+            "access_key": env_str("HAILUO_S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("HAILUO_S3_SECRET_ACCESS_KEY") or None,
+            "location": env_str("HAILUO_S3_PREFIX", "hailuo-studio"),
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 
 # --- django-q2: ORM broker (the database is the queue; no Redis to run) ----------------

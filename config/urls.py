@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as accounts_views
 from config.api import api
 from generations import views
 
@@ -16,6 +17,7 @@ urlpatterns = [
     path("g/<uuid:generation_id>/poster.jpg", views.poster, name="generation_poster"),
     path("u/<uuid:image_id>.<slug:ext>", views.input_image, name="input_image"),
     path("hooks/<slug:kind>/<uuid:generation_id>/<str:token>/", views.provider_callback, name="provider_callback"),
+    path("team/<int:team_id>/budgets/", accounts_views.team_budgets, name="team_budgets"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
