@@ -199,6 +199,8 @@ HAILUO_PUBLIC_BASE_URL = env_str("HAILUO_PUBLIC_BASE_URL").rstrip("/")
 HAILUO_POLL_TIME_SCALE = env_float("HAILUO_POLL_TIME_SCALE", 1.0)
 # Seconds between two claims of due generations inside one poll sweep run.
 HAILUO_POLL_SWEEP_INTERVAL = env_float("HAILUO_POLL_SWEEP_INTERVAL", 1.0)
+# Poll sweeps allowed to run at once (each is concurrent inside; raise it when scaling out to several machines).
+HAILUO_POLL_SWEEPERS = env_int("HAILUO_POLL_SWEEPERS", 1)
 # Maximum number of generations one sweep claims at once, and concurrent HTTP requests per provider account.
 HAILUO_POLL_BATCH = env_int("HAILUO_POLL_BATCH", 500)
 HAILUO_POLL_CONCURRENCY_PER_ACCOUNT = env_int("HAILUO_POLL_CONCURRENCY_PER_ACCOUNT", 32)

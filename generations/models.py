@@ -190,3 +190,19 @@ class InputImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pk}.{self.format} {self.width}×{self.height}"
+
+
+class SweepLease(models.Model):
+    """A slot for one running poll sweep (at most ``HAILUO_POLL_SWEEPERS`` at once).
+
+    Sweeps run for about a minute each; without slots, a backlog of scheduled runs could
+    occupy every django-q2 worker and starve submits and archives. A slot is claimed with a
+    conditional UPDATE, renewed every pass and expires by itself when a worker dies.
+    """
+
+    slot = models.PositiveSmallIntegerField(primary_key=True)
+    holder = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"sweep slot {self.slot} ({self.holder or 'free'} until {self.expires_at:%H:%M:%S})"

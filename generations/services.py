@@ -31,7 +31,7 @@ from django.utils import timezone
 from billing import services as billing_services
 from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
-from generations.models import ALLOWED_FROM, ArchiveState, Generation, GenerationEvent, InputImage, State
+from generations.models import ALLOWED_FROM, ArchiveState, Generation, GenerationEvent, InputImage, State, SweepLease
 from providers.base import GenerationRequest, RequestRefused, RuleViolation, TaskState, TaskUpdate
 from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_poll_client, make_submit_client
 from providers.images import ImageInfo, ImageUnavailable, check_image, fetch_image, identify
@@ -841,3 +841,24 @@ def generation_cancel(*, generation_id, user) -> str:
         if _transition(generation.pk, State.CANCELED, message=f"Canceled at the provider by {user}", completed_at=timezone.now()):
             billing_services.ledger_release(generation=generation, reason="canceled")
     return Generation.objects.get(pk=generation.pk).state
+
+
+# --- sweep slots ---------------------------------------------------------------------------------------------
+def sweep_slot_claim(*, seconds: float) -> tuple[int, str] | None:
+    """Claim a free poll-sweep slot for ``seconds``; returns ``(slot, holder token)`` or None when all are taken."""
+    now = timezone.now()
+    holder = secrets.token_hex(8)
+    for slot in range(max(1, settings.HAILUO_POLL_SWEEPERS)):
+        SweepLease.objects.get_or_create(slot=slot, defaults={"expires_at": now - timedelta(seconds=1)})
+        claimed = SweepLease.objects.filter(slot=slot, expires_at__lte=now).update(
+            holder=holder, expires_at=now + timedelta(seconds=seconds)
+        )
+        if claimed:
+            return slot, holder
+    return None
+
+
+def sweep_slot_release(*, slot: tuple[int, str]) -> None:
+    """Free a slot claimed by :func:`sweep_slot_claim` (only if still ours)."""
+    number, holder = slot
+    SweepLease.objects.filter(slot=number, holder=holder).update(expires_at=timezone.now(), holder="")

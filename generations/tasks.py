@@ -46,18 +46,26 @@ def sweep_once() -> dict:
 def poll_sweep(run_seconds: float | None = None) -> dict:
     """The scheduled sweep: repeat :func:`sweep_once` every ``HAILUO_POLL_SWEEP_INTERVAL`` s for ~a minute.
 
-    Several sweeps may overlap (one per worker or machine): claims use SKIP LOCKED and
-    leases, so no generation is polled twice at once.
+    At most ``HAILUO_POLL_SWEEPERS`` sweeps run at once (a slot in ``SweepLease``); a run
+    that finds no free slot returns ``{"skipped": 1}`` at once, so a backlog of scheduled
+    runs never occupies every worker. Sweeps that do overlap (one per slot, on any machine)
+    share the work safely: claims use SKIP LOCKED and leases.
     """
     run_seconds = SWEEP_RUN_SECONDS if run_seconds is None else run_seconds
+    slot = services.sweep_slot_claim(seconds=run_seconds + 30)
+    if slot is None:
+        return {"skipped": 1}
     started = time.monotonic()
     totals: dict[str, int] = {}
-    while True:
-        try:
-            for key, value in sweep_once().items():
-                totals[key] = totals.get(key, 0) + value
-        except Exception:  # keep sweeping; the error is in the log
-            log.exception("poll sweep pass failed")
-        if time.monotonic() - started + settings.HAILUO_POLL_SWEEP_INTERVAL >= run_seconds:
-            return totals
-        time.sleep(settings.HAILUO_POLL_SWEEP_INTERVAL)
+    try:
+        while True:
+            try:
+                for key, value in sweep_once().items():
+                    totals[key] = totals.get(key, 0) + value
+            except Exception:  # keep sweeping; the error is in the log
+                log.exception("poll sweep pass failed")
+            if time.monotonic() - started + settings.HAILUO_POLL_SWEEP_INTERVAL >= run_seconds:
+                return totals
+            time.sleep(settings.HAILUO_POLL_SWEEP_INTERVAL)
+    finally:
+        services.sweep_slot_release(slot=slot)

@@ -312,3 +312,12 @@ def test_an_account_marked_down_sends_new_submits_to_its_fallback(member, apixo_
     assert services.generation_submit(generation_id=generation.pk) == State.SUBMITTED
     generation.refresh_from_db()
     assert generation.provider_account == backup and len(submit_posts(sandbox)) == 1
+
+
+def test_only_the_allowed_number_of_sweeps_run_at_once(settings):
+    settings.HAILUO_POLL_SWEEPERS = 1
+    first = services.sweep_slot_claim(seconds=60)
+    assert first is not None
+    assert tasks.poll_sweep(run_seconds=0.1) == {"skipped": 1}
+    services.sweep_slot_release(slot=first)
+    assert "skipped" not in tasks.poll_sweep(run_seconds=0.1)
