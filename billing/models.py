@@ -239,3 +239,27 @@ class Budget(models.Model):
         if self.allowed_providers and provider_kind not in self.allowed_providers:
             return False
         return not (self.allowed_models and model not in self.allowed_models)
+
+
+class BalanceSnapshot(models.Model):
+    """A provider account's balance as its balance endpoint reported it at ``taken_at``.
+
+    Taken periodically (``billing.tasks.snapshot_balances``) so reconciliation can compare
+    the change in balance over a period with what we captured. ``balance`` is in the
+    provider's own ``unit``: ``USD`` (APIXO, PiAPI) or ``credits`` (PoYo, 1 credit = 0.005 USD).
+    Rows are only ever added.
+    """
+
+    provider_account = models.ForeignKey(
+        "providers.ProviderAccount", on_delete=models.CASCADE, related_name="balance_snapshots"
+    )
+    balance = _money_field(help_text="In the provider's unit (see unit).")
+    unit = models.CharField(max_length=12, default="USD", help_text="USD, or the provider's own unit (PoYo: credits).")
+    taken_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["provider_account", "taken_at", "id"]
+        indexes = [models.Index(fields=["provider_account", "taken_at"], name="balance_snapshot_account_time")]
+
+    def __str__(self) -> str:
+        return f"{self.provider_account}: {self.balance} {self.unit} at {self.taken_at:%Y-%m-%d %H:%M}"

@@ -31,7 +31,15 @@ from django.utils import timezone
 from billing import services as billing_services
 from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
-from generations.models import ALLOWED_FROM, ArchiveState, Generation, GenerationEvent, InputImage, State, SweepLease
+from generations.models import (
+    ALLOWED_FROM,
+    ArchiveState,
+    Generation,
+    GenerationEvent,
+    InputImage,
+    State,
+    SweepLease,
+)
 from providers.base import GenerationRequest, RequestRefused, RuleViolation, TaskState, TaskUpdate
 from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_poll_client, make_submit_client
 from providers.images import ImageInfo, ImageUnavailable, check_image, fetch_image, identify
