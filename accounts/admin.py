@@ -2,6 +2,15 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from accounts.models import ApiToken, Membership, Team, User
+from billing.models import Budget
+
+
+class BudgetInline(admin.TabularInline):
+    """Budgets edited where they belong: on the user or the team."""
+
+    model = Budget
+    extra = 0
+    fields = ["amount", "period", "hard", "allowed_providers", "allowed_models", "active"]
 
 
 class MembershipInline(admin.TabularInline):
@@ -21,14 +30,14 @@ class UserAdmin(BaseUserAdmin):
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, BudgetInline]
 
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     list_display = ["name", "time_zone", "created_at"]
     search_fields = ["name"]
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, BudgetInline]
 
 
 @admin.register(ApiToken)

@@ -35,3 +35,11 @@ def test_team_admin_sets_a_member_budget_within_the_team_budget(client, team, te
 def test_a_member_cannot_open_the_team_budgets(client, team, member):
     client.force_login(member)
     assert client.get(f"/team/{team.pk}/budgets/").status_code == 404
+
+
+def test_budgets_are_inline_on_users_and_teams_in_the_admin(admin_client, team, member):
+    Budget.objects.create(user=member, amount=Decimal("12.5"), period="week")
+    Budget.objects.create(team=team, amount=Decimal("99"), period="month")
+    user_page = admin_client.get(f"/admin/accounts/user/{member.pk}/change/").content.decode()
+    team_page = admin_client.get(f"/admin/accounts/team/{team.pk}/change/").content.decode()
+    assert 'value="12.500000"' in user_page and 'value="99.000000"' in team_page
