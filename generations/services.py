@@ -639,10 +639,11 @@ def generation_apply_update(*, generation_id, update: TaskUpdate) -> str:
         fields["progress"] = max(0, min(100, int(update.progress)))
     if update.state is TaskState.UNKNOWN:
         log.warning("generation %s: undocumented provider state %r; polling again", generation_id, update.provider_state)
-    if update.state is TaskState.RUNNING and generation.state == State.SUBMITTED:
-        with transaction.atomic():
-            _transition(generation_id, State.RUNNING, message=f"Running ({update.provider_state})", **fields)
-    Generation.objects.filter(pk=generation_id).update(**fields)
+    moved = update.state is TaskState.RUNNING and _transition(
+        generation_id, State.RUNNING, message=f"Running ({update.provider_state})", **fields
+    )
+    if not moved:
+        Generation.objects.filter(pk=generation_id, state__in=[State.SUBMITTED, State.RUNNING]).update(**fields)
     return "in_progress"
 
 
