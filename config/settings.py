@@ -166,10 +166,8 @@ Q_CLUSTER = {
     "name": "hailuo",
     "orm": "default",
     "workers": env_int("HAILUO_Q_WORKERS", 4),
-    # The poll sweep runs for just under a minute per scheduled run (see
-    # generations.tasks.poll_sweep), so the task timeout must be above 60 s.
-    "timeout": 120,
-    "retry": 180,
+    # Task timeout and retry: set below, from HAILUO_DOWNLOAD_TIMEOUT (a download is the
+    # longest task; the poll sweep runs just under a minute, see generations.tasks.poll_sweep).
     "max_attempts": 1,
     "poll": 0.25,
     "catch_up": False,
@@ -211,6 +209,10 @@ HAILUO_SUBMIT_MAX_ATTEMPTS = env_int("HAILUO_SUBMIT_MAX_ATTEMPTS", 5)
 # Result download limits.
 HAILUO_DOWNLOAD_MAX_BYTES = env_int("HAILUO_DOWNLOAD_MAX_BYTES", 512 * 1024 * 1024)
 HAILUO_DOWNLOAD_TIMEOUT = env_float("HAILUO_DOWNLOAD_TIMEOUT", 300.0)
+# django-q2 kills a task after "timeout" s and hands an unacknowledged one out again after
+# "retry" s (which must be longer): a download with its poster frame must fit in the timeout.
+Q_CLUSTER["timeout"] = max(120, int(HAILUO_DOWNLOAD_TIMEOUT) + 120)
+Q_CLUSTER["retry"] = Q_CLUSTER["timeout"] + 60
 # Hosts that may be private/loopback addresses (the sandboxes). Empty: public addresses only.
 HAILUO_ALLOWED_PRIVATE_HOSTS = env_list("HAILUO_ALLOWED_PRIVATE_HOSTS")
 # Provider HTTP timeouts (seconds).

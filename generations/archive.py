@@ -17,7 +17,7 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from providers.http import UnsafeURL, check_public_url
+from providers.http import UnsafeURL, check_public_url, tls_context
 
 MAX_REDIRECTS = 5
 
@@ -69,7 +69,7 @@ def download_video(generation) -> tuple[str, int, str]:
     max_bytes = settings.HAILUO_DOWNLOAD_MAX_BYTES
     deadline = time.monotonic() + settings.HAILUO_DOWNLOAD_TIMEOUT
     timeout = httpx.Timeout(min(60.0, settings.HAILUO_DOWNLOAD_TIMEOUT), connect=10.0)
-    with httpx.Client(follow_redirects=False, trust_env=False, timeout=timeout) as client:
+    with httpx.Client(follow_redirects=False, trust_env=False, timeout=timeout, verify=tls_context()) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             try:
                 check_public_url(url, allowed_private_hosts=allowed)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from django import forms
 
+from generations.models import State
+from generations.selectors import GalleryFilters
 from providers.models import ProviderAccount
+from providers.registry import ADAPTERS
+
+#: Values of a checkbox that mean "checked" (form data, or a remixed generation's options).
+_TRUE = {True, "on", "true", "True", "1"}
 
 
 class StudioForm(forms.Form):
@@ -26,20 +32,26 @@ class StudioForm(forms.Form):
         required=False,
     )
     image_url = forms.URLField(
-        required=False, label="First-frame image URL", assume_scheme="https",
+        required=False, label="…or its URL", assume_scheme="https",
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/first-frame.jpg"}),
     )
     image_file = forms.FileField(
-        required=False, label="…or upload the first frame",
+        required=False, label="Upload the first frame",
         widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
     )
 
     OPTION_PREFIX = "opt_"
+    #: A hidden input listing the options the form showed: an unchecked checkbox sends nothing,
+    #: so a re-render from the submitted values (the price refresh) would otherwise reset it to
+    #: its default. An option named here but absent from the data is off.
+    OPTIONS_MARKER = "_options"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         accounts = list(ProviderAccount.objects.filter(enabled=True).order_by("priority", "label"))
         self.fields["provider_account"].queryset = ProviderAccount.objects.filter(enabled=True).order_by("priority", "label")
+        # Render the choices from the list just read (validation still checks the queryset).
+        self.fields["provider_account"].choices = [(a.pk, str(a)) for a in accounts]
         source = self.data if self.is_bound else self.initial
         self.account = self._pick_account(accounts, source.get("provider_account"))
         self.model_cap = self.mode_cap = None
@@ -50,9 +62,14 @@ class StudioForm(forms.Form):
         self.model_cap = caps.model(source.get("model") or "") or caps.models[0]
         self.fields["mode"].choices = [(m.id, m.label) for m in self.model_cap.modes]
         self.mode_cap = self.model_cap.mode(source.get("mode") or "") or self.model_cap.modes[0]
-        self.fields["duration"].choices = [(d, f"{d} s") for d in self.mode_cap.durations]
+        # Resolution first, then the durations that resolution allows (APIXO pro: 1080p 5 s only;
+        # qingbo 1080p: 6 s only), so every pair offered is one the provider accepts.
         resolutions = self.mode_cap.resolutions
         self.fields["resolution"].choices = [(r, r) for r in resolutions]
+        resolution = source.get("resolution") if source.get("resolution") in resolutions else resolutions[0]
+        durations = sorted(d for d, r in self.mode_cap.combos if r == resolution)
+        self.fields["duration"].choices = [(d, f"{d} s") for d in durations]
+        duration = int(source["duration"]) if str(source.get("duration")) in {str(d) for d in durations} else durations[0]
         if self.mode_cap.image == "none":
             self.fields["image_url"].widget = forms.HiddenInput()
             del self.fields["image_file"]
@@ -62,19 +79,73 @@ class StudioForm(forms.Form):
             self.option_names.append(spec.name)
         if self.model_cap.prompt_max_chars:
             self.fields["prompt"].widget.attrs["maxlength"] = self.model_cap.prompt_max_chars
+        self.picked = {
+            "provider_account_id": self.account.pk, "model": self.model_cap.id, "mode": self.mode_cap.id,
+            "duration": duration, "resolution": resolution,
+        }
         # Keep the picks consistent with the narrowed choices (bound data or initial values).
-        picks = {"provider_account": str(self.account.pk), "model": self.model_cap.id, "mode": self.mode_cap.id}
-        if str(source.get("duration")) not in {str(d) for d in self.mode_cap.durations}:
-            picks["duration"] = str(self.mode_cap.durations[0])
-        if source.get("resolution") not in resolutions:
-            picks["resolution"] = resolutions[0]
+        picks = {
+            "provider_account": str(self.account.pk), "model": self.model_cap.id, "mode": self.mode_cap.id,
+            "duration": str(duration), "resolution": resolution,
+        }
         if self.is_bound:
             data = self.data.copy()
             for key, value in picks.items():
                 data[key] = value
             self.data = data
         else:
-            self.initial = {**dict(self.initial or {}), **picks}
+            initial = {**dict(self.initial or {}), **picks}
+            shown = source.get(self.OPTIONS_MARKER)
+            if shown is not None:
+                shown_names = set(str(shown).split(","))
+                for spec in (*self.mode_cap.options, *caps.account_options):
+                    if spec.kind == "bool" and spec.name in shown_names:
+                        initial[self.OPTION_PREFIX + spec.name] = source.get(self.OPTION_PREFIX + spec.name) in _TRUE
+            self.initial = initial
+
+    @property
+    def options_marker(self) -> str:
+        """The value of the hidden ``_options`` input: the options this form shows."""
+        return ",".join(getattr(self, "option_names", []))
+
+    @property
+    def image_rules(self):
+        """The chosen model's first-frame rules (for the client-side preview hints), or None."""
+        return self.model_cap.image_rules if self.model_cap is not None else None
+
+    @property
+    def image_rules_text(self) -> str:
+        """The chosen model's first-frame rules in words, e.g. "JPEG/PNG, ≤ 20 MB, short side > 300 px"."""
+        rules = self.image_rules
+        if rules is None:
+            return ""
+        from providers.images import ratio_label
+
+        parts = ["/".join(f.upper() for f in rules.formats), f"≤ {rules.max_bytes // (1024 * 1024)} MB"]
+        if rules.min_short_side_exclusive:
+            parts.append(f"short side > {rules.min_short_side_exclusive} px")
+        if rules.min_side:
+            parts.append(f"sides ≥ {rules.min_side} px")
+        if rules.max_side:
+            parts.append(f"sides ≤ {rules.max_side} px")
+        if rules.aspect_min and rules.aspect_max:
+            parts.append(f"aspect ratio between {ratio_label(rules.aspect_min)} and {ratio_label(rules.aspect_max)}")
+        return ", ".join(parts)
+
+    @classmethod
+    def initial_from_generation(cls, generation) -> dict:
+        """Form values that recreate ``generation`` ("remix"): the same account, model, mode,
+        duration, resolution, prompt, image and options."""
+        initial = {
+            "provider_account": str(generation.provider_account_id), "model": generation.model, "mode": generation.mode,
+            "duration": str(generation.duration), "resolution": generation.resolution, "prompt": generation.prompt,
+            "image_url": generation.image_url,
+        }
+        options = generation.options or {}
+        for name, value in options.items():
+            initial[cls.OPTION_PREFIX + name] = value
+        initial[cls.OPTIONS_MARKER] = ",".join(options)
+        return initial
 
     def _option_field(self, spec):
         """A form field for one provider option (see ``providers.base.OptionSpec``)."""
@@ -122,21 +193,60 @@ class StudioForm(forms.Form):
 
     def selection(self) -> dict:
         """The current (possibly unvalidated) picks, for the price preview."""
-        source = self.data if self.is_bound else self.initial
         if self.account is None:
             return {}
-        duration = source.get("duration") or self.mode_cap.durations[0]
-        try:
-            duration = int(duration)
-        except (TypeError, ValueError):
-            duration = self.mode_cap.durations[0]
-        resolution = source.get("resolution")
-        if resolution not in self.mode_cap.resolutions:
-            resolution = self.mode_cap.resolutions[0]
-        return {
-            "provider_account_id": self.account.pk,
-            "model": self.model_cap.id,
-            "mode": self.mode_cap.id,
-            "duration": duration,
-            "resolution": resolution,
-        }
+        return dict(self.picked)
+
+
+class GalleryFilterForm(forms.Form):
+    """The gallery's filters (GET). Invalid values are ignored rather than reported."""
+
+    q = forms.CharField(
+        required=False, max_length=200, label="Search prompts",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Search prompts…", "autocomplete": "off"}),
+    )
+    state = forms.ChoiceField(required=False, label="Status")
+    provider = forms.ChoiceField(required=False, label="Provider")
+    model = forms.ChoiceField(required=False, label="Model")
+    member = forms.TypedChoiceField(required=False, label="Member", coerce=int, empty_value=None)
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    size = forms.TypedChoiceField(
+        required=False, label="Per page", coerce=int, empty_value=24,
+        choices=[(n, str(n)) for n in (12, 24, 48, 96)],
+    )
+
+    PAGE_SIZES = (12, 24, 48, 96)
+    DEFAULT_SIZE = 24
+
+    def __init__(self, data=None, *args, members=None, **kwargs):
+        """``members``: (id, email) pairs for the member filter; None accepts any id (the
+        visibility filter still applies), which spares the query on fragment refreshes."""
+        data = data.copy() if data is not None else {}
+        if not data.get("size"):
+            data["size"] = str(self.DEFAULT_SIZE)
+        kwargs.setdefault("auto_id", "filter_%s")  # the create form on the same page has id_model
+        super().__init__(data, *args, **kwargs)
+        self.fields["state"].choices = [("", "Any status"), ("in_progress", "In progress"), *State.choices]
+        self.fields["provider"].choices = [("", "Any provider"), *[(cls.kind, cls.label) for cls in ADAPTERS.values()]]
+        models = sorted({m.id for cls in ADAPTERS.values() for m in cls.capabilities.models}, key=str.lower)
+        self.fields["model"].choices = [("", "Any model"), *[(m, m) for m in models]]
+        if members is None:
+            self.fields["member"] = forms.IntegerField(required=False, min_value=1)
+        else:
+            self.fields["member"].choices = [("", "Anyone"), *[(pk, email) for pk, email in members]]
+
+    def filters(self) -> GalleryFilters:
+        """The valid filters (an invalid field is dropped, the others still apply)."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return GalleryFilters(
+            state=data.get("state") or "", provider=data.get("provider") or "", model=data.get("model") or "",
+            member=data.get("member") or None, date_from=data.get("date_from"), date_to=data.get("date_to"),
+            q=(data.get("q") or "").strip(),
+        )
+
+    def page_size(self) -> int:
+        self.is_valid()
+        size = getattr(self, "cleaned_data", {}).get("size")
+        return size if size in self.PAGE_SIZES else self.DEFAULT_SIZE

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID
+
 from django.db.models import Q, QuerySet
 
-from generations.models import Generation
+from generations.models import Generation, State
+
+#: The gallery's "in progress" filter: every state that is not final yet.
+IN_PROGRESS_STATES = (State.QUEUED, State.SUBMITTING, State.SUBMITTED, State.RUNNING)
 
 
-def generations_visible_to(*, user) -> QuerySet[Generation]:
+def team_ids_of(user) -> list[int]:
+    """The ids of the teams ``user`` belongs to (one query)."""
+    return list(user.memberships.values_list("team_id", flat=True))
+
+
+def teams_of(user) -> tuple[list[int], object]:
+    """The ids of ``user``'s teams and their primary team (``User.primary_team``: the first
+    membership's), in one query."""
+    memberships = list(user.memberships.select_related("team").order_by("id"))
+    return [m.team_id for m in memberships], (memberships[0].team if memberships else None)
+
+
+def generations_visible_to(*, user, team_ids: list[int] | None = None) -> QuerySet[Generation]:
     """Generations ``user`` may see: their own and those of the teams they belong to.
 
-    Another team's generation is simply absent (views answer 404, not 403).
+    Another team's generation is simply absent (views answer 404, not 403). Pass
+    ``team_ids`` (from :func:`team_ids_of`) when the caller already has them.
     """
-    team_ids = list(user.memberships.values_list("team_id", flat=True))
+    if team_ids is None:
+        team_ids = team_ids_of(user)
     return Generation.objects.filter(Q(user=user) | Q(team_id__in=team_ids)).select_related(
         "provider_account", "user"
     )
@@ -21,3 +42,133 @@ def generations_visible_to(*, user) -> QuerySet[Generation]:
 def generation_for(*, user, generation_id) -> Generation | None:
     """One visible generation, or None."""
     return generations_visible_to(user=user).filter(pk=generation_id).first()
+
+
+def teammates_of(*, user, team_ids: list[int]):
+    """``user`` and everyone who shares a team with them, by email (the gallery's member filter)."""
+    from accounts.models import User
+
+    return User.objects.filter(Q(pk=user.pk) | Q(memberships__team_id__in=team_ids)).distinct().order_by("email")
+
+
+# --- the gallery: filters and keyset pagination -------------------------------------------
+@dataclass(frozen=True)
+class GalleryFilters:
+    """What the gallery is narrowed to. Empty values mean "any"."""
+
+    state: str = ""  # a State value, or "in_progress"
+    provider: str = ""  # a provider kind
+    model: str = ""
+    member: int | None = None  # a user id
+    date_from: date | None = None  # inclusive, UTC day
+    date_to: date | None = None  # inclusive, UTC day
+    q: str = ""  # prompt search
+
+    @property
+    def active(self) -> bool:
+        return bool(self.q) or self.narrowing > 0
+
+    @property
+    def narrowing(self) -> int:
+        """How many filters other than the prompt search are set."""
+        return sum(1 for v in (self.state, self.provider, self.model, self.member, self.date_from, self.date_to) if v)
+
+
+@dataclass
+class GalleryPage:
+    """One page of the gallery, newest first, with the cursors of its neighbours.
+
+    Keyset pagination (``created_at``, ``id``): a page costs one indexed query however deep
+    it is and however many generations match; there is no COUNT.
+    """
+
+    items: list[Generation] = field(default_factory=list)
+    newer_cursor: str | None = None  # pass as ``after`` to see the newer page
+    older_cursor: str | None = None  # pass as ``before`` to see the older page
+    is_first: bool = True
+
+
+def encode_cursor(generation: Generation) -> str:
+    """A URL-safe position: microseconds since the epoch and the id."""
+    stamp = generation.created_at.astimezone(UTC)
+    micros = (stamp - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return f"{micros}.{generation.pk.hex}"
+
+
+def decode_cursor(value: str | None) -> tuple[datetime, UUID] | None:
+    """The (created_at, id) of a cursor; None for a missing or malformed one."""
+    if not value:
+        return None
+    try:
+        micros, hex_id = value.split(".", 1)
+        at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
+        return at, UUID(hex=hex_id)
+    except (ValueError, OverflowError):
+        return None
+
+
+def filter_generations(queryset: QuerySet[Generation], filters: GalleryFilters) -> QuerySet[Generation]:
+    """Narrow ``queryset`` to ``filters``."""
+    if filters.state == "in_progress":
+        queryset = queryset.filter(state__in=IN_PROGRESS_STATES)
+    elif filters.state:
+        queryset = queryset.filter(state=filters.state)
+    if filters.provider:
+        queryset = queryset.filter(provider_kind=filters.provider)
+    if filters.model:
+        queryset = queryset.filter(model=filters.model)
+    if filters.member:
+        queryset = queryset.filter(user_id=filters.member)
+    if filters.date_from:
+        queryset = queryset.filter(created_at__gte=datetime.combine(filters.date_from, time.min, tzinfo=UTC))
+    if filters.date_to:
+        end = datetime.combine(filters.date_to, time.min, tzinfo=UTC) + timedelta(days=1)
+        queryset = queryset.filter(created_at__lt=end)
+    if filters.q:
+        for word in filters.q.split()[:8]:
+            queryset = queryset.filter(prompt__icontains=word)
+    return queryset
+
+
+def gallery_page(
+    *, user, filters: GalleryFilters, size: int, before: str | None = None, after: str | None = None,
+    team_ids: list[int] | None = None,
+) -> GalleryPage:
+    """A page of the generations ``user`` may see, narrowed by ``filters``, newest first.
+
+    ``before``: the page just older than that cursor; ``after``: the page just newer; neither:
+    the newest page. Exactly one query (plus one for the teams unless ``team_ids`` is given).
+    """
+    queryset = filter_generations(generations_visible_to(user=user, team_ids=team_ids), filters)
+    older_than = decode_cursor(before)
+    newer_than = None if older_than else decode_cursor(after)
+    if newer_than:
+        at, pk = newer_than
+        # The redundant created_at bound lets the database range-scan the created_at index.
+        rows = list(
+            queryset.filter(created_at__gte=at).filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=pk))
+            .order_by("created_at", "id")[: size + 1]
+        )
+        has_newer = len(rows) > size
+        if not has_newer and len(rows) < size:
+            # Fewer than a page newer than the cursor (rows were deleted, or the page size
+            # changed): that is the top, so show the newest page in full.
+            return gallery_page(user=user, filters=filters, size=size, team_ids=team_ids)
+        items = list(reversed(rows[:size]))
+        return GalleryPage(
+            items=items,
+            newer_cursor=encode_cursor(items[0]) if has_newer and items else None,
+            older_cursor=encode_cursor(items[-1]) if items else before,
+            is_first=not has_newer,
+        )
+    if older_than:
+        at, pk = older_than
+        queryset = queryset.filter(created_at__lte=at).filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=pk))
+    rows = list(queryset.order_by("-created_at", "-id")[: size + 1])
+    items = rows[:size]
+    return GalleryPage(
+        items=items,
+        newer_cursor=(encode_cursor(items[0]) if items else before) if older_than else None,
+        older_cursor=encode_cursor(items[-1]) if len(rows) > size else None,
+        is_first=older_than is None,
+    )

@@ -300,11 +300,13 @@ def enqueue_poll(generation_ids: list) -> None:
     async_task("generations.tasks.poll_generations", [str(g) for g in generation_ids], task_name="poll now")
 
 
-def enqueue_archive(generation_id) -> None:
-    """Queue the download of a succeeded generation's video."""
+def enqueue_archive(generation_id, attempt: int | None = None) -> None:
+    """Queue the download of a succeeded generation's video (``attempt``: already claimed, see generation_archive)."""
     from django_q.tasks import async_task
 
-    async_task("generations.tasks.archive_generation", str(generation_id), task_name=f"archive {generation_id}"[:100])
+    async_task(
+        "generations.tasks.archive_generation", str(generation_id), attempt, task_name=f"archive {generation_id}"[:100]
+    )
 
 
 # --- submit ---------------------------------------------------------------------------------
@@ -343,6 +345,14 @@ def generation_submit(*, generation_id) -> str:
     never resent automatically.
     """
     now = timezone.now()
+    paused_until = (
+        ProviderAccount.objects.filter(generations__pk=generation_id, paused_until__gt=now)
+        .values_list("paused_until", flat=True)
+        .first()
+    )
+    if paused_until is not None:  # the account is in a provider's Retry-After: wait, no attempt counted
+        Generation.objects.filter(pk=generation_id, state=State.QUEUED).update(next_submit_at=paused_until, updated_at=now)
+        return Generation.objects.filter(pk=generation_id).values_list("state", flat=True).first() or "missing"
     token = secrets.token_urlsafe(24)
     claimed = Generation.objects.filter(
         Q(next_submit_at__isnull=True) | Q(next_submit_at__lte=now), pk=generation_id, state=State.QUEUED
@@ -433,11 +443,39 @@ def _failover(generation: Generation, reason: str) -> bool:
     return moved
 
 
+def _may_have_created_a_task(exc: ProviderError) -> bool:
+    """True when a failed submit may still have created a task at the provider (so: never resend).
+
+    Either the request may have arrived (``Sent.MAYBE``: read timeout, connection dropped), or
+    the provider answered 2xx without a documented error but we could not read a task id from
+    it (not JSON, truncated, no id): a 2xx means it took the request. A documented error under
+    HTTP 200 (APIXO's body ``code``, MiniMax's ``base_resp.status_code``) carries the provider's
+    own code, which differs from the HTTP status, and is a definite refusal.
+    """
+    if exc.sent == Sent.MAYBE:
+        return True
+    status = exc.http_status or 0
+    return 200 <= status < 300 and exc.code == str(status)
+
+
+def _pause_account(account_id: int, retry_after: float | None) -> datetime:
+    """A 429 is about the key, not one request: pause the whole account's submits and polls.
+
+    For ``retry_after`` seconds (the provider's Retry-After), 5 s when it gave none; an
+    existing longer pause is kept. Returns the end of the pause.
+    """
+    until = timezone.now() + timedelta(seconds=retry_after if retry_after is not None else 5.0)
+    ProviderAccount.objects.filter(pk=account_id).filter(Q(paused_until__isnull=True) | Q(paused_until__lt=until)).update(
+        paused_until=until
+    )
+    return until
+
+
 def _submit_failed(generation: Generation, exc: ProviderError) -> str:
     evidence = {"code": exc.code, "http_status": exc.http_status, "message": exc.message, "sent": exc.sent}
     if exc.http_status == 402 and _failover(generation, f"{generation.provider_account} has no balance (402)"):
         return State.QUEUED
-    if exc.sent == Sent.MAYBE:
+    if _may_have_created_a_task(exc):
         with transaction.atomic():
             _transition(
                 generation.pk,
@@ -457,6 +495,8 @@ def _submit_failed(generation: Generation, exc: ProviderError) -> str:
                 billing_services.ledger_release(generation=generation, reason=f"submit failed: {exc.code}")
         return State.FAILED
     delay = exc.retry_after if exc.retry_after is not None else min(2 ** generation.submit_attempts, 300)
+    if exc.http_status == 429:
+        _pause_account(generation.provider_account_id, exc.retry_after)
     with transaction.atomic():
         _transition(
             generation.pk,
@@ -477,28 +517,54 @@ class _PollJob:
     model: str
 
 
-def _claim_due(*, ids: list | None = None, limit: int) -> list[_PollJob]:
-    """Lease due in-flight generations for one poll (``SELECT ... FOR UPDATE SKIP LOCKED``)."""
+def poll_lease_seconds() -> float:
+    """How long a claimed poll is leased to its sweep, in seconds.
+
+    A sweep claims at most ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT`` generations per provider
+    account at a time and sends all their status requests at once, so a lease only has to
+    outlast one request (connect timeout + twice the read timeout, for an answer that
+    trickles in) and the apply, with a margin. No sweep holds a claim it is not working on.
+    """
+    return settings.HAILUO_PROVIDER_CONNECT_TIMEOUT + 2 * settings.HAILUO_PROVIDER_READ_TIMEOUT + 30
+
+
+def _claim_due(
+    *, ids: list | None = None, per_account: int | None = None, limit: int, exclude: set | None = None
+) -> list[_PollJob]:
+    """Lease one round of due in-flight generations (``SELECT ... FOR UPDATE SKIP LOCKED``).
+
+    At most ``per_account`` per provider account (the concurrency cap) and ``limit`` in all;
+    accounts in a 429 pause are skipped. With ``ids``: exactly those (if in flight), due or not.
+    ``per_account`` defaults to ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT``; ``exclude``: ids
+    already polled in this sweep (a zero poll interval must not poll them again at once).
+    """
+    per_account = per_account or max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
     now = timezone.now()
-    lease = now + timedelta(seconds=max(settings.HAILUO_PROVIDER_READ_TIMEOUT * 2, 30))
+    lease = now + timedelta(seconds=poll_lease_seconds())
+    rows = Generation.objects.filter(
+        Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
+        state__in=[State.SUBMITTED, State.RUNNING],
+    ).exclude(provider_task_id="")
+    if ids is not None:
+        rows = rows.filter(pk__in=ids)
+    else:
+        rows = rows.filter(next_poll_at__lte=now)
+    if exclude:
+        rows = rows.exclude(pk__in=exclude)
+    paused = set(ProviderAccount.objects.filter(paused_until__gt=now).values_list("pk", flat=True))
+    accounts = [a for a in rows.values_list("provider_account_id", flat=True).order_by().distinct() if a not in paused]
+    jobs: list[_PollJob] = []
     with transaction.atomic():
-        rows = (
-            Generation.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
-                Q(provider_account__paused_until__isnull=True) | Q(provider_account__paused_until__lte=now),
-                state__in=[State.SUBMITTED, State.RUNNING],
+        for account_id in accounts:
+            if len(jobs) >= limit:
+                break
+            mine = rows.filter(provider_account_id=account_id).select_for_update(skip_locked=True, of=("self",))
+            if ids is None:
+                mine = mine.order_by("next_poll_at")
+            jobs.extend(
+                _PollJob(r["id"], r["provider_account_id"], r["provider_task_id"], r["model"])
+                for r in mine.values("id", "provider_account_id", "provider_task_id", "model")[: min(per_account, limit - len(jobs))]
             )
-            .exclude(provider_task_id="")
-        )
-        if ids is not None:
-            rows = rows.filter(pk__in=ids)
-        else:
-            rows = rows.filter(next_poll_at__lte=now).order_by("next_poll_at")
-        jobs = [
-            _PollJob(r["id"], r["provider_account_id"], r["provider_task_id"], r["model"])
-            for r in rows.values("id", "provider_account_id", "provider_task_id", "model")[:limit]
-        ]
         if jobs:
             Generation.objects.filter(pk__in=[j.generation_id for j in jobs]).update(
                 poll_lease_until=lease, poll_count=F("poll_count") + 1
@@ -506,55 +572,85 @@ def _claim_due(*, ids: list | None = None, limit: int) -> list[_PollJob]:
     return jobs
 
 
-async def _fetch_all(jobs: list[_PollJob], adapters: dict) -> list[tuple[_PollJob, TaskUpdate | ProviderError]]:
-    """Fetch every job's status concurrently, at most N requests in flight per provider account."""
-    limit = max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
-    semaphores = {account_id: asyncio.Semaphore(limit) for account_id in adapters}
-    async with make_poll_client(max_connections=limit * max(1, len(adapters))) as client:
-        https = {
-            account_id: ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
-            for account_id, adapter in adapters.items()
-        }
+async def _fetch_all(
+    jobs: list[_PollJob], adapters: dict, client=None
+) -> list[tuple[_PollJob, TaskUpdate | ProviderError]]:
+    """Fetch every job's status concurrently (one round: the claim already capped it per account).
 
-        async def one(job: _PollJob):
-            adapter = adapters[job.account_id]
-            async with semaphores[job.account_id]:
-                try:
-                    return job, await adapter.fetch_status(https[job.account_id], task_id=job.task_id, model=job.model)
-                except ProviderError as exc:
-                    return job, exc
-                except Exception as exc:  # a parsing bug must not stop the sweep
-                    log.exception("status of %s failed", job.generation_id)
-                    return job, ProviderError(f"unexpected error: {exc!r}", code="unexpected")
+    ``client``: an open poll client to reuse across rounds; without one a client is made and
+    closed here. Returns ``(job, TaskUpdate or ProviderError)`` pairs; never raises.
+    """
+    if client is None:
+        async with make_poll_client(max_connections=max(1, len(jobs))) as own:
+            return await _fetch_all(jobs, adapters, own)
+    https = {
+        account_id: ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
+        for account_id, adapter in adapters.items()
+    }
 
-        return await asyncio.gather(*(one(job) for job in jobs))
+    async def one(job: _PollJob):
+        adapter = adapters[job.account_id]
+        try:
+            return job, await adapter.fetch_status(https[job.account_id], task_id=job.task_id, model=job.model)
+        except ProviderError as exc:
+            return job, exc
+        except Exception as exc:  # a parsing bug must not stop the sweep
+            log.exception("status of %s failed", job.generation_id)
+            return job, ProviderError(f"unexpected error: {exc!r}", code="unexpected")
+
+    return await asyncio.gather(*(one(job) for job in jobs))
 
 
 def generations_poll(*, ids: list | None = None, limit: int | None = None) -> dict[str, int]:
-    """Poll due in-flight generations (or exactly ``ids``) concurrently and apply the answers.
+    """Poll due in-flight generations (or exactly ``ids``) and apply the answers.
+
+    Works in rounds: claim at most ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT`` per provider
+    account, send all their status requests at once over one shared client, apply the
+    answers, claim the next round; until nothing is due or ``limit`` (default
+    ``HAILUO_POLL_BATCH``) generations were polled. Each claim's lease covers one request
+    (:func:`poll_lease_seconds`), so a slow provider never outlives it.
 
     Returns counts by outcome, e.g. ``{"polled": 40, "succeeded": 3, "errors": 1}``.
     """
-    jobs = _claim_due(ids=ids, limit=limit or settings.HAILUO_POLL_BATCH)
+    budget = limit or settings.HAILUO_POLL_BATCH
+    per_account = max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
     counts: dict[str, int] = defaultdict(int)
-    if not jobs:
-        return dict(counts)
-    accounts = ProviderAccount.objects.in_bulk({j.account_id for j in jobs})
-    adapters = {}
-    for account_id, account in accounts.items():
-        try:
-            adapters[account_id] = account.adapter()
-        except ValueError as exc:  # the key cannot be decrypted: poll later
-            log.error("provider account %s unusable: %s", account_id, exc)
-    runnable = [j for j in jobs if j.account_id in adapters]
-    results = asyncio.run(_fetch_all(runnable, adapters)) if runnable else []
-    for job, outcome in results:
-        counts["polled"] += 1
-        if isinstance(outcome, ProviderError):
-            counts["errors"] += 1
-            _poll_failed(job, outcome)
-        else:
-            counts[generation_apply_update(generation_id=job.generation_id, update=outcome)] += 1
+    adapters: dict = {}
+    unusable: set = set()
+    polled: set = set()
+    loop = client = None
+    try:
+        while budget > 0:
+            jobs = _claim_due(ids=ids, per_account=per_account, limit=budget, exclude=polled)
+            if not jobs:
+                break
+            budget -= len(jobs)
+            polled.update(j.generation_id for j in jobs)
+            new = {j.account_id for j in jobs} - adapters.keys() - unusable
+            for account_id, account in ProviderAccount.objects.in_bulk(new).items():
+                try:
+                    adapters[account_id] = account.adapter()
+                except ValueError as exc:  # the key cannot be decrypted: its claims lapse, polled later
+                    unusable.add(account_id)
+                    log.error("provider account %s unusable: %s", account_id, exc)
+            runnable = [j for j in jobs if j.account_id in adapters]
+            if not runnable:
+                continue
+            if loop is None:
+                loop = asyncio.new_event_loop()
+                client = make_poll_client(max_connections=per_account * max(1, ProviderAccount.objects.count()))
+            results = loop.run_until_complete(_fetch_all(runnable, adapters, client))
+            for job, outcome in results:
+                counts["polled"] += 1
+                if isinstance(outcome, ProviderError):
+                    counts["errors"] += 1
+                    _poll_failed(job, outcome)
+                else:
+                    counts[generation_apply_update(generation_id=job.generation_id, update=outcome)] += 1
+    finally:
+        if loop is not None:
+            loop.run_until_complete(client.aclose())
+            loop.close()
     return dict(counts)
 
 
@@ -576,11 +672,7 @@ def _poll_failed(job: _PollJob, exc: ProviderError) -> None:
     """Poll this generation later; a 429 pauses its whole provider account for the Retry-After."""
     generation = Generation.objects.get(pk=job.generation_id)
     if exc.http_status == 429:
-        pause = exc.retry_after if exc.retry_after is not None else 5.0
-        until = timezone.now() + timedelta(seconds=pause)
-        ProviderAccount.objects.filter(pk=job.account_id).filter(
-            Q(paused_until__isnull=True) | Q(paused_until__lt=until)
-        ).update(paused_until=until)
+        _pause_account(job.account_id, exc.retry_after)
     Generation.objects.filter(pk=job.generation_id).update(
         poll_lease_until=None, next_poll_at=_next_poll(generation, exc.retry_after)
     )
@@ -680,11 +772,37 @@ def generations_stuck_submitting(*, older_than: float = 600.0) -> int:
     return count
 
 
-def due_submits() -> list:
-    """Queued generations whose retry time has come."""
-    return list(
-        Generation.objects.filter(state=State.QUEUED, next_submit_at__lte=timezone.now()).values_list("pk", flat=True)[:500]
-    )
+#: A queued generation handed to the workers whose submit has not started after this many
+#: seconds (its django-q2 task was lost: a broker wiped, a cluster killed) is handed over again.
+#: Harmless if it was merely slow: the submit claims the row, so only one worker ever sends it.
+SUBMIT_REQUEUE_AFTER = 600
+
+
+def submits_enqueue_due() -> int:
+    """Hand queued generations whose retry time has come to the workers; returns how many.
+
+    Also those whose first hand-over looks lost (queued, no retry time, untouched for
+    ``SUBMIT_REQUEUE_AFTER`` s). Skips accounts in a 429 pause. Each is marked handed over
+    (no retry time) before it is enqueued, so the next sweep does not enqueue it again. The
+    sweep never submits inline: one slow provider must not hold up every poll.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Generation.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(state=State.QUEUED)
+            .filter(
+                Q(next_submit_at__lte=now)
+                | Q(next_submit_at__isnull=True, updated_at__lt=now - timedelta(seconds=SUBMIT_REQUEUE_AFTER))
+            )
+            .exclude(provider_account__paused_until__gt=now)
+            .values_list("pk", flat=True)[:500]
+        )
+        if ids:
+            Generation.objects.filter(pk__in=ids).update(next_submit_at=None, updated_at=now)
+    for generation_id in ids:
+        enqueue_submit(generation_id)
+    return len(ids)
 
 
 # --- callbacks -----------------------------------------------------------------------------------
@@ -730,28 +848,40 @@ def generation_callback(*, kind: str, generation_id, token: str, headers, body: 
 
 
 # --- archive -------------------------------------------------------------------------------------------
-def generation_archive(*, generation_id) -> str:
+def _archive_lease() -> datetime:
+    """Until when a claimed download is left alone: its deadline plus a margin (a dead worker's is retried after)."""
+    return timezone.now() + timedelta(seconds=settings.HAILUO_DOWNLOAD_TIMEOUT + 300)
+
+
+def generation_archive(*, generation_id, attempt: int | None = None) -> str:
     """Download a succeeded generation's video into MEDIA storage. Returns the archive state.
 
-    Retries later (``next_archive_at``) on failure until ``ARCHIVE_MAX_ATTEMPTS``; then
-    ``failed`` ("succeeded, archive failed").
+    Claims the download first (``archive_attempts`` + 1, conditional on the count read), so
+    two workers never download one video at once; with ``attempt`` the caller (the sweep)
+    already claimed that attempt. Retries later (``next_archive_at``) on failure until
+    ``ARCHIVE_MAX_ATTEMPTS``; then ``failed`` ("succeeded, archive failed").
     """
     from generations.archive import ArchiveError, download_video
 
     generation = Generation.objects.get(pk=generation_id)
     if generation.state != State.SUCCEEDED or generation.archive_state != ArchiveState.PENDING:
         return generation.archive_state
-    now = timezone.now()
-    claimed = Generation.objects.filter(
-        Q(next_archive_at__isnull=True) | Q(next_archive_at__lte=now),
-        pk=generation_id, archive_state=ArchiveState.PENDING, archive_attempts=generation.archive_attempts,
-    ).update(archive_attempts=F("archive_attempts") + 1, next_archive_at=timezone.now() + timedelta(minutes=10))
-    if not claimed:
-        return generation.archive_state
+    if attempt is not None:
+        if generation.archive_attempts != attempt:  # another attempt has started since: not ours
+            return generation.archive_state
+        attempts = attempt
+    else:
+        now = timezone.now()
+        claimed = Generation.objects.filter(
+            Q(next_archive_at__isnull=True) | Q(next_archive_at__lte=now),
+            pk=generation_id, archive_state=ArchiveState.PENDING, archive_attempts=generation.archive_attempts,
+        ).update(archive_attempts=F("archive_attempts") + 1, next_archive_at=_archive_lease())
+        if not claimed:
+            return generation.archive_state
+        attempts = generation.archive_attempts + 1
     try:
         name, size, poster = download_video(generation)
     except ArchiveError as exc:
-        attempts = generation.archive_attempts + 1
         final = attempts >= ARCHIVE_MAX_ATTEMPTS
         delay = min(30 * 2 ** attempts, 1800) * max(_time_scale(), 0.01)
         Generation.objects.filter(pk=generation_id).update(
@@ -771,13 +901,27 @@ def generation_archive(*, generation_id) -> str:
 ARCHIVE_MAX_ATTEMPTS = 8
 
 
-def due_archives() -> list:
-    """Succeeded generations whose archive retry time has come."""
-    return list(
-        Generation.objects.filter(
-            state=State.SUCCEEDED, archive_state=ArchiveState.PENDING, next_archive_at__lte=timezone.now()
-        ).values_list("pk", flat=True)[:100]
-    )
+def archives_enqueue_due() -> int:
+    """Claim the downloads whose retry time has come and hand each to a worker; returns how many.
+
+    Each claim counts the attempt and leases it (:func:`_archive_lease`) before it is
+    enqueued with its attempt number, so no other worker or sweep starts it meanwhile. The
+    sweep never downloads inline: one slow download must not hold up every poll.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            Generation.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(state=State.SUCCEEDED, archive_state=ArchiveState.PENDING, next_archive_at__lte=now)
+            .values_list("pk", "archive_attempts")[:100]
+        )
+        if due:
+            Generation.objects.filter(pk__in=[pk for pk, _ in due]).update(
+                archive_attempts=F("archive_attempts") + 1, next_archive_at=_archive_lease()
+            )
+    for generation_id, attempts in due:
+        enqueue_archive(generation_id, attempt=attempts + 1)
+    return len(due)
 
 
 __all__ = [

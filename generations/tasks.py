@@ -26,18 +26,19 @@ def poll_generations(generation_ids: list[str]) -> dict:
     return services.generations_poll(ids=generation_ids)
 
 
-def archive_generation(generation_id: str) -> str:
-    """Download one succeeded generation's video."""
-    return services.generation_archive(generation_id=generation_id)
+def archive_generation(generation_id: str, attempt: int | None = None) -> str:
+    """Download one succeeded generation's video (``attempt``: already claimed by the sweep)."""
+    return services.generation_archive(generation_id=generation_id, attempt=attempt)
 
 
 def sweep_once() -> dict:
-    """One pass: retry due submits and archives, poll due generations, expire old ones."""
-    for generation_id in services.due_submits():
-        services.generation_submit(generation_id=generation_id)
-    for generation_id in services.due_archives():
-        services.generation_archive(generation_id=generation_id)
-    counts = services.generations_poll()
+    """One pass: hand due submit retries and downloads to the workers, poll due generations, expire old ones.
+
+    Submits and downloads are enqueued, never run here: a slow provider or a large video
+    must not hold up the polls of everything else.
+    """
+    counts = {"submits_enqueued": services.submits_enqueue_due(), "archives_enqueued": services.archives_enqueue_due()}
+    counts.update(services.generations_poll())
     counts["expired"] = services.generations_expire()
     counts["stuck"] = services.generations_stuck_submitting()
     return counts

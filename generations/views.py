@@ -5,28 +5,36 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
+import uuid
+from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.money import format_usd
 from billing.pricing import NoPriceRule, quote
 from billing.selectors import budget_statuses_for, entries_for_generation, price_rules_for
 from generations import services
-from generations.forms import StudioForm
-from generations.models import FINAL_STATES
-from generations.selectors import generation_for, generations_visible_to
+from generations.forms import GalleryFilterForm, StudioForm
+from generations.models import State
+from generations.selectors import gallery_page, generation_for, teammates_of, teams_of
 from providers.base import GenerationRequest
 
-GALLERY_PAGE_SIZE = 24
+#: States a member may retry from (a new generation with the same parameters).
+RETRYABLE_STATES = frozenset({State.FAILED, State.EXPIRED})
 
 
-def _price_context(form: StudioForm, user) -> dict:
-    """Price of the current selection and the member's remaining budget (no validation of the prompt)."""
+def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
+    """Price of the current selection and the member's remaining budget (no validation of the prompt).
+
+    Pass ``budget_statuses`` when they were already read (the header shows them too)."""
     selection = form.selection()
     if not selection:
         return {"price": None, "price_error": "No provider account is enabled yet: ask an admin to add one."}
@@ -37,8 +45,6 @@ def _price_context(form: StudioForm, user) -> dict:
             resolution=selection["resolution"],
         )
     )
-    from django.utils import timezone
-
     try:
         priced = quote(facts=facts, rules=price_rules_for(provider_kind=facts.provider_kind, model=facts.model), at=timezone.now())
     except NoPriceRule:
@@ -46,7 +52,7 @@ def _price_context(form: StudioForm, user) -> dict:
             "price": None,
             "price_error": "No price rule for this model yet: an admin must add one before it can be used.",
         }
-    statuses = budget_statuses_for(user=user, team=user.primary_team)
+    statuses = budget_statuses if budget_statuses is not None else budget_statuses_for(user=user, team=user.primary_team)
     remaining = min((s.remaining for s in statuses), default=None)
     return {
         "price": priced.display,
@@ -84,9 +90,9 @@ def studio(request):
                     raise services.GenerationRefused("validation_error", "invalid upload")
                 generation = services.generation_create(user=request.user, params=params)
             except services.GenerationRefused as refused:
-                for field_name, messages in refused.fields.items():
+                for field_name, messages_ in refused.fields.items():
                     target = field_name if field_name in form.fields else None
-                    for message in messages:
+                    for message in messages_:
                         form.add_error(target, message)
             else:
                 if request.htmx:
@@ -99,35 +105,104 @@ def studio(request):
                     response["HX-Trigger"] = "budget-changed"
                     return response
                 return redirect("studio")
-        status = 422 if request.htmx else 200
-        return render(
-            request, "generations/partials/form.html" if request.htmx else "generations/studio.html",
-            {"form": form, **_price_context(form, request.user), **({} if request.htmx else _gallery(request))},
-            status=status,
-        )
-    form = StudioForm(initial=request.GET.dict() if request.GET else None)
-    return render(request, "generations/studio.html", {"form": form, **_price_context(form, request.user), **_gallery(request)})
+        if request.htmx:
+            return render(
+                request, "generations/partials/form.html", {"form": form, **_price_context(form, request.user)}, status=422
+            )
+        return _studio_page(request, form)
+    remix = None
+    # A link may prefill the form (``?provider_account=…&model=…``); the gallery's filters
+    # share some names (``model``) but never carry ``provider_account``.
+    initial = request.GET.dict() if request.GET.get("provider_account") else None
+    if request.GET.get("remix"):
+        remix = generation_for(user=request.user, generation_id=_uuid_or_404(request.GET["remix"]))
+        if remix is None:
+            raise Http404
+        initial = StudioForm.initial_from_generation(remix)
+    return _studio_page(request, StudioForm(initial=initial), remix=remix)
 
 
-def _gallery(request) -> dict:
-    queryset = generations_visible_to(user=request.user).order_by("-created_at", "-id")
-    page = Paginator(queryset, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
-    return {"page": page, "generations": page.object_list}
+def _uuid_or_404(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise Http404 from None
+
+
+def _studio_page(request, form: StudioForm, *, remix=None):
+    """The whole studio page: the form with its price, the filters and the gallery.
+
+    The budgets are read once for the header and the price row (the context processor's
+    lazy value is overridden)."""
+    team_ids, primary_team = teams_of(request.user)
+    statuses = budget_statuses_for(user=request.user, team=primary_team)
+    members = [(u.pk, u.email) for u in teammates_of(user=request.user, team_ids=team_ids)]
+    return render(
+        request,
+        "generations/studio.html",
+        {
+            "form": form, "remix": remix, "budget_statuses": statuses,
+            **_price_context(form, request.user, budget_statuses=statuses),
+            **_gallery(request, team_ids=team_ids, members=members),
+        },
+    )
+
+
+def _gallery(request, *, team_ids=None, members=None) -> dict:
+    """The gallery's context: the filter form, one page of cards and the pager's links.
+
+    A fixed number of queries whatever the page size and the number of generations (keyset
+    pagination: no COUNT, no OFFSET)."""
+    params = request.GET if not request.GET.get("remix") else {}
+    filter_form = GalleryFilterForm(params, members=members)
+    filters = filter_form.filters()
+    size = filter_form.page_size()
+    page = gallery_page(
+        user=request.user, filters=filters, size=size, before=params.get("before"), after=params.get("after"),
+        team_ids=team_ids,
+    )
+    kept = {k: v for k, v in params.items() if k in filter_form.fields and v not in ("", None)}
+    if kept.get("size") == str(GalleryFilterForm.DEFAULT_SIZE):
+        kept.pop("size")
+
+    def link(**cursor) -> str:
+        return "?" + urlencode({**kept, **cursor}) if (kept or cursor) else "?"
+
+    return {
+        "filter_form": filter_form,
+        "filters": filters,
+        "page": page,
+        "generations": page.items,
+        "query": urlencode(kept),
+        "newer_query": link(after=page.newer_cursor) if page.newer_cursor else None,
+        "newest_query": link() if not page.is_first else None,
+        "older_query": link(before=page.older_cursor) if page.older_cursor else None,
+    }
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def form_fragment(request):
-    """Re-render the form for the current picks (choices narrowed), with the price and budget."""
-    form = StudioForm(initial=request.GET.dict())
+    """Re-render the form for the current picks (choices narrowed), with the price and budget.
+
+    Nothing is saved: POST only because the picks travel with the prompt, which may not fit
+    in a URL. The form is unbound (no errors yet), its values taken as initial values."""
+    values = request.POST if request.method == "POST" else request.GET
+    form = StudioForm(initial={k: v for k, v in values.items() if k != "csrfmiddlewaretoken"})
     return render(request, "generations/partials/form.html", {"form": form, "preview": True, **_price_context(form, request.user)})
 
 
 @login_required
 @require_GET
 def gallery(request):
-    """The gallery grid alone (pagination)."""
-    return render(request, "generations/partials/gallery.html", _gallery(request))
+    """The gallery alone (filters and pages via HTMX); the address bar follows the filters."""
+    context = _gallery(request)
+    response = render(request, "generations/partials/gallery.html", context)
+    if request.htmx:
+        cursor = {k: request.GET[k] for k in ("before", "after") if request.GET.get(k)}
+        query = "&".join(q for q in (context["query"], urlencode(cursor)) if q)
+        response["HX-Push-Url"] = reverse("studio") + (f"?{query}" if query else "")
+    return response
 
 
 @login_required
@@ -137,26 +212,83 @@ def card(request, generation_id):
     generation = generation_for(user=request.user, generation_id=generation_id)
     if generation is None:
         raise Http404
-    return render(request, "generations/partials/card.html", {"g": generation})
+    return render(request, "generations/partials/card.html", {"g": generation, "detail_view": request.GET.get("detail") == "1"})
+
+
+def _detail_context(generation) -> dict:
+    account = generation.provider_account
+    can_cancel = generation.state == State.QUEUED or (
+        generation.state in (State.SUBMITTED, State.RUNNING) and account.adapter_cls.capabilities.cancel
+    )
+    return {
+        "g": generation,
+        "events": list(generation.events.all()),
+        "entries": entries_for_generation(generation_id=generation.pk),
+        "can_retry": generation.state in RETRYABLE_STATES,
+        "can_cancel": can_cancel,
+        "provider_label": account.adapter_cls.label,
+        "detail_view": True,
+    }
 
 
 @login_required
 @require_GET
 def detail(request, generation_id):
-    """The full record: parameters, timeline, task id, failure, ledger entries."""
+    """The full record: parameters, timeline, task id, failure, ledger entries; remix, retry, cancel."""
     generation = generation_for(user=request.user, generation_id=generation_id)
     if generation is None:
         raise Http404
-    return render(
-        request,
-        "generations/detail.html",
-        {
-            "g": generation,
-            "events": generation.events.all(),
-            "entries": entries_for_generation(generation_id=generation.pk),
-            "final_states": FINAL_STATES,
-        },
+    return render(request, "generations/detail.html", _detail_context(generation))
+
+
+@login_required
+@require_POST
+def retry(request, generation_id):
+    """A new generation with the same parameters as a failed one (budgets apply as usual)."""
+    generation = generation_for(user=request.user, generation_id=generation_id)
+    if generation is None:
+        raise Http404
+    if generation.state not in RETRYABLE_STATES:
+        return _detail_refusal(request, generation, f"A {generation.get_state_display().lower()} generation cannot be retried.")
+    params = services.CreateParams(
+        provider_account_id=generation.provider_account_id, model=generation.model, mode=generation.mode,
+        prompt=generation.prompt, duration=generation.duration, resolution=generation.resolution,
+        image_url=generation.image_url, options=dict(generation.options or {}),
     )
+    try:
+        new = services.generation_create(user=request.user, params=params)
+    except services.GenerationRefused as refused:
+        return _detail_refusal(request, generation, _refusal_text(refused))
+    messages.success(request, "Retry submitted: a new generation with the same parameters.")
+    return redirect("generation_detail", generation_id=new.pk)
+
+
+@login_required
+@require_POST
+def cancel(request, generation_id):
+    """Cancel: locally before it was sent, at the provider where it documents a cancel."""
+    generation = generation_for(user=request.user, generation_id=generation_id)
+    if generation is None:
+        raise Http404
+    try:
+        state = services.generation_cancel(generation_id=generation.pk, user=request.user)
+    except services.GenerationRefused as refused:
+        return _detail_refusal(request, generation, refused.message)
+    if state == State.CANCELED:
+        messages.success(request, "Canceled: the hold was released, nothing is charged.")
+    else:
+        messages.info(request, f"Not canceled: the generation is {state}.")
+    return redirect("generation_detail", generation_id=generation.pk)
+
+
+def _refusal_text(refused) -> str:
+    texts = [m for messages_ in refused.fields.values() for m in messages_]
+    return " ".join(dict.fromkeys(texts)) or refused.message
+
+
+def _detail_refusal(request, generation, message: str):
+    generation.refresh_from_db()
+    return render(request, "generations/detail.html", {**_detail_context(generation), "action_error": message}, status=422)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -245,6 +377,11 @@ def provider_callback(request, kind: str, generation_id, token: str):
 
 def home(request):
     return redirect("studio")
+
+
+def favicon(request):
+    """/favicon.ico for clients that ask for it without reading the page's icon link."""
+    return redirect(static("favicon.svg"), permanent=True)
 
 
 @require_GET

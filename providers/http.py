@@ -9,8 +9,10 @@ are retried with backoff).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -144,9 +146,21 @@ class ProviderHttp:
             ) from exc
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context (certifi's CA bundle) shared by every client we make.
+
+    Building one loads and parses the whole CA bundle (tens of milliseconds); a worker makes
+    a client per submit and per download, so it is built once per process.
+    """
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def make_submit_client() -> httpx.AsyncClient:
     """A client for submits: httpx's own transport (exact sent/not-sent classification)."""
-    return httpx.AsyncClient(follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(follow_redirects=False, trust_env=False, verify=tls_context())
 
 
 def make_poll_client(max_connections: int = 500) -> httpx.AsyncClient:

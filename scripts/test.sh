@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --test
+scripts/ensure-chromium.sh; export HAILUO_REQUIRE_BROWSER=1  # Debian's Chromium for tests/browser (installed if missing)
 export HAILUO_REQUIRE_POSTGRES=1
 exec scripts/with-postgres.sh .venv/bin/python -m pytest "$@"

@@ -121,3 +121,42 @@ def make_params(account, **overrides):
     )
     values.update(overrides)
     return CreateParams(**values)
+
+
+class RecordedQueue(list):
+    """Stands in for django-q2 in tests: what the code enqueues is recorded here.
+
+    Items: ``("submit", id)``, ``("poll", [ids])``, ``("archive", id)`` or, for a download
+    the sweep already claimed, ``("archive", id, attempt)``. :meth:`run` performs the submits
+    and downloads not yet performed, in order, in this process (as a worker would); wake-up
+    polls are left to the test.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.performed = 0
+
+    def run(self) -> None:
+        from generations import services
+
+        while self.performed < len(self):
+            item = self[self.performed]
+            self.performed += 1
+            if item[0] == "submit":
+                services.generation_submit(generation_id=item[1])
+            elif item[0] == "archive":
+                services.generation_archive(generation_id=item[1], attempt=item[2] if len(item) > 2 else None)
+
+
+def record_queue(monkeypatch) -> RecordedQueue:
+    """Patch ``generations.services``' enqueue functions to record into a new RecordedQueue."""
+    from generations import services
+
+    queue = RecordedQueue()
+    monkeypatch.setattr(services, "enqueue_submit", lambda gid: queue.append(("submit", gid)))
+    monkeypatch.setattr(services, "enqueue_poll", lambda ids: queue.append(("poll", list(ids))))
+    monkeypatch.setattr(
+        services, "enqueue_archive",
+        lambda gid, attempt=None: queue.append(("archive", gid) if attempt is None else ("archive", gid, attempt)),
+    )
+    return queue

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, seri
 @pytest.fixture(autouse=True)
 def _no_queue(monkeypatch):
     monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
-    monkeypatch.setattr(services, "enqueue_archive", lambda gid: None)
+    monkeypatch.setattr(services, "enqueue_archive", lambda gid, attempt=None: None)
     monkeypatch.setattr(services, "enqueue_poll", lambda ids: None)
 
 

@@ -16,19 +16,19 @@ from generations import services, tasks
 from generations.models import Generation, State
 from providers.base import TaskState, TaskUpdate
 
-from .conftest import make_params
+from .conftest import make_params, record_queue
 
 pytestmark = pytest.mark.django_db
 
 
+_QUEUE: list = []
+
+
 @pytest.fixture(autouse=True)
 def _no_queue(monkeypatch):
-    """Record what would be enqueued on django-q2 instead of running it."""
-    queued = []
-    monkeypatch.setattr(services, "enqueue_submit", lambda gid: queued.append(("submit", gid)))
-    monkeypatch.setattr(services, "enqueue_poll", lambda ids: queued.append(("poll", ids)))
-    monkeypatch.setattr(services, "enqueue_archive", lambda gid: queued.append(("archive", gid)))
-    return queued
+    """Record what would be enqueued on django-q2; :func:`drive` performs it as a worker would."""
+    _QUEUE[:] = [record_queue(monkeypatch)]
+    return _QUEUE[0]
 
 
 def kinds(generation):
@@ -40,6 +40,7 @@ def drive(generation, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tasks.sweep_once()
+        _QUEUE[0].run()
         generation.refresh_from_db()
         if generation.is_final and generation.archive_state != "pending":
             return generation

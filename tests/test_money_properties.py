@@ -36,8 +36,10 @@ _serial = count()
 class Clock:
     """A controllable ``timezone.now`` (period rollover)."""
 
+    START = datetime(2026, 3, 30, 12, 0, tzinfo=UTC)
+
     def __init__(self):
-        self.now = datetime(2026, 3, 30, 12, 0, tzinfo=UTC)
+        self.now = self.START
 
     def __call__(self):
         return self.now
@@ -50,6 +52,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
+        # Every example starts at the same instant: which budget period a submit falls in (and
+        # so whether it is refused) must not depend on the examples run before it.
+        self.clock.now = Clock.START
         n = next(_serial)
         self.team = Team.objects.create(name=f"prop team {n}", time_zone="Europe/Paris")
         self.user = User.objects.create_user(f"prop{n}@example.com", "x")
@@ -144,7 +149,7 @@ def test_ledger_state_machine(apixo_account, monkeypatch):
     clock = Clock()
     monkeypatch.setattr(timezone, "now", clock)
     monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
-    monkeypatch.setattr(services, "enqueue_archive", lambda gid: None)
+    monkeypatch.setattr(services, "enqueue_archive", lambda gid, attempt=None: None)
     LedgerMachine.account = apixo_account
     LedgerMachine.clock = clock
     LedgerMachine.seen = {"refused": 0, "nonzero_balance": 0}

@@ -16,6 +16,8 @@ from providers.models import ProviderAccount
 from providers.registry import ADAPTERS
 from providers.sandbox import sandbox_kinds, start_sandbox
 
+from .conftest import record_queue
+
 #: Per provider: the sandbox's base path, a text-to-video request, its documented price,
 #: an image-to-video request, and the fail code its sandbox reports for ``[fail]``.
 CASES = {
@@ -54,8 +56,10 @@ def provider(request, db):
 @pytest.fixture(autouse=True)
 def _fast(settings, monkeypatch):
     settings.HAILUO_POLL_TIME_SCALE = 0
-    monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
-    monkeypatch.setattr(services, "enqueue_archive", lambda gid: None)
+    _QUEUE[:] = [record_queue(monkeypatch)]
+
+
+_QUEUE: list = []
 
 
 def params(kind, account, **overrides):
@@ -71,6 +75,7 @@ def run_to_end(generation, timeout=15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tasks.sweep_once()
+        _QUEUE[0].run()
         generation.refresh_from_db()
         if generation.is_final and generation.archive_state != "pending":
             return generation

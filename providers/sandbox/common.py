@@ -513,11 +513,16 @@ class SandboxServer(ThreadingHTTPServer):
       ``GET tasks``, ``POST reset``, ``GET health``,
       ``GET image.png?w=&h=`` (a generated PNG), ``GET image.gif``.
 
+    Listens with a backlog of 1024 (socketserver's default of 5 drops the SYNs of a poll
+    sweep that opens hundreds of connections at once, and the kernel retries them 1 s later).
+
     Subclasses set ``kind``, ``api_prefix`` and ``knob_specs`` and implement
     :meth:`handle_api`, :meth:`error_response`, :meth:`tick`,
     :meth:`tasks_snapshot`, :meth:`reset_state` and :meth:`resolve_file`.
     All shared mutable state is guarded by ``self.lock``.
     """
+
+    request_queue_size = 1024
 
     kind = "base"
     api_prefix = "/api"
@@ -665,6 +670,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     """Request handler shared by all sandboxes (HTTP/1.1, keep-alive)."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY Nagle holds the body back
+    # for the client's delayed ACK, ~40 ms per request on a kept-alive connection.
+    disable_nagle_algorithm = True
     server: SandboxServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

@@ -12,6 +12,7 @@ PREFIX = "hailuo:"
 #: Every schedule the app needs: name → (function, schedule type, minutes).
 SCHEDULES = {
     f"{PREFIX}poll-sweep": ("generations.tasks.poll_sweep", Schedule.MINUTES, 1),
+    f"{PREFIX}balance-snapshots": ("billing.tasks.snapshot_balances", Schedule.MINUTES, 60),
 }
 
 

@@ -1,0 +1,299 @@
+#!/usr/bin/env python
+"""Ledger CSV export: time and peak memory of exporting 100,000 and 1,000,000 ledger entries.
+
+Prints figures; it is not a test. See bench/README.md ("export_ledger.py") for the results.
+
+    scripts/with-postgres.sh .venv/bin/python bench/export_ledger.py [--rows 1000000] [--small 100000]
+
+What it does:
+
+1. Migrates the database and fills it with ``--rows`` ledger entries for November 2026:
+   ``rows/2`` generations, each with a hold and a capture (9 in 10) or a release, spread
+   evenly over the month; the first ``--small`` entries are booked to team "Small", the
+   rest to team "Big". PostgreSQL: ``COPY ... FROM STDIN`` (psycopg 3); SQLite (a temp
+   file, when ``DATABASE_URL`` is unset): ``bulk_create`` in batches.
+2. For each of "Small" (``--small`` rows) and every team (``--rows`` rows), runs the export
+   in a fresh child process — so each has its own peak RSS — exactly as the view does:
+   ``billing.exports.entries_csv_response(query)``, draining ``streaming_content``. Each
+   child measures twice: once plain (wall time, rows/s, MB, peak RSS minus the RSS before
+   the export) and once under ``tracemalloc`` (peak Python heap during the export). The
+   small export is also parsed back and its ``spend_usd`` sum compared with the report's.
+
+Memory is flat when the peak figures of the two sizes are about equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)
+MONTH_SECONDS = 30 * 24 * 3600
+PRICE = Decimal("0.336000")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=1_000_000, help="ledger entries to create and export (default 1,000,000)")
+    p.add_argument("--small", type=int, default=100_000, help="entries of the smaller export (default 100,000)")
+    p.add_argument("--measure", choices=["small", "all"], help=argparse.SUPPRESS)  # child-process mode
+    return p.parse_args(argv)
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
+    if not os.environ.get("DATABASE_URL") and not os.environ.get("SQLITE_PATH"):
+        os.environ["SQLITE_PATH"] = str(Path(tempfile.mkdtemp(prefix="bench-export-")) / "bench.sqlite3")
+    import django
+
+    django.setup()
+
+
+def rss_kb() -> int:
+    """Current resident set size, KiB (Linux /proc)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def peak_rss_kb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+# --- filling the ledger --------------------------------------------------------------------------------
+class _Rows:
+    """Prepares rows of one model for COPY: every concrete column, defaults computed once."""
+
+    def __init__(self, model, keys, connection):
+        from django.core.exceptions import ValidationError
+
+        auto = model._meta.auto_field
+        self.fields = [f for f in model._meta.concrete_fields if f is not auto]  # the database numbers auto ids
+        self.columns = [f.column for f in self.fields]
+        self.template = []
+        for f in self.fields:
+            value = f.get_default() if f.has_default() else (None if f.null else "")
+            try:
+                self.template.append(f.get_db_prep_save(value, connection))
+            except (TypeError, ValueError, ValidationError):
+                self.template.append(None)  # no usable default: every row gives it
+        index = {f.attname: i for i, f in enumerate(self.fields)} | {f.name: i for i, f in enumerate(self.fields)}
+        self.slots = [(key, index[key], self.fields[index[key]]) for key in keys]
+        self.connection = connection
+
+    def row(self, item: dict) -> list:
+        out = list(self.template)
+        for key, i, f in self.slots:
+            if key not in item:
+                continue
+            value = item[key]
+            out[i] = f.get_db_prep_save(value, self.connection) if f.get_internal_type() == "JSONField" else value
+        return out
+
+
+def _generations(rows: int, small: int, user, teams: dict, account):
+    """Yields ``(generation values, [its ledger entries' values])`` in time order."""
+    import uuid
+
+    from generations.models import State
+
+    step = MONTH_SECONDS / rows
+    for i in range((rows + 1) // 2):
+        hold_i, settle_i = 2 * i, 2 * i + 1
+        team = teams["Small"] if hold_i < small else teams["Big"]
+        at = MONTH_START + timedelta(seconds=hold_i * step)
+        gid = uuid.UUID(int=(0xBE << 120) + i)  # deterministic: the two COPY passes regenerate the same rows
+        ok = i % 10 != 9
+        generation = dict(
+            id=gid, user_id=user.pk, team_id=team.pk, provider_account_id=account.pk, provider_kind="apixo",
+            model="hailuo-2-3", mode="standard-text-to-video", prompt=f"bench {i}", duration=6, resolution="768p",
+            state=State.SUCCEEDED if ok else State.FAILED, quoted_amount=PRICE, charged_amount=PRICE if ok else None,
+            price_rule={"unit_price": "0.056"}, created_at=at, completed_at=at, updated_at=at,
+        )
+        common = dict(user_id=user.pk, team_id=team.pk, provider_account_id=account.pk, generation_id=gid,
+                      price_rule={"unit_price": "0.056"}, effective_at=at, currency="USD")
+        entries = [dict(common, kind="hold", amount=PRICE, created_at=at)]
+        if settle_i < rows:
+            settled = MONTH_START + timedelta(seconds=settle_i * step)
+            if ok:
+                entries.append(dict(common, kind="capture", amount=PRICE, hold_amount=PRICE, created_at=settled))
+            else:
+                entries.append(dict(common, kind="release", amount=PRICE, reason="failed: X", created_at=settled))
+        yield generation, entries
+
+
+_GEN_KEYS = ("id", "user_id", "team_id", "provider_account_id", "provider_kind", "model", "mode", "prompt", "duration",
+             "resolution", "state", "quoted_amount", "charged_amount", "price_rule", "created_at", "completed_at", "updated_at")
+_ENTRY_KEYS = ("user_id", "team_id", "provider_account_id", "generation_id", "price_rule", "effective_at", "currency",
+               "kind", "amount", "hold_amount", "reason", "created_at")
+
+
+def populate(rows: int, small: int) -> dict:
+    """Migrate, then write ``rows`` ledger entries (and half as many generations); returns counts and seconds."""
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from accounts.models import Membership, Team, User
+    from billing.models import LedgerEntry
+    from generations.models import Generation
+    from providers.models import ProviderAccount
+
+    call_command("migrate", verbosity=0)
+    if LedgerEntry.objects.exists():
+        raise SystemExit("the database already has ledger entries: use a throwaway database (scripts/with-postgres.sh)")
+    user = User.objects.create_user("bench@example.com", "x")
+    teams = {name: Team.objects.create(name=name, time_zone="UTC") for name in ("Small", "Big")}
+    Membership.objects.create(user=user, team=teams["Small"])
+    account = ProviderAccount(kind="apixo", label="bench")
+    account.set_api_key("sk-bench-0001")
+    account.save()
+
+    started = time.perf_counter()
+    n_gen = n_entries = 0
+    if connection.vendor == "postgresql":
+        gen_rows, entry_rows = _Rows(Generation, _GEN_KEYS, connection), _Rows(LedgerEntry, _ENTRY_KEYS, connection)
+        # Generations first (the entries reference them), each table in one COPY.
+        with transaction.atomic(), connection.cursor() as cursor:
+            with cursor.cursor.copy(f'COPY {Generation._meta.db_table} ({", ".join(gen_rows.columns)}) FROM STDIN') as copy:
+                for generation, _ in _generations(rows, small, user, teams, account):
+                    copy.write_row(gen_rows.row(generation))
+                    n_gen += 1
+            with cursor.cursor.copy(f'COPY {LedgerEntry._meta.db_table} ({", ".join(entry_rows.columns)}) FROM STDIN') as copy:
+                for _, entries in _generations(rows, small, user, teams, account):
+                    for entry in entries:
+                        copy.write_row(entry_rows.row(entry))
+                        n_entries += 1
+            cursor.execute("ANALYZE")
+    else:
+        batch_g, batch_e = [], []
+        with transaction.atomic():
+            for generation, entries in _generations(rows, small, user, teams, account):
+                batch_g.append(Generation(**generation))
+                batch_e.extend(LedgerEntry(**e) for e in entries)
+                if len(batch_e) >= 5000:
+                    Generation.objects.bulk_create(batch_g)
+                    LedgerEntry.objects.bulk_create(batch_e)
+                    n_gen, n_entries = n_gen + len(batch_g), n_entries + len(batch_e)
+                    batch_g, batch_e = [], []
+            Generation.objects.bulk_create(batch_g)
+            LedgerEntry.objects.bulk_create(batch_e)
+            n_gen, n_entries = n_gen + len(batch_g), n_entries + len(batch_e)
+    return {"generations": n_gen, "entries": n_entries, "seconds": round(time.perf_counter() - started, 1),
+            "vendor": connection.vendor}
+
+
+# --- measuring one export (child process) --------------------------------------------------------------
+def _query(which: str):
+    from accounts.models import Team
+    from billing.reports import ReportQuery, period_resolve
+
+    team_id = Team.objects.get(name="Small").pk if which == "small" else None
+    return ReportQuery(period=period_resolve("month", tz="UTC", month="2026-11"), group_by=("provider",),
+                       team_id=team_id)
+
+
+def _drain(query) -> tuple[int, int, float]:
+    """Export as the view does and read it all; returns (bytes, data rows, seconds to the first data chunk)."""
+    from billing.exports import entries_csv_response
+
+    started = time.perf_counter()
+    response = entries_csv_response(query)
+    size = lines = 0
+    first = None
+    for chunk in response.streaming_content:
+        if first is None:
+            first = time.perf_counter() - started
+        size += len(chunk)
+        lines += chunk.count(b"\n")
+    response.close()
+    return size, lines - 1, first or 0.0  # rows: minus the header
+
+
+def measure(which: str) -> dict:
+    import tracemalloc
+
+    from django.db import connection
+
+    query = _query(which)
+    connection.ensure_connection()
+    before = rss_kb()
+    started = time.perf_counter()
+    size, rows, first = _drain(query)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_kb()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    _drain(query)
+    _, heap_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out = {
+        "which": which, "rows": rows, "mb": round(size / 1e6, 1), "seconds": round(seconds, 2), "first_chunk_s": round(first, 2),
+        "rows_per_s": round(rows / seconds), "rss_before_mb": round(before / 1024, 1), "rss_peak_mb": round(peak / 1024, 1),
+        "rss_growth_mb": round((peak - before) / 1024, 1), "tracemalloc_peak_mb": round(heap_peak / 1e6, 2),
+    }
+    if which == "small":
+        out["spend_matches_report"] = _verify(query)
+    return out
+
+
+def _verify(query) -> bool:
+    import csv
+    import io
+
+    from billing.exports import entries_csv_response
+    from billing.reports import cost_report
+
+    body = b"".join(entries_csv_response(query).streaming_content).decode()
+    spend = sum(Decimal(r["spend_usd"]) for r in csv.DictReader(io.StringIO(body)))
+    return spend == cost_report(query).totals.spend
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_django()
+    if args.measure:
+        print(json.dumps(measure(args.measure)))
+        return 0
+    from django.db import connection
+
+    print(f"filling {args.rows:,} ledger entries ({connection.vendor}) ...", flush=True)
+    filled = populate(args.rows, args.small)
+    print(f"  {filled['entries']:,} entries and {filled['generations']:,} generations in {filled['seconds']} s", flush=True)
+    env = dict(os.environ)
+    results = []
+    for which in ("small", "all"):
+        done = subprocess.run([sys.executable, __file__, "--measure", which], env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(done.stdout, done.stderr, file=sys.stderr)
+            return done.returncode
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print()
+    print("| rows | CSV size | time | first chunk after | rows/s | peak RSS (growth during export) | tracemalloc peak |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['rows']:,} | {r['mb']} MB | {r['seconds']} s | {r['first_chunk_s']} s | {r['rows_per_s']:,} | "
+              f"{r['rss_peak_mb']} MB (+{r['rss_growth_mb']} MB) | {r['tracemalloc_peak_mb']} MB |")
+    print()
+    print(f"small export's spend_usd sum equals the report's total: {results[0].get('spend_matches_report')}")
+    print(json.dumps({"fill": filled, "exports": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

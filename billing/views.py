@@ -1,0 +1,264 @@
+"""Finance pages under /reports/: the cost report (HTMX filters, SVG chart), exports,
+team statements and reconciliation. Only :func:`billing.reports.can_view_reports` users
+(superuser, staff, finance role) get in; anyone else logged in gets 403."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_POST
+
+from billing import exports
+from billing.money import format_usd
+from billing.reports import (
+    DIMENSION_LABELS,
+    PERIOD_KINDS,
+    TIME_DIMENSIONS,
+    ReportParamError,
+    can_view_reports,
+    cost_report,
+    reconciliation,
+    report_query_from_params,
+    spend_over_time,
+    statement_period,
+    time_zone_names,
+)
+
+PERIOD_LABELS = {
+    "this_month": "This month", "last_month": "Last month", "this_quarter": "This quarter",
+    "month": "A month…", "custom": "Custom dates…",
+}
+#: Line colours of the chart, one per provider (colour-blind-safe Okabe–Ito palette).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
+
+
+def finance_required(view):
+    """Log in first; then only users who may see reports (else 403)."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(request, *args, **kwargs):
+        if not can_view_reports(request.user):
+            raise PermissionDenied("Reports need the finance role.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _default_tz(user) -> str:
+    team = user.primary_team
+    return team.time_zone if team and team.time_zone else "UTC"
+
+
+def _form_context(request, params) -> dict:
+    from accounts.models import Team
+    from providers.models import ProviderAccount
+    from providers.registry import kind_choices
+
+    group_by = [g for g in (params.get("group_by") or "").split(",") if g]
+    group = params.get("group") or next((g for g in group_by if g not in TIME_DIMENSIONS), "" if group_by else "provider")
+    time = params.get("time") or next((g for g in group_by if g in TIME_DIMENSIONS), "")
+    return {
+        "params": params,
+        "form": {
+            "period": params.get("period") or "this_month", "month": params.get("month") or "",
+            "from": params.get("from") or "", "to": params.get("to") or "",
+            "tz": params.get("tz") or _default_tz(request.user), "group": group, "time": time,
+            "team_id": params.get("team_id") or "", "provider": params.get("provider") or "",
+            "provider_account_id": params.get("provider_account_id") or "",
+        },
+        "period_choices": [(k, PERIOD_LABELS[k]) for k in PERIOD_KINDS],
+        "group_choices": [(d, DIMENSION_LABELS[d]) for d in DIMENSION_LABELS if d not in TIME_DIMENSIONS],
+        "time_choices": [(d, f"by {d}") for d in TIME_DIMENSIONS],
+        "teams": Team.objects.order_by("name"),
+        "kinds": kind_choices(),
+        "accounts": ProviderAccount.objects.order_by("kind", "label"),
+        "time_zones": time_zone_names(),
+    }
+
+
+def _nice_step(span: Decimal) -> Decimal:
+    """A round tick step (1, 2 or 5 × 10^n) giving about five ticks over ``span``."""
+    raw = span / 5
+    if raw <= 0:
+        return Decimal(1)
+    exponent = raw.adjusted()
+    base = Decimal(10) ** exponent
+    for mult in (1, 2, 5, 10):
+        if raw <= base * mult:
+            return base * mult
+    return base * 10
+
+
+def spend_chart(bucket: str, starts: list[datetime], series, zone) -> dict:
+    """Geometry of the spend-over-time SVG line chart (viewBox 0 0 760 260), one line per provider.
+
+    Returns ``{width, height, lines: [{label, color, points, dots: [{x, y, title}]}],
+    y_ticks: [{y, label}], x_ticks: [{x, label}], plot: {left, right, top, bottom}, empty}``.
+    """
+    width, height = 760, 260
+    left, right, top, bottom = 70, width - 12, 14, height - 34
+    values = [v for s in series for _, v in s.points] or [Decimal(0)]
+    low, high = min(Decimal(0), min(values)), max(Decimal(0), max(values))
+    step = _nice_step(high - low if high > low else Decimal("1"))
+    low = (low / step).to_integral_value(rounding="ROUND_FLOOR") * step
+    high = (high / step).to_integral_value(rounding="ROUND_CEILING") * step
+    if high == low:
+        high = low + step
+    n = len(starts)
+
+    def x(i: int) -> float:
+        return left + (right - left) * (i / (n - 1) if n > 1 else 0.5)
+
+    def y(v: Decimal) -> float:
+        return bottom - (bottom - top) * float((v - low) / (high - low))
+
+    fmt = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}[bucket]
+    lines = []
+    for i, s in enumerate(series):
+        pts = [(x(j), y(v)) for j, (_, v) in enumerate(s.points)]
+        lines.append({
+            "label": s.label, "color": PALETTE[i % len(PALETTE)], "total": s.total,
+            "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in pts),
+            "dots": [
+                {"x": f"{px:.1f}", "y": f"{py:.1f}", "title": f"{s.label}, {start.astimezone(zone):{fmt}}: {format_usd(v)}"}
+                for (px, py), (start, v) in zip(pts, s.points, strict=True)
+            ],
+        })
+    y_ticks = []
+    tick = low
+    while tick <= high:
+        y_ticks.append({"y": f"{y(tick):.1f}", "label": format_usd(tick)})
+        tick += step
+    every = max(1, -(-n // 8))
+    x_ticks = [{"x": f"{x(i):.1f}", "label": f"{starts[i].astimezone(zone):{fmt}}"} for i in range(0, n, every)]
+    return {
+        "width": width, "height": height, "lines": lines, "y_ticks": y_ticks, "x_ticks": x_ticks,
+        "plot": {"left": left, "right": right, "top": top, "bottom": bottom, "zero": f"{y(Decimal(0)):.1f}"},
+        "empty": not series, "bucket": bucket, "center_x": (left + right) // 2, "center_y": (top + bottom) // 2,
+    }
+
+
+def _export_links(query) -> dict:
+    base = query.filter_params()
+    links = {}
+    for ext in ("csv", "xlsx"):
+        for rows in ("entries", "groups"):
+            links[f"{rows}_{ext}"] = f"{reverse('reports:export', args=[ext])}?{urlencode({**base, 'rows': rows})}"
+    return links
+
+
+@finance_required
+@require_GET
+def index(request):
+    """The cost report. GET parameters: see :func:`billing.reports.report_query_from_params`;
+    the web form sends ``group`` and ``time`` instead of ``group_by``. HTMX requests get
+    only the ``#report`` fragment. Bad parameters: the form with errors, status 422."""
+    params = request.GET
+    context = _form_context(request, params)
+    status = 200
+    try:
+        query = report_query_from_params(params, default_tz=_default_tz(request.user))
+    except ReportParamError as exc:
+        context["errors"] = exc.fields
+        status = 422
+    else:
+        report = cost_report(query)
+        bucket, starts, series = spend_over_time(query)
+        from accounts.models import Team
+
+        context.update(
+            query=query, report=report, chart=spend_chart(bucket, starts, series, query.period.zone),
+            links=_export_links(query), dimensions=[DIMENSION_LABELS[d] for d in query.group_by],
+            statement_month=query.period.start.strftime("%Y-%m"),
+            statement_teams=Team.objects.order_by("name") if query.team_id is None else Team.objects.filter(pk=query.team_id),
+        )
+    template = "billing/partials/report.html" if request.htmx else "billing/reports.html"
+    return render(request, template, context, status=status)
+
+
+@finance_required
+@require_GET
+def export(request, ext: str):
+    """``/reports/export.csv`` or ``.xlsx`` with the report's parameters and ``rows=entries`` (one
+    row per ledger entry, default) or ``rows=groups`` (one per group). 400 for bad parameters;
+    413 when an XLSX would pass Excel's row limit."""
+    try:
+        query = report_query_from_params(request.GET, default_tz=_default_tz(request.user))
+    except ReportParamError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+    rows = request.GET.get("rows") or "entries"
+    if rows not in ("entries", "groups") or ext not in ("csv", "xlsx"):
+        raise Http404("unknown export")
+    if rows == "groups":
+        report = cost_report(query)
+        return exports.groups_csv_response(report) if ext == "csv" else exports.groups_xlsx_response(report)
+    if ext == "csv":
+        return exports.entries_csv_response(query)
+    try:
+        return exports.entries_xlsx_response(query)
+    except exports.ExportTooLarge as exc:
+        return HttpResponse(str(exc), status=413, content_type="text/plain; charset=utf-8")
+
+
+@finance_required
+@require_GET
+def statement(request, team_id: int, month: str, ext: str):
+    """``/reports/statements/<team>/<YYYY-MM>.csv|.xlsx``: a team's monthly chargeback statement,
+    the month aligned to the team's time zone (``?tz=`` overrides)."""
+    from accounts.models import Team
+
+    team = Team.objects.filter(pk=team_id).first()
+    if team is None:
+        raise Http404("no such team")
+    try:
+        period = statement_period(team=team, month=month, tz=request.GET.get("tz") or None)
+    except ReportParamError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+    if ext == "csv":
+        return exports.statement_csv_response(team=team, period=period)
+    return exports.statement_xlsx_response(team=team, period=period)
+
+
+@finance_required
+@require_GET
+def reconciliation_page(request):
+    """Per provider account: captured vs provider-reported cost vs balance change, differences highlighted."""
+    params = request.GET
+    context = _form_context(request, params)
+    status = 200
+    try:
+        query = report_query_from_params(params, default_tz=_default_tz(request.user))
+    except ReportParamError as exc:
+        context["errors"] = exc.fields
+        status = 422
+    else:
+        account_id = query.provider_account_id
+        context.update(query=query, rows=reconciliation(period=query.period, provider_account_id=account_id))
+    template = "billing/partials/reconciliation.html" if request.htmx else "billing/reconciliation.html"
+    return render(request, template, context, status=status)
+
+
+@finance_required
+@require_POST
+def snapshot_now(request):
+    """Take a balance snapshot of every enabled provider account now, then back to reconciliation."""
+    from billing.balances import balance_snapshots_take_all
+
+    result = balance_snapshots_take_all()
+    messages.info(
+        request, f"Balance snapshots: {result['taken']} taken, {result['skipped']} skipped (no balance endpoint or unreachable)."
+    )
+    back = reverse("reports:reconciliation")
+    query = request.POST.get("next_query", "")
+    return redirect(f"{back}?{query}" if query else back)
+
