@@ -541,7 +541,7 @@ def naive(count, latency, ids, account, *, budget, meter_pids, phases) -> Run:
 def http_only(count, latency, ids, account, cap, *, batch: int | None, meter_pids, target) -> Run:
     """Only the concurrent status fetches (services._fetch_all, i.e. httpx over aiohttp), no database work.
 
-    ``batch``: jobs per ``_fetch_all`` call (a new client each, as the sweep does per claim); None: one call for all.
+    ``batch``: jobs per ``_fetch_all`` call (a new client each); None: one call for all, over one client.
     """
     from django.test.utils import override_settings
 

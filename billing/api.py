@@ -217,13 +217,8 @@ def _export(request, ext: str, params: ExportParams):
         return _invalid(exc)
     if params.rows not in ("entries", "groups"):
         return _invalid(ReportParamError({"rows": ["Use entries or groups."]}))
-    if params.rows == "groups":
-        report = cost_report(query)
-        return exports.groups_csv_response(report) if ext == "csv" else exports.groups_xlsx_response(report)
-    if ext == "csv":
-        return exports.entries_csv_response(query)
     try:
-        return exports.entries_xlsx_response(query)
+        return exports.export_response(query, rows=params.rows, ext=ext)
     except exports.ExportTooLarge as exc:
         return Status(413, {"code": "export_too_large", "message": str(exc), "fields": {}})
 

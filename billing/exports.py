@@ -38,6 +38,7 @@ from billing.reports import (
     CostReport,
     Period,
     ReportQuery,
+    cost_report,
     report_entries,
     statement_entries,
 )
@@ -478,3 +479,17 @@ def statement_xlsx_response(*, team, period: Period) -> FileResponse:
     """XLSX download of :func:`statement_workbook`."""
     return _xlsx_response(statement_workbook(team=team, period=period), statement_filename(team, period, "xlsx"))
 
+
+def export_response(query: ReportQuery, *, rows: str, ext: str):
+    """The export of ``query``, shared by ``/reports/export.<ext>`` and the REST API.
+
+    ``rows``: ``"entries"`` (one row per ledger entry) or ``"groups"`` (one per group of the
+    report); ``ext``: ``"csv"`` (streamed) or ``"xlsx"``. Raises ``ValueError`` for another
+    ``rows`` or ``ext``, and :class:`ExportTooLarge` when an XLSX would pass Excel's row limit.
+    """
+    if rows not in ("entries", "groups") or ext not in ("csv", "xlsx"):
+        raise ValueError(f"unknown export: rows={rows!r}, ext={ext!r}")
+    if rows == "groups":
+        report = cost_report(query)
+        return groups_csv_response(report) if ext == "csv" else groups_xlsx_response(report)
+    return entries_csv_response(query) if ext == "csv" else entries_xlsx_response(query)

@@ -196,16 +196,10 @@ def export(request, ext: str):
         query = report_query_from_params(request.GET, default_tz=_default_tz(request.user))
     except ReportParamError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    rows = request.GET.get("rows") or "entries"
-    if rows not in ("entries", "groups") or ext not in ("csv", "xlsx"):
-        raise Http404("unknown export")
-    if rows == "groups":
-        report = cost_report(query)
-        return exports.groups_csv_response(report) if ext == "csv" else exports.groups_xlsx_response(report)
-    if ext == "csv":
-        return exports.entries_csv_response(query)
     try:
-        return exports.entries_xlsx_response(query)
+        return exports.export_response(query, rows=request.GET.get("rows") or "entries", ext=ext)
+    except ValueError as exc:
+        raise Http404("unknown export") from exc
     except exports.ExportTooLarge as exc:
         return HttpResponse(str(exc), status=413, content_type="text/plain; charset=utf-8")
 

@@ -192,6 +192,15 @@ def form_fragment(request):
     return render(request, "generations/partials/form.html", {"form": form, "preview": True, **_price_context(form, request.user)})
 
 
+def _visible_or_404(request, generation_id):
+    """The generation if the user may see it (their own, or their team's); else 404, never 403,
+    so another team's generations cannot even be confirmed to exist."""
+    generation = generation_for(user=request.user, generation_id=generation_id)
+    if generation is None:
+        raise Http404
+    return generation
+
+
 @login_required
 @require_GET
 def gallery(request):
@@ -209,9 +218,7 @@ def gallery(request):
 @require_GET
 def card(request, generation_id):
     """One card; while not final it re-polls itself (the final render carries no trigger)."""
-    generation = generation_for(user=request.user, generation_id=generation_id)
-    if generation is None:
-        raise Http404
+    generation = _visible_or_404(request, generation_id)
     return render(request, "generations/partials/card.html", {"g": generation, "detail_view": request.GET.get("detail") == "1"})
 
 
@@ -235,9 +242,7 @@ def _detail_context(generation) -> dict:
 @require_GET
 def detail(request, generation_id):
     """The full record: parameters, timeline, task id, failure, ledger entries; remix, retry, cancel."""
-    generation = generation_for(user=request.user, generation_id=generation_id)
-    if generation is None:
-        raise Http404
+    generation = _visible_or_404(request, generation_id)
     return render(request, "generations/detail.html", _detail_context(generation))
 
 
@@ -245,9 +250,7 @@ def detail(request, generation_id):
 @require_POST
 def retry(request, generation_id):
     """A new generation with the same parameters as a failed one (budgets apply as usual)."""
-    generation = generation_for(user=request.user, generation_id=generation_id)
-    if generation is None:
-        raise Http404
+    generation = _visible_or_404(request, generation_id)
     if generation.state not in RETRYABLE_STATES:
         return _detail_refusal(request, generation, f"A {generation.get_state_display().lower()} generation cannot be retried.")
     params = services.CreateParams(
@@ -267,9 +270,7 @@ def retry(request, generation_id):
 @require_POST
 def cancel(request, generation_id):
     """Cancel: locally before it was sent, at the provider where it documents a cancel."""
-    generation = generation_for(user=request.user, generation_id=generation_id)
-    if generation is None:
-        raise Http404
+    generation = _visible_or_404(request, generation_id)
     try:
         state = services.generation_cancel(generation_id=generation.pk, user=request.user)
     except services.GenerationRefused as refused:
@@ -298,8 +299,8 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 @require_GET
 def video(request, generation_id):
     """Stream the archived MP4 (from our storage, never the provider's URL), with HTTP Range support."""
-    generation = generation_for(user=request.user, generation_id=generation_id)
-    if generation is None or not generation.has_video:
+    generation = _visible_or_404(request, generation_id)
+    if not generation.has_video:
         raise Http404
     storage_file = generation.video
     size = storage_file.size
@@ -347,8 +348,8 @@ def video(request, generation_id):
 @require_GET
 def poster(request, generation_id):
     """The archived video's poster frame (JPEG)."""
-    generation = generation_for(user=request.user, generation_id=generation_id)
-    if generation is None or not generation.poster:
+    generation = _visible_or_404(request, generation_id)
+    if not generation.poster:
         raise Http404
     response = FileResponse(generation.poster.open("rb"), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=604800"

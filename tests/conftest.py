@@ -5,8 +5,13 @@ Provider traffic goes over real loopback HTTP to the sandboxes in ``providers.sa
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -14,6 +19,7 @@ from django.conf import settings
 from providers.sandbox import start_sandbox
 
 APIXO_KEY = "sk-test-apixo-0042"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(config, items):
@@ -160,3 +166,47 @@ def record_queue(monkeypatch) -> RecordedQueue:
         lambda gid, attempt=None: queue.append(("archive", gid) if attempt is None else ("archive", gid, attempt)),
     )
     return queue
+
+
+def test_database_url() -> str:
+    """The URL of the database the tests run on (PostgreSQL), for processes we start."""
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+@contextlib.contextmanager
+def qcluster_process(*, public_base_url: str, media_root, log_path, workers: int = 2):
+    """A real django-q2 cluster (``manage.py qcluster``: workers and scheduler) in its own
+    process, on the test database, sending provider callbacks to ``public_base_url``.
+
+    Yields the ``subprocess.Popen``; on exit sends SIGTERM (SIGKILL after 30 s) and fails the
+    test if the cluster's log holds a traceback.
+    """
+    env = dict(
+        os.environ,
+        DATABASE_URL=test_database_url(),
+        DJANGO_SETTINGS_MODULE="config.settings_test",
+        HAILUO_PUBLIC_BASE_URL=public_base_url,
+        HAILUO_Q_WORKERS=str(workers),
+        HAILUO_MEDIA_ROOT=str(media_root),
+    )
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with open(log_path, "w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.seek(0)
+            output = log.read()
+        assert "Traceback" not in output, output[-4000:]

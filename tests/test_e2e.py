@@ -4,10 +4,6 @@ callback to our live server → poll → download into storage → ledger captur
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -19,39 +15,20 @@ from django.core.management import call_command
 from billing.models import LedgerEntry
 from generations.models import Generation
 
+from .conftest import qcluster_process
+
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _database_url() -> str:
-    db = django_settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @pytest.fixture
 def qcluster(live_server, tmp_path):
     """A real django-q2 cluster (workers + scheduler) in its own process, on the test database."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=_database_url(),
-        DJANGO_SETTINGS_MODULE="config.settings_test",
-        HAILUO_PUBLIC_BASE_URL=live_server.url,
-        HAILUO_Q_WORKERS="2",
-        HAILUO_MEDIA_ROOT=str(django_settings.MEDIA_ROOT),
-    )
-    log = open(tmp_path / "qcluster.log", "w+")
-    proc = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield proc
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.seek(0)
-    output = log.read()
-    assert "Traceback" not in output, output[-4000:]
+    with qcluster_process(
+        public_base_url=live_server.url, media_root=django_settings.MEDIA_ROOT, log_path=tmp_path / "qcluster.log"
+    ) as proc:
+        yield proc
 
 
 @pytest.fixture

@@ -322,3 +322,51 @@ def test_only_the_allowed_number_of_sweeps_run_at_once(settings):
     assert tasks.poll_sweep(run_seconds=0.1) == {"skipped": 1}
     services.sweep_slot_release(slot=first)
     assert "skipped" not in tasks.poll_sweep(run_seconds=0.1)
+
+
+def test_the_sweep_hands_submits_to_the_workers_and_re_hands_a_lost_one(member, apixo_account, sandbox, _no_queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    fresh = services.generation_create(user=member, params=make_params(apixo_account, prompt="fresh"))
+    lost = services.generation_create(user=member, params=make_params(apixo_account, prompt="lost"))
+    retry = services.generation_create(user=member, params=make_params(apixo_account, prompt="retry"))
+    now = timezone.now()
+    Generation.objects.filter(pk=lost.pk).update(updated_at=now - timedelta(seconds=services.SUBMIT_REQUEUE_AFTER + 1))
+    Generation.objects.filter(pk=retry.pk).update(next_submit_at=now - timedelta(seconds=1))
+    del _no_queue[:]
+    _no_queue.performed = 0
+    counts = tasks.sweep_once()
+    assert counts["submits_enqueued"] == 2
+    assert sorted(_no_queue, key=str) == sorted([("submit", lost.pk), ("submit", retry.pk)], key=str)
+    assert tasks.sweep_once()["submits_enqueued"] == 0  # handed over once, not on every pass
+    _no_queue.run()  # a worker takes them
+    assert set(Generation.objects.filter(pk__in=[lost.pk, retry.pk]).values_list("state", flat=True)) == {State.SUBMITTED}
+    assert Generation.objects.get(pk=fresh.pk).state == State.QUEUED  # its own task is still on its way
+    assert len(submit_posts(sandbox)) == 2
+
+
+def test_the_sweep_claims_a_due_download_before_handing_it_over(member, apixo_account, sandbox, _no_queue):
+    generation = services.generation_create(user=member, params=make_params(apixo_account))
+    services.generation_submit(generation_id=generation.pk)
+    generation.refresh_from_db()
+    url = f"{sandbox.origin}/_sandbox/image.png?w=400&h=400"  # not an MP4: the attempt fails, and is counted
+    update = TaskUpdate(task_id=generation.provider_task_id, state=TaskState.SUCCEEDED, provider_state="success", result_urls=(url,))
+    services.generation_apply_update(generation_id=generation.pk, update=update)
+    assert tasks.sweep_once()["archives_enqueued"] == 1
+    assert _no_queue[-1] == ("archive", generation.pk, 1)
+    generation.refresh_from_db()
+    assert generation.archive_attempts == 1 and generation.next_archive_at > generation.completed_at
+    assert tasks.sweep_once()["archives_enqueued"] == 0  # claimed: nobody else starts it
+    # The download queued at success finds the attempt taken and does nothing.
+    assert services.generation_archive(generation_id=generation.pk) == "pending"
+    generation.refresh_from_db()
+    assert generation.archive_attempts == 1 and generation.archive_error == ""
+    # The claimed attempt runs once; a stale copy of it (a redelivered task) does nothing.
+    assert services.generation_archive(generation_id=generation.pk, attempt=1) == "pending"
+    generation.refresh_from_db()
+    assert "not an MP4" in generation.archive_error
+    assert services.generation_archive(generation_id=generation.pk, attempt=0) == "pending"
+    generation.refresh_from_db()
+    assert generation.archive_attempts == 1

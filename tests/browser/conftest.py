@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
+
+from tests.conftest import qcluster_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -178,34 +176,9 @@ def public_base_url(settings, live_server):
     return live_server.url
 
 
-def _database_url() -> str:
-    db = django_settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @pytest.fixture
 def qcluster(live_server, media_root, public_base_url, tmp_path):
     """A real django-q2 cluster (workers + scheduler) in its own process, on the test database,
     sending provider callbacks to the live server (as tests/test_e2e.py does)."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=_database_url(),
-        DJANGO_SETTINGS_MODULE="config.settings_test",
-        HAILUO_PUBLIC_BASE_URL=live_server.url,
-        HAILUO_Q_WORKERS="2",
-        HAILUO_MEDIA_ROOT=str(django_settings.MEDIA_ROOT),
-    )
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    log = open(tmp_path / "qcluster.log", "w+")
-    proc = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield proc
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.seek(0)
-    output = log.read()
-    log.close()
-    assert "Traceback" not in output, output[-4000:]
+    with qcluster_process(public_base_url=live_server.url, media_root=media_root, log_path=tmp_path / "qcluster.log") as proc:
+        yield proc
