@@ -23,8 +23,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import models, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -511,10 +511,16 @@ def _submit_failed(generation: Generation, exc: ProviderError) -> str:
 # --- poll --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _PollJob:
+    """One claimed poll: what the status request needs, and what applying a plain
+    "still in progress" answer needs without reading the row again."""
+
     generation_id: Any
     account_id: int
     task_id: str
     model: str
+    state: str = ""
+    poll_interval: float = 12.5
+    started_at: datetime | None = None  # submitted_at, else created_at: the task's age
 
 
 def poll_lease_seconds() -> float:
@@ -528,31 +534,46 @@ def poll_lease_seconds() -> float:
     return settings.HAILUO_PROVIDER_CONNECT_TIMEOUT + 2 * settings.HAILUO_PROVIDER_READ_TIMEOUT + 30
 
 
+def _claimable(*, ids: list | None, exclude: set | None, now: datetime):
+    """In-flight generations with a task id and no live lease: exactly ``ids``, or the due ones."""
+    rows = Generation.objects.filter(
+        Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
+        state__in=[State.SUBMITTED, State.RUNNING],
+    ).exclude(provider_task_id="")
+    rows = rows.filter(pk__in=ids) if ids is not None else rows.filter(next_poll_at__lte=now)
+    return rows.exclude(pk__in=exclude) if exclude else rows
+
+
+def _accounts_with_due_polls(*, ids: list | None = None) -> list[int]:
+    """The provider accounts that have something to poll now (one query)."""
+    now = timezone.now()
+    return list(_claimable(ids=ids, exclude=None, now=now).values_list("provider_account_id", flat=True).order_by().distinct())
+
+
 def _claim_due(
-    *, ids: list | None = None, per_account: int | None = None, limit: int, exclude: set | None = None
+    *,
+    ids: list | None = None,
+    per_account: int | None = None,
+    limit: int,
+    exclude: set | None = None,
+    accounts: list[int] | None = None,
 ) -> list[_PollJob]:
     """Lease one round of due in-flight generations (``SELECT ... FOR UPDATE SKIP LOCKED``).
 
     At most ``per_account`` per provider account (the concurrency cap) and ``limit`` in all;
     accounts in a 429 pause are skipped. With ``ids``: exactly those (if in flight), due or not.
     ``per_account`` defaults to ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT``; ``exclude``: ids
-    already polled in this sweep (a zero poll interval must not poll them again at once).
+    already polled in this sweep (a zero poll interval must not poll them again at once);
+    ``accounts``: the accounts to claim for (default: :func:`_accounts_with_due_polls`).
     """
     per_account = per_account or max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
     now = timezone.now()
     lease = now + timedelta(seconds=poll_lease_seconds())
-    rows = Generation.objects.filter(
-        Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
-        state__in=[State.SUBMITTED, State.RUNNING],
-    ).exclude(provider_task_id="")
-    if ids is not None:
-        rows = rows.filter(pk__in=ids)
-    else:
-        rows = rows.filter(next_poll_at__lte=now)
-    if exclude:
-        rows = rows.exclude(pk__in=exclude)
+    rows = _claimable(ids=ids, exclude=exclude, now=now)
+    if accounts is None:
+        accounts = _accounts_with_due_polls(ids=ids)
     paused = set(ProviderAccount.objects.filter(paused_until__gt=now).values_list("pk", flat=True))
-    accounts = [a for a in rows.values_list("provider_account_id", flat=True).order_by().distinct() if a not in paused]
+    accounts = [a for a in accounts if a not in paused]
     jobs: list[_PollJob] = []
     with transaction.atomic():
         for account_id in accounts:
@@ -561,9 +582,11 @@ def _claim_due(
             mine = rows.filter(provider_account_id=account_id).select_for_update(skip_locked=True, of=("self",))
             if ids is None:
                 mine = mine.order_by("next_poll_at")
+            fields = ("id", "provider_account_id", "provider_task_id", "model", "state", "poll_interval", "submitted_at", "created_at")
             jobs.extend(
-                _PollJob(r["id"], r["provider_account_id"], r["provider_task_id"], r["model"])
-                for r in mine.values("id", "provider_account_id", "provider_task_id", "model")[: min(per_account, limit - len(jobs))]
+                _PollJob(r["id"], r["provider_account_id"], r["provider_task_id"], r["model"], r["state"],
+                         r["poll_interval"], r["submitted_at"] or r["created_at"])
+                for r in mine.values(*fields)[: min(per_account, limit - len(jobs))]
             )
         if jobs:
             Generation.objects.filter(pk__in=[j.generation_id for j in jobs]).update(
@@ -580,23 +603,27 @@ async def _fetch_all(
     ``client``: an open poll client to reuse across rounds; without one a client is made and
     closed here. Returns ``(job, TaskUpdate or ProviderError)`` pairs; never raises.
     """
+    limit = max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
     if client is None:
-        async with make_poll_client(max_connections=max(1, len(jobs))) as own:
+        async with make_poll_client(max_connections=limit * max(1, len(adapters))) as own:
             return await _fetch_all(jobs, adapters, own)
     https = {
         account_id: ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
         for account_id, adapter in adapters.items()
     }
+    # The claim already caps a round per account; this keeps the cap for any other caller.
+    semaphores = {account_id: asyncio.Semaphore(limit) for account_id in adapters}
 
     async def one(job: _PollJob):
         adapter = adapters[job.account_id]
-        try:
-            return job, await adapter.fetch_status(https[job.account_id], task_id=job.task_id, model=job.model)
-        except ProviderError as exc:
-            return job, exc
-        except Exception as exc:  # a parsing bug must not stop the sweep
-            log.exception("status of %s failed", job.generation_id)
-            return job, ProviderError(f"unexpected error: {exc!r}", code="unexpected")
+        async with semaphores[job.account_id]:
+            try:
+                return job, await adapter.fetch_status(https[job.account_id], task_id=job.task_id, model=job.model)
+            except ProviderError as exc:
+                return job, exc
+            except Exception as exc:  # a parsing bug must not stop the sweep
+                log.exception("status of %s failed", job.generation_id)
+                return job, ProviderError(f"unexpected error: {exc!r}", code="unexpected")
 
     return await asyncio.gather(*(one(job) for job in jobs))
 
@@ -618,12 +645,18 @@ def generations_poll(*, ids: list | None = None, limit: int | None = None) -> di
     adapters: dict = {}
     unusable: set = set()
     polled: set = set()
+    accounts = _accounts_with_due_polls(ids=ids)
     loop = client = None
     try:
-        while budget > 0:
-            jobs = _claim_due(ids=ids, per_account=per_account, limit=budget, exclude=polled)
+        while budget > 0 and accounts:
+            jobs = _claim_due(ids=ids, per_account=per_account, limit=budget, exclude=polled, accounts=accounts)
             if not jobs:
                 break
+            # An account that gave fewer than a full round has nothing more due: stop asking.
+            per = defaultdict(int)
+            for job in jobs:
+                per[job.account_id] += 1
+            accounts = [a for a in accounts if per[a] >= per_account]
             budget -= len(jobs)
             polled.update(j.generation_id for j in jobs)
             new = {j.account_id for j in jobs} - adapters.keys() - unusable
@@ -640,13 +673,19 @@ def generations_poll(*, ids: list | None = None, limit: int | None = None) -> di
                 loop = asyncio.new_event_loop()
                 client = make_poll_client(max_connections=per_account * max(1, ProviderAccount.objects.count()))
             results = loop.run_until_complete(_fetch_all(runnable, adapters, client))
+            plain: list[tuple[_PollJob, TaskUpdate]] = []
             for job, outcome in results:
                 counts["polled"] += 1
                 if isinstance(outcome, ProviderError):
                     counts["errors"] += 1
                     _poll_failed(job, outcome)
+                elif _is_plain_progress(job, outcome):
+                    plain.append((job, outcome))
                 else:
                     counts[generation_apply_update(generation_id=job.generation_id, update=outcome)] += 1
+            if plain:
+                _apply_progress(plain)
+                counts["in_progress"] += len(plain)
     finally:
         if loop is not None:
             loop.run_until_complete(client.aclose())
@@ -654,10 +693,49 @@ def generations_poll(*, ids: list | None = None, limit: int | None = None) -> di
     return dict(counts)
 
 
+def _is_plain_progress(job: _PollJob, update: TaskUpdate) -> bool:
+    """An answer that changes no state: still in progress (or an undocumented state), in the
+    state the row was claimed in, no provider cost to record. Most answers are like this."""
+    if update.provider_cost is not None:
+        return False
+    if update.state is TaskState.UNKNOWN:
+        return True
+    return update.state is TaskState.QUEUED or (update.state is TaskState.RUNNING and job.state == State.RUNNING)
+
+
+def _apply_progress(answers: list[tuple[_PollJob, TaskUpdate]]) -> None:
+    """Apply a round's "still in progress" answers in one UPDATE: next poll time, provider
+    state and progress, lease cleared. Rows that became final meanwhile are left alone."""
+    next_at, states, progress = [], [], []
+    for job, update in answers:
+        if update.state is TaskState.UNKNOWN:
+            log.warning("generation %s: undocumented provider state %r; polling again", job.generation_id, update.provider_state)
+        pk = job.generation_id
+        next_at.append(When(pk=pk, then=Value(_next_poll_at(job.poll_interval, job.started_at))))
+        states.append(When(pk=pk, then=Value(update.provider_state[:40])))
+        if update.progress is not None:
+            progress.append(When(pk=pk, then=Value(max(0, min(100, int(update.progress))))))
+    fields = {
+        "poll_lease_until": None,
+        "next_poll_at": Case(*next_at, output_field=models.DateTimeField()),
+        "provider_state": Case(*states, output_field=models.CharField()),
+    }
+    if progress:
+        fields["progress"] = Case(*progress, default=F("progress"), output_field=models.IntegerField())
+    Generation.objects.filter(
+        pk__in=[job.generation_id for job, _ in answers], state__in=[State.SUBMITTED, State.RUNNING]
+    ).update(**fields)
+
+
 def _next_poll(generation: Generation, retry_after: float | None = None) -> datetime:
-    """Next poll time: the documented interval with ±20 % jitter, slower as the task ages, ≥ Retry-After."""
-    interval = generation.poll_interval
-    age = (timezone.now() - (generation.submitted_at or generation.created_at)).total_seconds()
+    """Next poll time of ``generation`` (see :func:`_next_poll_at`)."""
+    return _next_poll_at(generation.poll_interval, generation.submitted_at or generation.created_at, retry_after)
+
+
+def _next_poll_at(interval: float, started_at: datetime | None, retry_after: float | None = None) -> datetime:
+    """Next poll time: ``interval`` s (the provider's documented cadence) with ±20 % jitter,
+    twice as slow after 10 min and four times after 30 min of age, never before Retry-After."""
+    age = (timezone.now() - started_at).total_seconds() if started_at else 0.0
     if age > 1800:
         interval *= 4
     elif age > 600:
