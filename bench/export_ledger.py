@@ -48,7 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000, help="ledger entries to create and export (default 1,000,000)")
     p.add_argument("--small", type=int, default=100_000, help="entries of the smaller export (default 100,000)")
-    p.add_argument("--measure", choices=["small", "all"], help=argparse.SUPPRESS)  # child-process mode
+    p.add_argument("--no-xlsx", dest="xlsx", action="store_false", help="skip the XLSX export of the smaller set")
+    p.add_argument("--measure", choices=["small", "all", "xlsx"], help=argparse.SUPPRESS)  # child-process mode
     return p.parse_args(argv)
 
 
@@ -252,6 +253,45 @@ def measure(which: str) -> dict:
     return out
 
 
+def measure_xlsx() -> dict:
+    """The smaller set as XLSX (``billing.exports.entries_xlsx_response``): time, size, peak RSS, and its totals row checked."""
+    import io
+
+    import openpyxl
+    from django.db import connection
+
+    from billing.exports import entries_xlsx_response
+    from billing.reports import cost_report
+
+    query = _query("small")
+    connection.ensure_connection()
+    before = rss_kb()
+    started = time.perf_counter()
+    response = entries_xlsx_response(query)
+    body = b"".join(response.streaming_content)
+    response.close()
+    seconds = time.perf_counter() - started
+    peak = peak_rss_kb()
+    sheet = openpyxl.load_workbook(io.BytesIO(body), read_only=True).worksheets[0]
+    rows = list(sheet.iter_rows(values_only=True))
+    header_at = next(i for i, r in enumerate(rows) if r and "spend_usd" in r)
+    column = rows[header_at].index("spend_usd")
+    data = [r for r in rows[header_at + 1:] if r and r[0] != "Total" and isinstance(r[column], (int, float, Decimal))]
+    total = sum(Decimal(str(r[column])) for r in data)
+    try:
+        import lxml  # noqa: F401
+
+        writer = "lxml"
+    except ImportError:
+        writer = "et_xmlfile (no lxml)"
+    return {
+        "which": "xlsx", "rows": len(data), "mb": round(len(body) / 1e6, 1), "seconds": round(seconds, 2),
+        "rows_per_s": round(len(data) / seconds), "rss_peak_mb": round(peak / 1024, 1),
+        "rss_growth_mb": round((peak - before) / 1024, 1), "writer": writer,
+        "spend_matches_report": abs(total - cost_report(query).totals.spend) < Decimal("0.000001") * max(1, len(data)),
+    }
+
+
 def _verify(query) -> bool:
     import csv
     import io
@@ -268,7 +308,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     setup_django()
     if args.measure:
-        print(json.dumps(measure(args.measure)))
+        print(json.dumps(measure_xlsx() if args.measure == "xlsx" else measure(args.measure)))
         return 0
     from django.db import connection
 
@@ -277,7 +317,7 @@ def main(argv=None) -> int:
     print(f"  {filled['entries']:,} entries and {filled['generations']:,} generations in {filled['seconds']} s", flush=True)
     env = dict(os.environ)
     results = []
-    for which in ("small", "all"):
+    for which in ("small", "all") + (("xlsx",) if args.xlsx else ()):
         done = subprocess.run([sys.executable, __file__, "--measure", which], env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             print(done.stdout, done.stderr, file=sys.stderr)
@@ -286,11 +326,16 @@ def main(argv=None) -> int:
     print()
     print("| rows | CSV size | time | first chunk after | rows/s | peak RSS (growth during export) | tracemalloc peak |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
+    for r in results[:2]:
         print(f"| {r['rows']:,} | {r['mb']} MB | {r['seconds']} s | {r['first_chunk_s']} s | {r['rows_per_s']:,} | "
               f"{r['rss_peak_mb']} MB (+{r['rss_growth_mb']} MB) | {r['tracemalloc_peak_mb']} MB |")
     print()
     print(f"small export's spend_usd sum equals the report's total: {results[0].get('spend_matches_report')}")
+    if args.xlsx:
+        x = results[2]
+        print(f"XLSX of the smaller set ({x['writer']}): {x['rows']:,} rows, {x['mb']} MB in {x['seconds']} s = "
+              f"{x['rows_per_s']:,} rows/s; peak RSS {x['rss_peak_mb']} MB (+{x['rss_growth_mb']} MB); "
+              f"its spend_usd sum equals the report's total: {x['spend_matches_report']}")
     print(json.dumps({"fill": filled, "exports": results}))
     return 0
 
