@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 
@@ -16,9 +21,38 @@ log = logging.getLogger(__name__)
 SWEEP_RUN_SECONDS = 55.0
 
 
+@contextlib.contextmanager
+def finish_before_sigterm() -> Iterator[Callable[[], bool]]:
+    """Hold a SIGTERM back until the block ends, then act on it as before.
+
+    A stopping cluster (``run_workers`` under honcho, systemd or Kubernetes) SIGTERMs its worker
+    processes, whose default action is to die at once. Inside this block the signal is only
+    noted: the block may ask ``stopping()`` and wind down; when it ends, the previous handler
+    gets the signal (by default: the process ends). So a submit is recorded, not cut between
+    the provider's answer and our write, and a poll sweep releases its claims and its slot.
+    Outside the main thread (signals cannot be handled there) it changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield lambda: bool(received)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if received:
+            log.info("SIGTERM held back until the task's step ended; acting on it now")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def submit_generation(generation_id: str) -> str:
-    """Send one queued generation to its provider (see ``services.generation_submit``)."""
-    return services.generation_submit(generation_id=generation_id)
+    """Send one queued generation to its provider (see ``services.generation_submit``).
+
+    A SIGTERM meanwhile waits until the outcome is recorded (:func:`finish_before_sigterm`).
+    """
+    with finish_before_sigterm():
+        return services.generation_submit(generation_id=generation_id)
 
 
 def poll_generations(generation_ids: list[str]) -> dict:
@@ -50,7 +84,8 @@ def poll_sweep(run_seconds: float | None = None) -> dict:
     At most ``HAILUO_POLL_SWEEPERS`` sweeps run at once (a slot in ``SweepLease``); a run
     that finds no free slot returns ``{"skipped": 1}`` at once, so a backlog of scheduled
     runs never occupies every worker. Sweeps that do overlap (one per slot, on any machine)
-    share the work safely: claims use SKIP LOCKED and leases.
+    share the work safely: claims use SKIP LOCKED and leases. A SIGTERM (the cluster stopping)
+    ends the run after the pass in progress, with its slot released.
     """
     run_seconds = SWEEP_RUN_SECONDS if run_seconds is None else run_seconds
     slot = services.sweep_slot_claim(seconds=run_seconds + 30)
@@ -58,15 +93,16 @@ def poll_sweep(run_seconds: float | None = None) -> dict:
         return {"skipped": 1}
     started = time.monotonic()
     totals: dict[str, int] = {}
-    try:
-        while True:
-            try:
-                for key, value in sweep_once().items():
-                    totals[key] = totals.get(key, 0) + value
-            except Exception:  # keep sweeping; the error is in the log
-                log.exception("poll sweep pass failed")
-            if time.monotonic() - started + settings.HAILUO_POLL_SWEEP_INTERVAL >= run_seconds:
-                return totals
-            time.sleep(settings.HAILUO_POLL_SWEEP_INTERVAL)
-    finally:
-        services.sweep_slot_release(slot=slot)
+    with finish_before_sigterm() as stopping:  # a stopping cluster ends the sweep after its pass
+        try:
+            while True:
+                try:
+                    for key, value in sweep_once().items():
+                        totals[key] = totals.get(key, 0) + value
+                except Exception:  # keep sweeping; the error is in the log
+                    log.exception("poll sweep pass failed")
+                if stopping() or time.monotonic() - started + settings.HAILUO_POLL_SWEEP_INTERVAL >= run_seconds:
+                    return totals
+                time.sleep(settings.HAILUO_POLL_SWEEP_INTERVAL)
+        finally:
+            services.sweep_slot_release(slot=slot)

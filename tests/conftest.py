@@ -179,13 +179,16 @@ test_database_url.__test__ = False  # a helper, not a test
 
 
 @contextlib.contextmanager
-def qcluster_process(*, public_base_url: str, media_root, log_path, workers: int = 2):
-    """A real django-q2 cluster (``manage.py qcluster``: workers and scheduler) in its own
-    process, on the test database, sending provider callbacks to ``public_base_url``.
+def qcluster_process(*, public_base_url: str, media_root, log_path, workers: int = 2, stop_signal_group: bool = False):
+    """A real django-q2 cluster (``manage.py run_workers``: workers, monitor and scheduler) in
+    its own process group, on the test database, sending provider callbacks to ``public_base_url``.
 
-    Yields the ``subprocess.Popen``; on exit sends SIGTERM (SIGKILL after 30 s) and fails the
-    test if the cluster's log holds a traceback.
+    Yields the ``subprocess.Popen``. On exit sends SIGTERM (to the main process, or to the
+    whole group with ``stop_signal_group``, as honcho and systemd do) and fails the test
+    unless every process of the cluster is gone within 15 s and its log holds no traceback.
     """
+    from generations.management.commands.run_workers import descendants
+
     env = dict(
         os.environ,
         DATABASE_URL=test_database_url(),
@@ -197,16 +200,34 @@ def qcluster_process(*, public_base_url: str, media_root, log_path, workers: int
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     with open(log_path, "w+") as log:
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "manage.py", "run_workers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        stopped = False
         try:
             yield proc
         finally:
-            proc.send_signal(signal.SIGTERM)
+            family = [proc.pid, *descendants(proc.pid)]
+            if stop_signal_group:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=15)
+                stopped = True
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            left = [pid for pid in family if Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)]
             log.seek(0)
             output = log.read()
+        assert stopped and not left, f"the cluster did not stop within 15 s of SIGTERM (left: {left})\n{output[-4000:]}"
         assert "Traceback" not in output, output[-4000:]
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "Z"
+    return stat[stat.rindex(")") + 2:].split()[0]

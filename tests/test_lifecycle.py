@@ -324,6 +324,37 @@ def test_only_the_allowed_number_of_sweeps_run_at_once(settings):
     assert "skipped" not in tasks.poll_sweep(run_seconds=0.1)
 
 
+def test_a_sigterm_ends_the_sweep_after_its_pass_then_takes_effect(settings, member, apixo_account, sandbox, monkeypatch):
+    """A stopping cluster SIGTERMs its workers: the sweep finishes its pass, releases its slot,
+    and only then does the signal act (here a recording handler stands for "the process ends")."""
+    import os
+    import signal
+    import threading
+
+    settings.HAILUO_POLL_SWEEPERS = 1
+    in_flight = services.generation_create(user=member, params=make_params(apixo_account, prompt="clip [seconds:60]"))
+    services.generation_submit(generation_id=in_flight.pk)
+    released = []
+    release = services.sweep_slot_release
+    monkeypatch.setattr(services, "sweep_slot_release", lambda slot: (release(slot=slot), released.append(time.monotonic())))
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(time.monotonic()))
+    try:
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        started = time.monotonic()
+        totals = tasks.poll_sweep(run_seconds=30)
+        ended = time.monotonic()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert ended - started < 5, f"the sweep ran {ended - started:.1f} s after the SIGTERM"
+    assert "skipped" not in totals and totals.get("polled", 0) >= 0
+    assert len(received) == 1 and len(released) == 1
+    assert received[0] >= released[0]  # held back until the sweep had let go of its slot
+    slot = services.sweep_slot_claim(seconds=10)  # the slot was released
+    assert slot is not None
+    services.sweep_slot_release(slot=slot)
+
+
 def test_the_sweep_hands_submits_to_the_workers_and_re_hands_a_lost_one(member, apixo_account, sandbox, _no_queue):
     from datetime import timedelta
 

@@ -1,7 +1,7 @@
 """Two real django-q2 clusters on one PostgreSQL poll 300 generations in flight (issue 5, "Proof").
 
 The test process creates and submits 300 generations to the APIXO sandbox (5 s each, 50 ms per
-answer). Two ``manage.py qcluster`` processes, ``a`` and ``b``, run ``generations.tasks.poll_sweep``
+answer). Two ``manage.py run_workers`` clusters, ``a`` and ``b``, run ``generations.tasks.poll_sweep``
 (two sweeps at a time in each, kept topped up) until every generation has ended. Then:
 
 - every generation succeeded and was captured exactly once (hold, then one capture);
@@ -170,7 +170,7 @@ def no_archives(db):
 
 @pytest.fixture
 def clusters(tmp_path, no_archives):
-    """Two qcluster processes on the test database, each with its own queue."""
+    """Two clusters (``manage.py run_workers``) on the test database, each with its own queue."""
     (tmp_path / "multiworker_settings.py").write_text(CLUSTER_SETTINGS)
     procs = {}
     for name in CLUSTERS:
@@ -187,7 +187,8 @@ def clusters(tmp_path, no_archives):
         )
         log = open(tmp_path / f"qcluster-{name}.log", "w+")
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "manage.py", "run_workers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         procs[name] = (proc, log)
     yield procs
@@ -199,7 +200,7 @@ def clusters(tmp_path, no_archives):
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.seek(0)
         outputs[name] = log.read()

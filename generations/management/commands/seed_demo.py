@@ -1,6 +1,7 @@
 """``manage.py seed_demo``: an admin, a member, a team, a sandbox APIXO account, a budget. Idempotent."""
 
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -10,6 +11,8 @@ from accounts.models import Membership, Team, User
 from billing.models import Budget
 from providers.models import ProviderAccount
 from providers.registry import ADAPTERS
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 #: The demo's sandboxes: kind → (port offset from --sandbox-base-port, base URL path). The Procfile
 #: (Procfile.dev) starts one sandbox per line on the same ports.
@@ -53,8 +56,13 @@ class Command(BaseCommand):
                 continue
             label = f"{ADAPTERS[kind].label} sandbox"
             account = ProviderAccount.objects.filter(kind=kind, label=label).first()
+            base_url = f"http://{sandbox_host}:{sandbox_base_port + offset}{path}"
+            if account is not None and account.base_url != base_url and urlsplit(account.base_url).hostname in LOOPBACK:
+                # The sandboxes moved (another SANDBOX_BASE_PORT): follow them. An account an
+                # admin pointed elsewhere (a real API) is left alone.
+                account.base_url = base_url
+                account.save(update_fields=["base_url"])
             if account is None:
-                base_url = f"http://{sandbox_host}:{sandbox_base_port + offset}{path}"
                 account = ProviderAccount(kind=kind, label=label, base_url=base_url, priority=10 + index)
                 account.set_api_key(f"sk-sandbox-{kind}")
                 account.save()
