@@ -24,6 +24,7 @@ from billing.reports import (
     PERIOD_KINDS,
     TIME_DIMENSIONS,
     ReportParamError,
+    ReportQuery,
     can_view_reports,
     cost_report,
     reconciliation,
@@ -57,6 +58,17 @@ def finance_required(view):
 def _default_tz(user) -> str:
     team = user.primary_team
     return team.time_zone if team and team.time_zone else "UTC"
+
+
+def _form_and_query(request) -> tuple[dict, ReportQuery | None]:
+    """The filter form's context and the query its GET parameters describe; on bad parameters
+    the query is None and ``context["errors"]`` maps each field to its messages (answer 422)."""
+    context = _form_context(request, request.GET)
+    try:
+        return context, report_query_from_params(request.GET, default_tz=_default_tz(request.user))
+    except ReportParamError as exc:
+        context["errors"] = exc.fields
+        return context, None
 
 
 def _form_context(request, params) -> dict:
@@ -163,15 +175,8 @@ def index(request):
     """The cost report. GET parameters: see :func:`billing.reports.report_query_from_params`;
     the web form sends ``group`` and ``time`` instead of ``group_by``. HTMX requests get
     only the ``#report`` fragment. Bad parameters: the form with errors, status 422."""
-    params = request.GET
-    context = _form_context(request, params)
-    status = 200
-    try:
-        query = report_query_from_params(params, default_tz=_default_tz(request.user))
-    except ReportParamError as exc:
-        context["errors"] = exc.fields
-        status = 422
-    else:
+    context, query = _form_and_query(request)
+    if query is not None:
         report = cost_report(query)
         bucket, starts, series = spend_over_time(query)
         from accounts.models import Team
@@ -183,7 +188,7 @@ def index(request):
             statement_teams=Team.objects.order_by("name") if query.team_id is None else Team.objects.filter(pk=query.team_id),
         )
     template = "billing/partials/report.html" if request.htmx else "billing/reports.html"
-    return render(request, template, context, status=status)
+    return render(request, template, context, status=422 if "errors" in context else 200)
 
 
 @finance_required
@@ -227,19 +232,12 @@ def statement(request, team_id: int, month: str, ext: str):
 @require_GET
 def reconciliation_page(request):
     """Per provider account: captured vs provider-reported cost vs balance change, differences highlighted."""
-    params = request.GET
-    context = _form_context(request, params)
-    status = 200
-    try:
-        query = report_query_from_params(params, default_tz=_default_tz(request.user))
-    except ReportParamError as exc:
-        context["errors"] = exc.fields
-        status = 422
-    else:
+    context, query = _form_and_query(request)
+    if query is not None:
         account_id = query.provider_account_id
         context.update(query=query, rows=reconciliation(period=query.period, provider_account_id=account_id))
     template = "billing/partials/reconciliation.html" if request.htmx else "billing/reconciliation.html"
-    return render(request, template, context, status=status)
+    return render(request, template, context, status=422 if "errors" in context else 200)
 
 
 @finance_required

@@ -485,6 +485,8 @@ def test_reports_page_renders_totals_chart_and_htmx_fragment(client, finance, da
 
 def test_reconciliation_page_renders(client, finance, dataset):
     client.force_login(finance)
+    bad = client.get("/reports/reconciliation/", {"period": "custom", "from": "2026-11-01"})
+    assert bad.status_code == 422 and b"Give an end date" in bad.content
     response = client.get("/reports/reconciliation/", {"period": "month", "month": "2026-11"})
     assert response.status_code == 200 and b"PiAPI test" in response.content
     assert b'class="flagged"' not in response.content  # the dataset's provider reports agree with our captures
