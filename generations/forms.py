@@ -116,21 +116,10 @@ class StudioForm(forms.Form):
     @property
     def image_rules_text(self) -> str:
         """The chosen model's first-frame rules in words, e.g. "JPEG/PNG, ≤ 20 MB, short side > 300 px"."""
-        rules = self.image_rules
-        if rules is None:
-            return ""
-        from providers.images import ratio_label
+        from providers.images import describe_image_rules
 
-        parts = ["/".join(f.upper() for f in rules.formats), f"≤ {rules.max_bytes // (1024 * 1024)} MB"]
-        if rules.min_short_side_exclusive:
-            parts.append(f"short side > {rules.min_short_side_exclusive} px")
-        if rules.min_side:
-            parts.append(f"sides ≥ {rules.min_side} px")
-        if rules.max_side:
-            parts.append(f"sides ≤ {rules.max_side} px")
-        if rules.aspect_min and rules.aspect_max:
-            parts.append(f"aspect ratio between {ratio_label(rules.aspect_min)} and {ratio_label(rules.aspect_max)}")
-        return ", ".join(parts)
+        rules = self.image_rules
+        return describe_image_rules(rules) if rules is not None else ""
 
     @classmethod
     def initial_from_generation(cls, generation) -> dict:

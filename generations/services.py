@@ -646,6 +646,7 @@ def generations_poll(*, ids: list | None = None, limit: int | None = None) -> di
     unusable: set = set()
     polled: set = set()
     accounts = _accounts_with_due_polls(ids=ids)
+    connections = per_account * max(1, len(accounts))  # one round's requests, at most, at once
     loop = client = None
     try:
         while budget > 0 and accounts:
@@ -671,7 +672,7 @@ def generations_poll(*, ids: list | None = None, limit: int | None = None) -> di
                 continue
             if loop is None:
                 loop = asyncio.new_event_loop()
-                client = make_poll_client(max_connections=per_account * max(1, ProviderAccount.objects.count()))
+                client = make_poll_client(max_connections=connections)
             results = loop.run_until_complete(_fetch_all(runnable, adapters, client))
             plain: list[tuple[_PollJob, TaskUpdate]] = []
             for job, outcome in results:

@@ -92,6 +92,22 @@ def ratio_label(value: float) -> str:
     return f"{fraction.numerator}:{fraction.denominator}"
 
 
+def describe_image_rules(rules: ImageRules) -> str:
+    """``rules`` in words, for the form's hint and the README's provider matrix, e.g.
+    "JPEG/PNG, ≤ 20 MB, short side > 300 px, aspect ratio strictly between 2:5 and 5:2"."""
+    parts = ["/".join(f.upper() for f in rules.formats), f"≤ {rules.max_bytes // (1024 * 1024)} MB"]
+    if rules.min_short_side_exclusive:
+        parts.append(f"short side > {rules.min_short_side_exclusive} px")
+    if rules.min_side:
+        parts.append(f"sides ≥ {rules.min_side} px")
+    if rules.max_side:
+        parts.append(f"sides ≤ {rules.max_side} px")
+    if rules.aspect_min and rules.aspect_max:
+        bounds = f"{ratio_label(rules.aspect_min)} and {ratio_label(rules.aspect_max)}"
+        parts.append("aspect ratio " + ("strictly " if rules.aspect_exclusive else "") + f"between {bounds}")
+    return ", ".join(parts)
+
+
 def check_image(info: ImageInfo, rules: ImageRules, *, provider: str, field: str = "image_url") -> list[RuleViolation]:
     """Every rule of ``rules`` that ``info`` breaks, as violations naming the provider and the rule."""
     out: list[RuleViolation] = []

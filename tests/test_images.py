@@ -11,7 +11,15 @@ from PIL import Image
 from generations import services
 from generations.models import Generation, InputImage
 from providers.adapters.apixo.adapter import APIXO_IMAGE_RULES
-from providers.images import ImageInfo, ImageUnavailable, check_image, fetch_image, identify
+from providers.base import ImageRules
+from providers.images import (
+    ImageInfo,
+    ImageUnavailable,
+    check_image,
+    describe_image_rules,
+    fetch_image,
+    identify,
+)
 
 from .conftest import make_params
 
@@ -108,3 +116,11 @@ def test_a_too_small_upload_is_refused_beside_the_field(client, member, apixo_ac
     html = client.post("/studio/", data, HTTP_HX_REQUEST="true").content.decode()
     assert "APIXO: the image&#x27;s short side must be over 300 px (this one is 200×200)" in html
     assert Generation.objects.count() == 0
+
+
+def test_image_rules_in_words_as_the_form_and_the_matrix_show_them():
+    exclusive = ImageRules(formats=("jpeg", "png"), max_bytes=10 * 1024 * 1024, min_short_side_exclusive=300,
+                           aspect_min=0.4, aspect_max=2.5, aspect_exclusive=True)
+    assert describe_image_rules(exclusive) == "JPEG/PNG, ≤ 10 MB, short side > 300 px, aspect ratio strictly between 2:5 and 5:2"
+    inclusive = ImageRules(formats=("png",), min_side=300, max_side=4096, aspect_min=0.4, aspect_max=2.5, aspect_exclusive=False)
+    assert describe_image_rules(inclusive) == "PNG, ≤ 20 MB, sides ≥ 300 px, sides ≤ 4096 px, aspect ratio between 2:5 and 5:2"
