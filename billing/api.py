@@ -24,17 +24,12 @@ from billing.reports import (
     report_query_from_params,
     statement_period,
 )
+from config.errors import DomainError, ErrorOut, Forbidden, NotFound
 
 router = Router(tags=["reports"])
 
 _PERIOD_HELP = f"One of {', '.join(PERIOD_KINDS)}. `month` needs `month=YYYY-MM`; `custom` needs `from` and `to`."
 _GROUP_HELP = f"Comma-separated, at most 3 of {', '.join(DIMENSIONS)} (one time dimension at most)."
-
-
-class ErrorOut(Schema):
-    code: str = Field(description="Stable error code: forbidden, invalid_request, not_found, export_too_large")
-    message: str
-    fields: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class PeriodOut(Schema):
@@ -113,14 +108,10 @@ class ReconciliationOut(Schema):
     accounts: list[ReconciliationAccountOut]
 
 
-def _forbidden(request):
+def _require_reports(request) -> None:
+    """Raise ``Forbidden`` unless the caller may see reports (finance, staff, superuser)."""
     if not can_view_reports(request.auth):
-        return Status(403, {"code": "forbidden", "message": "Reports need the finance role (or staff).", "fields": {}})
-    return None
-
-
-def _invalid(exc: ReportParamError):
-    return Status(422, {"code": "invalid_request", "message": "The report parameters are invalid.", "fields": exc.fields})
+        raise Forbidden("Reports need the finance role (or staff).")
 
 
 def _params(**values) -> dict[str, str]:
@@ -185,12 +176,8 @@ def costs(request, params: Query[ReportParams]):
     are truncated in ``tz`` and keyed by their start. The groups' figures sum to ``totals``.
     Holds open at the period's end are ``outstanding_holds`` (not spend).
     """
-    if denied := _forbidden(request):
-        return denied
-    try:
-        query = report_query_from_params(params.as_params())
-    except ReportParamError as exc:
-        return _invalid(exc)
+    _require_reports(request)
+    query = report_query_from_params(params.as_params())  # ReportParamError: 422 via config.api
     report = cost_report(query)
     filters = {k: v for k, v in query.filter_params().items() if k in ("team_id", "user_id", "provider", "provider_account_id")}
     return Status(200, {
@@ -209,18 +196,14 @@ def costs(request, params: Query[ReportParams]):
 
 
 def _export(request, ext: str, params: ExportParams):
-    if denied := _forbidden(request):
-        return denied
-    try:
-        query = report_query_from_params(params.as_params())
-    except ReportParamError as exc:
-        return _invalid(exc)
+    _require_reports(request)
+    query = report_query_from_params(params.as_params())  # ReportParamError: 422 via config.api
     if params.rows not in ("entries", "groups"):
-        return _invalid(ReportParamError({"rows": ["Use entries or groups."]}))
+        raise ReportParamError({"rows": ["Use entries or groups."]})
     try:
         return exports.export_response(query, rows=params.rows, ext=ext)
     except exports.ExportTooLarge as exc:
-        return Status(413, {"code": "export_too_large", "message": str(exc), "fields": {}})
+        raise DomainError("export_too_large", str(exc), status=413) from exc
 
 
 @router.get(
@@ -254,12 +237,8 @@ def reconciliation_report(request, params: Query[PeriodParams]):
     """Per account: ``captured_usd``, ``reported_usd`` (PiAPI/PoYo per-task cost), ``cost_difference_usd``,
     opening/closing balance snapshots, ``balance_drop_usd``, ``captured_between_snapshots_usd``,
     ``balance_difference_usd`` and ``flagged`` (a difference of a cent or more)."""
-    if denied := _forbidden(request):
-        return denied
-    try:
-        query = report_query_from_params(params.as_params())
-    except ReportParamError as exc:
-        return _invalid(exc)
+    _require_reports(request)
+    query = report_query_from_params(params.as_params())  # ReportParamError: 422 via config.api
     rows = reconciliation(period=query.period, provider_account_id=query.provider_account_id)
     return Status(200, {"period": _period_out(query.period), "accounts": [r.as_dict() for r in rows]})
 
@@ -267,15 +246,11 @@ def reconciliation_report(request, params: Query[PeriodParams]):
 def _statement(request, team_id: int, params: StatementParams, ext: str):
     from accounts.models import Team
 
-    if denied := _forbidden(request):
-        return denied
+    _require_reports(request)
     team = Team.objects.filter(pk=team_id).first()
     if team is None:
-        return Status(404, {"code": "not_found", "message": "No such team.", "fields": {}})
-    try:
-        period = statement_period(team=team, month=params.month, tz=params.tz)
-    except ReportParamError as exc:
-        return _invalid(exc)
+        raise NotFound("No such team.")
+    period = statement_period(team=team, month=params.month, tz=params.tz)
     if ext == "csv":
         return exports.statement_csv_response(team=team, period=period)
     return exports.statement_xlsx_response(team=team, period=period)

@@ -40,6 +40,7 @@ from django.utils import timezone
 from billing.balances import balance_unit
 from billing.models import BalanceSnapshot, LedgerEntry
 from billing.money import DECIMAL_PLACES, MAX_DIGITS, ZERO, money
+from config.errors import DomainError
 
 _MONEY = DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
 Kind = LedgerEntry.Kind
@@ -78,12 +79,16 @@ NONE_LABELS = {
 RECONCILE_TOLERANCE = Decimal("0.01")
 
 
-class ReportParamError(ValueError):
-    """Bad report parameters. ``fields`` maps a parameter name to its messages."""
+class ReportParamError(DomainError):
+    """Bad report parameters: 422 ``invalid_request``; ``fields`` maps a parameter name to its messages."""
+
+    status = 422
 
     def __init__(self, fields: dict[str, list[str]]):
-        self.fields = fields
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()))
+        super().__init__("invalid_request", "The report parameters are invalid.", fields)
+
+    def __str__(self) -> str:
+        return "; ".join(f"{k}: {' '.join(v)}" for k, v in self.fields.items())
 
 
 # --- access ---------------------------------------------------------------------------------

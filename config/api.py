@@ -5,6 +5,7 @@ from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
 
 from accounts.selectors import user_for_api_token
+from config.errors import DomainError
 
 
 class TokenAuth(HttpBearer):
@@ -27,6 +28,12 @@ api = NinjaAPI(
 def _unauthorized(request, exc):
     """Stable error shape: ``{"code": "unauthorized", "message": ...}``."""
     return api.create_response(request, {"code": "unauthorized", "message": "A valid bearer token is required."}, status=401)
+
+
+@api.exception_handler(DomainError)
+def _domain_error(request, exc: DomainError):
+    """Every deliberate refusal: ``ErrorOut`` with the error's own status."""
+    return api.create_response(request, exc.as_dict(), status=exc.status)
 
 
 @api.exception_handler(ValidationError)

@@ -11,6 +11,7 @@ from ninja import Field, Header, Router, Schema
 from ninja.responses import Status
 
 from billing.money import format_usd
+from config.errors import ErrorOut, NotFound
 from generations import services
 from generations.selectors import generation_for, generations_visible_to
 
@@ -53,12 +54,6 @@ class GenerationOut(Schema):
     completed_at: datetime | None
 
 
-class ErrorOut(Schema):
-    code: str = Field(description="Stable error code")
-    message: str
-    fields: dict[str, list[str]] = Field(default_factory=dict)
-
-
 class PageOut(Schema):
     items: list[GenerationOut]
     count: int
@@ -94,16 +89,6 @@ def _out(request: HttpRequest, g) -> dict:
     }
 
 
-REFUSAL_STATUS = {
-    "validation_error": 422,
-    "no_price_rule": 422,
-    "provider_unavailable": 422,
-    "budget_exceeded": 402,
-    "budget_not_allowed": 403,
-    "idempotency_conflict": 409,
-}
-
-
 @router.post(
     "/generations",
     response={201: GenerationOut, 200: GenerationOut, 402: ErrorOut, 403: ErrorOut, 409: ErrorOut, 422: ErrorOut},
@@ -113,12 +98,8 @@ def create_generation(request, payload: GenerationIn, idempotency_key: str | Non
     """Validate, price and hold, then submit in the background. 201 on create; 200 when the
     Idempotency-Key replays an earlier request with the same parameters."""
     params = services.CreateParams(**payload.dict())
-    try:
-        generation = services.generation_create(user=request.auth, params=params, idempotency_key=idempotency_key)
-    except services.GenerationRefused as refused:
-        return Status(
-            REFUSAL_STATUS.get(refused.code, 422), {"code": refused.code, "message": refused.message, "fields": refused.fields}
-        )
+    # A refusal is a GenerationRefused (a DomainError): config.api answers it as ErrorOut.
+    generation = services.generation_create(user=request.auth, params=params, idempotency_key=idempotency_key)
     return Status(200 if getattr(generation, "replayed", False) else 201, _out(request, generation))
 
 
@@ -126,7 +107,7 @@ def create_generation(request, payload: GenerationIn, idempotency_key: str | Non
 def read_generation(request, generation_id: UUID):
     generation = generation_for(user=request.auth, generation_id=generation_id)
     if generation is None:
-        return Status(404, {"code": "not_found", "message": "No such generation."})
+        raise NotFound("No such generation.")
     return Status(200, _out(request, generation))
 
 

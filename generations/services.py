@@ -31,6 +31,7 @@ from django.utils import timezone
 from billing import services as billing_services
 from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
+from config.errors import DomainError
 from generations.models import (
     ALLOWED_FROM,
     ArchiveState,
@@ -48,19 +49,24 @@ from providers.models import ProviderAccount
 log = logging.getLogger(__name__)
 
 
-class GenerationRefused(Exception):
+class GenerationRefused(DomainError):
     """A create request refused before any money moved.
 
     ``code`` is a stable machine code (``validation_error``, ``budget_exceeded``,
-    ``no_price_rule``, ``provider_unavailable``, ``idempotency_conflict``); ``fields`` maps a
-    form field to its messages.
+    ``budget_not_allowed``, ``no_price_rule``, ``provider_unavailable``,
+    ``idempotency_conflict``); ``fields`` maps a form field to its messages; ``status`` is
+    the HTTP status the API answers with (``STATUS_BY_CODE``, else 422).
     """
 
-    def __init__(self, code: str, message: str, fields: dict[str, list[str]] | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.fields = fields or {}
+    status = 422
+    STATUS_BY_CODE = {
+        "validation_error": 422,
+        "no_price_rule": 422,
+        "provider_unavailable": 422,
+        "budget_exceeded": 402,
+        "budget_not_allowed": 403,
+        "idempotency_conflict": 409,
+    }
 
 
 @dataclass
