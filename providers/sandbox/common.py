@@ -33,6 +33,8 @@ import copy
 import hashlib
 import hmac
 import json
+import math
+import random
 import re
 import secrets
 import sys
@@ -52,24 +54,35 @@ from typing import Any
 __all__ = [
     "ASSETS_DIR",
     "SAMPLE_MP4",
+    "MAX_IMAGE_BYTES",
     "ApiRequest",
     "CallbackSender",
+    "FetchedImage",
     "Knob",
     "KnobError",
     "Knobs",
+    "PromptMarkers",
+    "Refused",
     "RequestLog",
     "Response",
     "SandboxHandle",
     "SandboxRequestHandler",
     "SandboxServer",
+    "TaskSandbox",
     "UrlSigner",
     "COMMON_KNOBS",
+    "fetch_image",
+    "image_size",
+    "is_http_url",
     "json_dumps",
     "json_response",
     "make_png",
+    "marker_number",
+    "parse_bool",
     "parse_range",
     "register_sandbox",
     "sandbox_kinds",
+    "sniff_image",
     "start_sandbox",
     "text_response",
     "with_defaults",
@@ -170,6 +183,17 @@ def _float_list(value: Any) -> list[float]:
         raise KnobError("expected a list of numbers")
     parse = _number(min_value=0)
     return [float(parse(v)) for v in value]
+
+
+def parse_bool(value: Any) -> bool:
+    """Knob parser: a boolean, 0/1, or one of true/false, yes/no, on/off, 1/0 (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    raise KnobError(f"expected a boolean (true/false), got {value!r}")
 
 
 def _origin(value: Any) -> str:
@@ -475,6 +499,195 @@ _GIF_1x1 = bytes.fromhex("47494638396101000100800000000000ffffff21f9040100000000
 
 
 # --------------------------------------------------------------------------
+# Shared protocol helpers: refusals, URLs, prompt markers, images
+# --------------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """A request refused by a provider route; :meth:`TaskSandbox.refusal_response` renders it.
+
+    ``status`` is the HTTP status, ``message`` the main text, ``detail`` a second
+    text (providers whose error body has one), ``headers`` extra response headers
+    and ``code`` a provider-specific code (PoYo's ``error.type``, qingbo's
+    ``error.code``, MiniMax's ``base_resp.status_code``).
+    """
+
+    def __init__(self, status: int, message: str, detail: str = "", headers: Mapping[str, str] | None = None,
+                 code: Any = None):
+        super().__init__(message)
+        self.status, self.message, self.detail, self.code = status, message, detail, code
+        self.headers = dict(headers or {})
+
+
+def is_http_url(value: Any) -> bool:
+    """True for a non-blank string that is an ``http``/``https`` URL with a host."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    parts = urllib.parse.urlsplit(value.strip())
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+_MARK_HTTP = re.compile(r"\[http:(\d{3})\]", re.IGNORECASE)
+_MARK_HANG = re.compile(r"\[hang\]", re.IGNORECASE)
+
+
+def marker_number(prompt: str, name: str) -> float | None:
+    """The N of the first ``[name:N]`` marker in ``prompt`` (N a decimal number), else None."""
+    m = re.search(r"\[" + re.escape(name) + r":(\d+(?:\.\d+)?)\]", prompt, re.IGNORECASE)
+    return float(m.group(1)) if m else None
+
+
+@dataclass(frozen=True)
+class PromptMarkers:
+    """The test markers found in a prompt (README, "Prompt markers").
+
+    ``fail`` is True when a ``[fail]`` or ``[fail:CODE]`` marker is present (CODE
+    in ``fail_code``, None without one); ``http_status`` is the STATUS of the
+    first ``[http:STATUS]`` marker when it lies in 400..599; ``seconds`` the N
+    of ``[seconds:N]``; ``hang`` whether ``[hang]`` is present.
+    """
+
+    fail: bool
+    fail_code: str | None
+    http_status: int | None
+    seconds: float | None
+    hang: bool
+
+    @classmethod
+    def parse(cls, prompt: str, fail_code: str = r"[A-Za-z0-9_.\-]+") -> PromptMarkers:
+        """Read the markers of ``prompt``; ``fail_code`` is the regex a ``[fail:CODE]`` CODE must match."""
+        fail = re.search(r"\[fail(?::(" + fail_code + r"))?\]", prompt, re.IGNORECASE)
+        http = _MARK_HTTP.search(prompt)
+        status = int(http.group(1)) if http else None
+        return cls(
+            fail=fail is not None,
+            fail_code=fail.group(1) if fail else None,
+            http_status=status if status is not None and 400 <= status <= 599 else None,
+            seconds=marker_number(prompt, "seconds"),
+            hang=bool(_MARK_HANG.search(prompt)),
+        )
+
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # the 20 MB limit APIXO, PiAPI and MiniMax document; a fetch cap elsewhere
+
+
+def sniff_image(data: bytes) -> str | None:
+    """Return ``png``/``jpeg``/``gif``/``webp``/``bmp`` from the magic bytes of ``data``, else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data.startswith(b"BM") and len(data) >= 26:
+        return "bmp"
+    return None
+
+
+def image_size(data: bytes) -> tuple[str, int, int]:
+    """Return ``(format, width, height)`` of PNG, JPEG or WebP bytes (own header parsing, no Pillow).
+
+    PNG: the IHDR chunk after the signature.  JPEG: the first SOFn segment.
+    WebP: the VP8, VP8L or VP8X header.  Raises ``ValueError("format")`` for
+    any other format and ``ValueError("corrupt")`` for a header that cannot be read.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ValueError("corrupt")
+        return "png", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_size(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    raise ValueError("format")
+
+
+def _jpeg_size(data: bytes) -> tuple[str, int, int]:
+    frame_markers = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+    pos, end = 2, len(data)
+    while pos < end:
+        if data[pos] != 0xFF:
+            raise ValueError("corrupt")
+        while pos < end and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= end:
+            break
+        marker = data[pos]
+        pos += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers
+            continue
+        if marker in (0xD9, 0xDA) or pos + 2 > end:  # end of image / start of scan before any SOF
+            break
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if length < 2:
+            raise ValueError("corrupt")
+        if marker in frame_markers:
+            if pos + 7 > end:
+                break
+            return "jpeg", int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 3:pos + 5], "big")
+        pos += length
+    raise ValueError("corrupt")
+
+
+def _webp_size(data: bytes) -> tuple[str, int, int]:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return "webp", int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return "webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X" and len(data) >= 30:
+        return "webp", int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    raise ValueError("corrupt")
+
+
+@dataclass
+class FetchedImage:
+    """The outcome of :func:`fetch_image`.
+
+    ``data`` is None when the fetch failed: ``http_status`` then holds a
+    non-2xx status (``error`` None), or ``error`` names the exception
+    (``"TypeName: message"``, ``error_type`` its type name), or ``declared_bytes``
+    holds a ``Content-Length`` over the limit (the body is not read).
+    """
+
+    data: bytes | None = None
+    http_status: int | None = None
+    content_type: str | None = None
+    declared_bytes: int | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+
+def fetch_image(url: str, timeout: float, user_agent: str, *, max_bytes: int = MAX_IMAGE_BYTES,
+                trust_length: bool = False) -> FetchedImage:
+    """GET ``url`` and read at most ``max_bytes + 1`` bytes of it (stdlib only, never raises).
+
+    With ``trust_length``, a declared ``Content-Length`` over ``max_bytes`` stops
+    before the body is read.
+    """
+    out = FetchedImage()
+    try:
+        req = urllib.request.Request(url, headers={"User-Agent": user_agent})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (sandbox)
+            out.http_status = resp.status
+            out.content_type = resp.headers.get("Content-Type")
+            declared = resp.headers.get("Content-Length")
+            if trust_length and declared and declared.isdigit() and int(declared) > max_bytes:
+                out.declared_bytes = int(declared)
+                return out
+            out.data = resp.read(max_bytes + 1)
+    except urllib.error.HTTPError as exc:
+        out.http_status = exc.code
+        exc.close()
+    except Exception as exc:  # refused, timeout, DNS, bad URL...
+        out.error, out.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
+    return out
+
+
+# --------------------------------------------------------------------------
 # Server base
 # --------------------------------------------------------------------------
 
@@ -523,6 +736,7 @@ class SandboxServer(ThreadingHTTPServer):
     """
 
     request_queue_size = 1024
+    max_request_body = MAX_REQUEST_BODY  # bytes; a larger body answers 413
 
     kind = "base"
     api_prefix = "/api"
@@ -665,6 +879,10 @@ class SandboxServer(ThreadingHTTPServer):
         """Map a signed ``/files/<name>`` to a local file (or None: 404)."""
         return None
 
+    def control_route(self, route: str, method: str) -> Response | None:
+        """Answer a provider's own ``/_sandbox/<route>`` (None: not one; the shared routes come first)."""
+        return None
+
 
 class SandboxRequestHandler(BaseHTTPRequestHandler):
     """Request handler shared by all sandboxes (HTTP/1.1, keep-alive)."""
@@ -710,12 +928,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                         pass
                     return b"".join(chunks)
                 total += size
-                if total > MAX_REQUEST_BODY:
+                if total > self.server.max_request_body:
                     return None
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline(65537)
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_REQUEST_BODY:
+        if length > self.server.max_request_body:
             return None
         return self.rfile.read(length) if length > 0 else b""
 
@@ -857,6 +1075,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return Response(200, make_png(w, h), {}, "image/png")
         if route == "image.gif" and method in {"GET", "HEAD"}:
             return Response(200, _GIF_1x1, {}, "image/gif")
+        extra = srv.control_route(route, method)
+        if extra is not None:
+            return extra
         return json_response(404, {"error": f"unknown sandbox route {method} /_sandbox/{route}"})
 
 
@@ -867,6 +1088,191 @@ def _loggable(resp: Response) -> Any:
         except ValueError:
             pass
     return None
+
+
+# --------------------------------------------------------------------------
+# Task sandbox base
+# --------------------------------------------------------------------------
+
+
+class TaskSandbox(SandboxServer):
+    """Base of a sandbox whose API creates tasks that move through states over time.
+
+    It holds what every provider sandbox repeats, so that a provider module
+    holds only its protocol:
+
+    * task storage: ``self._tasks`` (task id -> task object, guarded by
+      ``self.lock``); a task object has at least ``task_id`` and ``status``;
+    * time: :meth:`tick` (the ticker thread) and :meth:`tasks_snapshot` move
+      every task along with :meth:`advance` under the lock, then hand what it
+      returned to :meth:`deliver` (callbacks, webhooks) outside the lock;
+    * files: ``/files/<name>`` serves ``assets/sample.mp4`` when ``file_name``
+      matches ``name`` and the task found by :meth:`task_for_file` for its first
+      group is in ``video_status``;
+    * requests: :meth:`handle_api` calls :meth:`route` and renders a raised
+      :class:`Refused` with :meth:`refusal_response`; :meth:`json_body` reads a
+      JSON submit body; :meth:`bearer_key` checks ``Authorization: Bearer KEY``;
+    * prompt markers (:meth:`markers`, :meth:`generation_time`,
+      :meth:`random_failure`, :meth:`hang_if_asked`), background image checks
+      (:meth:`check_image_later`) and recorded callback deliveries
+      (:meth:`send_callback`).
+    """
+
+    final_states: tuple[str, ...] = ()
+    video_status = ""
+    file_name: re.Pattern[str] = re.compile(r"(.+)\.mp4")
+    fail_code_pattern = r"[A-Za-z0-9_.\-]+"
+    body_messages = {"content_type": "Content-Type must be application/json", "json": "request body is not valid JSON"}
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any):
+        super().__init__(host, port, **knobs)
+        self._tasks: dict[str, Any] = {}
+
+    # ---- state -----------------------------------------------------------
+
+    def reset_state(self) -> None:
+        self._tasks.clear()
+        self.reset_accounts()
+
+    def reset_accounts(self) -> None:
+        """Hook: put balances and counters back to their start values (called under ``self.lock``)."""
+
+    def advance(self, task: Any, now: float) -> Any:
+        """Move ``task`` to the state its age calls for (under ``self.lock``); return a job for :meth:`deliver`."""
+        return None
+
+    def deliver(self, jobs: list) -> None:
+        """Send what :meth:`advance` returned (called outside the lock)."""
+
+    def task_snapshot(self, task: Any, now: float) -> dict:
+        """One entry of ``GET /_sandbox/tasks``."""
+        return task.snapshot()
+
+    def advance_all(self, now: float, *, running_only: bool = False) -> list:
+        """:meth:`advance` every task (only the non-final ones with ``running_only``); call under the lock."""
+        return [self.advance(t, now) for t in self._tasks.values() if not (running_only and t.status in self.final_states)]
+
+    def tasks_snapshot(self) -> list[dict]:
+        now = time.time()
+        with self.lock:
+            jobs = self.advance_all(now)
+            out = [self.task_snapshot(t, now) for t in self._tasks.values()]
+        self.deliver(jobs)
+        return out
+
+    def tick(self, now: float) -> None:
+        with self.lock:
+            jobs = self.advance_all(now, running_only=True)
+        self.deliver(jobs)
+
+    def task_for_file(self, key: str) -> Any:
+        """The task whose video ``/files/<key>.mp4`` is (under ``self.lock``)."""
+        return self._tasks.get(key)
+
+    def resolve_file(self, name: str) -> Path | None:
+        m = self.file_name.fullmatch(name)
+        if not m:
+            return None
+        with self.lock:
+            task = self.task_for_file(m.group(1))
+            if task is None or task.status != self.video_status:
+                return None
+        return SAMPLE_MP4
+
+    def sign_result(self, task: Any, completed: float) -> None:
+        """Set ``task.result_expires`` (``result_ttl`` after ``completed``) and its signed ``task.result_url``."""
+        task.result_expires = math.ceil(completed + self.knobs["result_ttl"])
+        task.result_url = self.signed_file_url(f"{task.task_id}.mp4", task.result_expires)
+
+    # ---- requests --------------------------------------------------------
+
+    def handle_api(self, request: ApiRequest) -> Response:
+        try:
+            return self.route(request)
+        except Refused as exc:
+            return self.refusal_response(exc, request)
+
+    def route(self, request: ApiRequest) -> Response:
+        """Answer one API request; may raise :class:`Refused`."""
+        return self.error_response(404, "Not found", f"no endpoint {request.method} {request.path}")
+
+    def refusal_response(self, exc: Refused, request: ApiRequest) -> Response:
+        """Render a :class:`Refused` in the provider's error shape."""
+        return self.error_response(exc.status, exc.message, exc.detail, exc.headers)
+
+    def bad_request(self, message: str) -> Refused:
+        """The provider's refusal of an invalid request (400 unless the provider says otherwise)."""
+        return Refused(400, message)
+
+    def json_body(self, request: ApiRequest) -> Any:
+        """The JSON body of ``request``; raises :meth:`bad_request` (``body_messages``) when the
+        ``Content-Type`` is not ``application/json`` or the body is not JSON.  An empty body is None."""
+        ctype = (request.header("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise self.bad_request(self.body_messages["content_type"])
+        try:
+            return json.loads(request.body.decode("utf-8")) if request.body else None
+        except (ValueError, UnicodeDecodeError):
+            raise self.bad_request(self.body_messages["json"]) from None
+
+    def bearer_key(self, request: ApiRequest) -> str | None:
+        """The key of ``Authorization: Bearer KEY`` when it is one of the ``api_keys`` knob, else None."""
+        header = request.header("Authorization") or ""
+        scheme, _, key = header.strip().partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            return None
+        return key if key in self.knobs["api_keys"] else None
+
+    # ---- markers, images, callbacks ---------------------------------------
+
+    def markers(self, prompt: str) -> PromptMarkers:
+        return PromptMarkers.parse(prompt, self.fail_code_pattern)
+
+    def random_failure(self) -> bool:
+        """True with the probability of the ``fail_rate`` knob."""
+        return random.random() < self.knobs["fail_rate"]
+
+    def generation_time(self, markers: PromptMarkers) -> float:
+        """``[seconds:N]`` if given, else the ``generation_seconds`` knob."""
+        return markers.seconds if markers.seconds is not None else float(self.knobs["generation_seconds"])
+
+    def hang_if_asked(self, markers: PromptMarkers) -> None:
+        """Sleep ``hang_seconds`` when the prompt had ``[hang]`` (the task already exists)."""
+        if markers.hang:
+            self.sleep(self.knobs["hang_seconds"])
+
+    def check_image_later(self, task: Any, inspect: Callable[[], tuple[str | None, Any]]) -> None:
+        """Run ``inspect() -> (error or None, info)`` in a thread, then record it on ``task``.
+
+        Sets ``task.image_info``, ``image_done_at``, ``image_error`` and
+        ``image_check`` (``"ok"`` or ``"failed"``) under the lock.
+        """
+
+        def run() -> None:
+            error, info = inspect()
+            with self.lock:
+                task.image_info = info
+                task.image_done_at = time.time()
+                task.image_error = error
+                task.image_check = "failed" if error else "ok"
+
+        threading.Thread(target=run, name=f"{self.kind}-image-check", daemon=True).start()
+
+    def send_callback(self, task: Any, url: str, payload: Any, *, context: Mapping[str, Any],
+                      headers: Mapping[str, str] | None = None, ok_statuses: Iterable[int] = range(200, 300),
+                      note: Mapping[str, Any] | None = None) -> threading.Thread:
+        """POST ``payload`` to ``url`` with the knobs' retries; each attempt is appended to
+        ``task.callback_attempts`` as ``{**note, attempt, status, error, ok}``."""
+
+        def on_attempt(record: dict) -> None:
+            with self.lock:
+                task.callback_attempts.append({**(note or {}), **{k: record[k] for k in ("attempt", "status", "error", "ok")}})
+
+        return self.callbacks.send(
+            url, payload, delays=self.knobs["callback_retry_delays"], timeout=self.knobs["callback_timeout"],
+            context=context, headers=headers, ok_statuses=ok_statuses, on_attempt=on_attempt,
+        )
 
 
 # --------------------------------------------------------------------------

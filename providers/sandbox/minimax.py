@@ -1,67 +1,15 @@
-"""MiniMax sandbox: a local server speaking MiniMax's own video-generation API.
+"""MiniMax sandbox: MiniMax's own video API (``/v1/video_generation``, query, files/retrieve).
 
-Written only from MiniMax's public documentation (platform.minimax.io,
-"Video Generation": text-to-video, image-to-video, "Query Video Generation
-Task", "Retrieve File" and "Error Codes"; summarised in ``providers.md``,
-section MiniMax).  It deliberately shares no code, constants or schemas with
-``providers/adapters/``: the MiniMax adapter is tested against this
-independent reading of the same pages.
-
-Routes (base URL ``http://HOST:PORT``, mirroring ``https://api.minimax.io``):
-
-* ``POST /v1/video_generation`` -- submit; ``{"task_id": "<digits>",
-  "base_resp": {"status_code": 0, "status_msg": "success"}}``.
-* ``GET /v1/query/video_generation?task_id=`` -- ``{task_id, status,
-  file_id, video_width, video_height, base_resp}``; ``status`` goes
-  ``Preparing`` -> ``Queueing`` -> ``Processing`` -> ``Success`` | ``Fail``.
-  ``file_id`` and the dimensions appear on ``Success`` only.  On ``Fail``,
-  ``base_resp`` carries the failure code (1026 input / 1027 output
-  sensitive, ...), as the query page documents.
-* ``GET /v1/files/retrieve?file_id=`` -- ``{"file": {file_id, bytes,
-  created_at, filename, purpose: "video_generation", download_url},
-  base_resp}``.
-* ``GET /files/{file_id}.mp4?expires=&sig=`` -- the video (signed, expiring:
-  each retrieve signs a fresh URL valid ``result_ttl`` seconds).
-
-MiniMax reports most errors with **HTTP 200** and a non-zero
-``base_resp.status_code`` ("Error Codes" page): 1000 unknown error, 1001
-request timeout, 1002 rate limit, 1004 not authorized, 1008 insufficient
-balance, 1024 internal error, 1026 input new_sensitive, 1027 output
-new_sensitive, 1033 system error, 1039 token limit, 2013 invalid params,
-2049 invalid api key.  Every ``/v1`` route needs ``Authorization: Bearer
-KEY`` (knob ``api_keys``, default ``sk-sandbox-minimax``), else 1004 (or
-2049 for a wrong key, knob ``invalid_key_code``).  Only tasks and files of
-the calling key can be read ("only tasks created under the current
-account can be queried").
-
-Callbacks (``callback_url``): right after the submit the sandbox POSTs
-``{"challenge": "<random>"}`` and the receiver must answer 2xx with
-``{"challenge": "<same>"}`` within ``challenge_timeout`` (3 s).  The task is
-created either way (the submit answer does not wait for the handshake); if
-the handshake fails, no status push is ever sent for that task.  Once
-verified, a push goes out on every status change, in order, with retries
-(``callback_retry_delays``) on a non-2xx answer.  The docs list the callback
-``status`` values as ``processing`` / ``success`` / ``failed`` although they
-also say the body matches the query response; knob
-``callback_status_style`` picks ``"lower"`` (default: those three values,
-``{task_id, status, file_id?, base_resp}``, one ``processing`` push) or
-``"query"`` (the query body itself, one push per query status).
-
-Prompt markers (anywhere in ``prompt``, case-insensitive keyword):
-
-* ``[fail]`` -- the task ends ``Fail`` with 1027 "output new_sensitive";
-* ``[fail:CODE]`` -- the task ends ``Fail`` with that numeric code (1026
-  fails right after ``Preparing``, like MiniMax's early input check);
-* ``[error:CODE]`` -- the submit answers HTTP 200 with that base_resp code
-  and no task is created (e.g. 1002, 1008, 1026, 1039);
-* ``[http:STATUS]`` -- the submit answers HTTP STATUS (400-599); 429 adds
-  ``Retry-After: 1``; no task is created;
-* ``[seconds:N]`` -- this task's generation time is N seconds;
-* ``[hang]`` -- the task is created, then the submit sleeps ``hang_seconds``.
-
-Knobs: ``common.COMMON_KNOBS`` plus ``rate_limit_http``,
-``challenge_timeout``, ``callback_status_style``, ``invalid_key_code``,
-``file_id_as_string`` and ``check_images`` (see README.md).
+The protocol as implemented, its knobs and prompt markers are described in
+README.md ("MiniMax protocol").  Written only from MiniMax's public docs
+(platform.minimax.io: "Video Generation", "Query Video Generation Task",
+"Retrieve File", "Error Codes"; ``providers.md``, section MiniMax).  Specific
+here: most errors are HTTP 200 with a non-zero ``base_resp.status_code``; keys
+are separate accounts; images are checked at submit (refused with 2013) and may
+come as a data URL, hence a 28 MB body limit; a callback URL must pass a
+challenge handshake before any status push, and pushes go out in order, in one
+of two shapes (knob ``callback_status_style``); ``[fail:CODE]`` takes a numeric
+code and ``[error:CODE]`` refuses the submit itself.
 """
 
 from __future__ import annotations
@@ -71,7 +19,6 @@ import binascii
 import json
 import math
 import queue
-import random
 import re
 import secrets
 import threading
@@ -82,20 +29,24 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from .common import (
     COMMON_KNOBS,
+    MAX_IMAGE_BYTES,
     SAMPLE_MP4,
     ApiRequest,
     Knob,
     KnobError,
+    Refused,
     Response,
-    SandboxRequestHandler,
-    SandboxServer,
+    TaskSandbox,
+    fetch_image,
+    image_size,
+    is_http_url,
     json_dumps,
     json_response,
+    parse_bool,
     register_sandbox,
     with_defaults,
 )
@@ -113,8 +64,7 @@ DURATIONS = (6, 10)
 RESOLUTIONS = ("768P", "1080P")
 DEFAULT_DURATION = 6
 DEFAULT_RESOLUTION = "768P"
-MAX_PROMPT_CHARS = 2000
-MAX_IMAGE_BYTES = 20 * 1024 * 1024  # "Size: < 20MB"
+MAX_PROMPT_CHARS = 2000  # images: "Size: < 20MB" (common.MAX_IMAGE_BYTES)
 IMAGE_MIME_TYPES = ("image/jpeg", "image/jpg", "image/png", "image/webp")
 
 #: USD per video (providers.md, MiniMax "Price").
@@ -158,11 +108,7 @@ LOWER_STATUS = {"Preparing": "processing", "Queueing": "processing", "Processing
 PREPARING_SHARE = 0.2
 QUEUEING_SHARE = 0.2
 
-_MARK_FAIL = re.compile(r"\[fail(?::(\d{1,6}))?\]", re.IGNORECASE)
 _MARK_ERROR = re.compile(r"\[error:(\d{1,6})\]", re.IGNORECASE)
-_MARK_HTTP = re.compile(r"\[http:(\d{3})\]", re.IGNORECASE)
-_MARK_SECONDS = re.compile(r"\[seconds:(\d+(?:\.\d+)?)\]", re.IGNORECASE)
-_MARK_HANG = re.compile(r"\[hang\]", re.IGNORECASE)
 _DATA_URL = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
 
 LOGIN_FAIL_MSG = "login fail: Please carry the API secret key in the 'Authorization' field of the request header"
@@ -184,20 +130,6 @@ def price_of(model: str, resolution: str, duration: int) -> Decimal:
 # --------------------------------------------------------------------------
 # Knobs
 # --------------------------------------------------------------------------
-
-
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in {"1", "true", "yes", "on"}:
-            return True
-        if text in {"0", "false", "no", "off"}:
-            return False
-    raise KnobError(f"expected a boolean, got {value!r}")
 
 
 def _choice(*allowed: Any) -> Callable[[Any], Any]:
@@ -225,78 +157,17 @@ def _positive(value: Any) -> float:
 def _knob_specs() -> dict[str, Knob]:
     specs = with_defaults(COMMON_KNOBS, api_keys=[DEFAULT_API_KEY])
     extra = [
-        Knob("rate_limit_http", False, _parse_bool,
+        Knob("rate_limit_http", False, parse_bool,
              "rate_limit_every answers HTTP 429 (true) instead of HTTP 200 with base_resp 1002 (false)"),
         Knob("challenge_timeout", 3.0, _positive, "seconds a callback receiver has to echo the challenge"),
         Knob("callback_status_style", "lower", _choice("lower", "query"),
              "callback status values: lower (processing/success/failed) or query (Preparing..Fail)"),
         Knob("invalid_key_code", 1004, _choice(1004, 2049), "base_resp code for a key that is not accepted"),
-        Knob("file_id_as_string", False, _parse_bool, "file.file_id in /v1/files/retrieve as a string (default: integer)"),
-        Knob("check_images", True, _parse_bool, "fetch/decode first_frame_image and check format, size and ratio"),
+        Knob("file_id_as_string", False, parse_bool, "file.file_id in /v1/files/retrieve as a string (default: integer)"),
+        Knob("check_images", True, parse_bool, "fetch/decode first_frame_image and check format, size and ratio"),
     ]
     specs.update({k.name: k for k in extra})
     return specs
-
-
-# --------------------------------------------------------------------------
-# Images (own header parsing; stdlib only)
-# --------------------------------------------------------------------------
-
-
-def image_size(data: bytes) -> tuple[str, int, int]:
-    """Return ``(format, width, height)`` of JPEG, PNG or WebP bytes.
-
-    Raises ``ValueError("format")`` for any other format and
-    ``ValueError("corrupt")`` for a header that cannot be read.
-    """
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise ValueError("corrupt")
-        return "png", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:3] == b"\xff\xd8\xff":
-        return _jpeg_size(data)
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return _webp_size(data)
-    raise ValueError("format")
-
-
-def _jpeg_size(data: bytes) -> tuple[str, int, int]:
-    frame_markers = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-    pos, end = 2, len(data)
-    while pos < end:
-        if data[pos] != 0xFF:
-            raise ValueError("corrupt")
-        while pos < end and data[pos] == 0xFF:
-            pos += 1
-        if pos >= end:
-            break
-        marker = data[pos]
-        pos += 1
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            continue
-        if marker in (0xD9, 0xDA) or pos + 2 > end:
-            break
-        length = int.from_bytes(data[pos:pos + 2], "big")
-        if length < 2:
-            raise ValueError("corrupt")
-        if marker in frame_markers:
-            if pos + 7 > end:
-                break
-            return "jpeg", int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 3:pos + 5], "big")
-        pos += length
-    raise ValueError("corrupt")
-
-
-def _webp_size(data: bytes) -> tuple[str, int, int]:
-    chunk = data[12:16]
-    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
-        return "webp", int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
-    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
-        bits = int.from_bytes(data[21:25], "little")
-        return "webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8X" and len(data) >= 30:
-        return "webp", int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-    raise ValueError("corrupt")
 
 
 def output_dimensions(resolution: str, image: tuple[int, int] | None) -> tuple[int, int]:
@@ -314,24 +185,16 @@ def output_dimensions(resolution: str, image: tuple[int, int] | None) -> tuple[i
     return short, even(short * height / width)
 
 
-class _Refused(Exception):
-    """A request refused with ``base_resp`` ``code`` (HTTP ``http_status``, 200 by default)."""
-
-    def __init__(self, code: int, detail: str | None = None, http_status: int = 200,
-                 headers: Mapping[str, str] | None = None, message: str | None = None):
-        if message is None:
-            message = status_message(code) if detail is None else f"{status_message(code)}, {detail}"
-        super().__init__(message)
-        self.code, self.message, self.http_status, self.headers = code, message, http_status, dict(headers or {})
+def _refused(code: int, detail: str | None = None, http_status: int = 200,
+             headers: Mapping[str, str] | None = None, message: str | None = None) -> Refused:
+    """A refusal with ``base_resp`` ``code`` (HTTP ``http_status``, 200 by default)."""
+    if message is None:
+        message = status_message(code) if detail is None else f"{status_message(code)}, {detail}"
+    return Refused(http_status, message, headers=headers, code=code)
 
 
-def _invalid(detail: str) -> _Refused:
-    return _Refused(2013, detail)
-
-
-def _is_http_url(value: str) -> bool:
-    parts = urllib.parse.urlsplit(value.strip())
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+def _invalid(detail: str) -> Refused:
+    return _refused(2013, detail)
 
 
 # --------------------------------------------------------------------------
@@ -468,52 +331,24 @@ class _CallbackChannel:
 
 
 # --------------------------------------------------------------------------
-# Request handler (larger body limit: first_frame_image may be a data URL)
-# --------------------------------------------------------------------------
-
-
-class MiniMaxRequestHandler(SandboxRequestHandler):
-    """The common handler with a body limit that fits a < 20 MB image as a base64 data URL."""
-
-    max_body = 28 * 1024 * 1024
-
-    def _read_body(self) -> bytes | None:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks, total = [], 0
-            while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > self.max_body:
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > self.max_body:
-            return None
-        return self.rfile.read(length) if length > 0 else b""
-
-
-# --------------------------------------------------------------------------
 # Server
 # --------------------------------------------------------------------------
 
 
 @register_sandbox("minimax")
-class MiniMaxSandbox(SandboxServer):
-    """The MiniMax sandbox server (see the module docstring for the protocol)."""
+class MiniMaxSandbox(TaskSandbox):
+    """The MiniMax sandbox server (see README.md, "MiniMax protocol")."""
 
     api_prefix = ""  # the API lives at the origin's /v1/..., like https://api.minimax.io
     knob_specs = _knob_specs()
+    max_request_body = 28 * 1024 * 1024  # a < 20 MB image fits as a base64 data URL
+    final_states = FINAL_STATES
+    video_status = "Success"
+    file_name = re.compile(r"(\d{6,24})\.mp4")
+    fail_code_pattern = r"\d{1,6}"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any):
         super().__init__(host, port, **knobs)
-        self.RequestHandlerClass = MiniMaxRequestHandler
-        self._tasks: dict[str, MiniMaxTask] = {}
         self._files: dict[str, str] = {}  # file_id -> task_id
         self._balance: Decimal | None = self._starting_balance()
         self._spent = Decimal(0)
@@ -528,8 +363,7 @@ class MiniMaxSandbox(SandboxServer):
         if "balance" in changed:
             self._balance = self._starting_balance()
 
-    def reset_state(self) -> None:
-        self._tasks.clear()
+    def reset_accounts(self) -> None:
         self._files.clear()
         self._balance = self._starting_balance()
         self._spent = Decimal(0)
@@ -543,28 +377,8 @@ class MiniMaxSandbox(SandboxServer):
         with self.lock:
             return float(self._spent)
 
-    def tasks_snapshot(self) -> list[dict]:
-        now = time.time()
-        with self.lock:
-            for task in self._tasks.values():
-                self._advance(task, now)
-            return [t.snapshot() for t in self._tasks.values()]
-
-    def tick(self, now: float) -> None:
-        with self.lock:
-            for task in self._tasks.values():
-                if task.status not in FINAL_STATES:
-                    self._advance(task, now)
-
-    def resolve_file(self, name: str) -> Path | None:
-        m = re.fullmatch(r"(\d{6,24})\.mp4", name)
-        if not m:
-            return None
-        with self.lock:
-            task = self._tasks.get(self._files.get(m.group(1), ""))
-            if task is None or task.status != "Success":
-                return None
-        return SAMPLE_MP4
+    def task_for_file(self, key: str) -> MiniMaxTask | None:
+        return self._tasks.get(self._files.get(key, ""))
 
     def _new_id(self, digits: int) -> str:
         while True:
@@ -587,7 +401,7 @@ class MiniMaxSandbox(SandboxServer):
             return "Processing"
         return "Fail" if task.planned_fail else "Success"
 
-    def _advance(self, task: MiniMaxTask, now: float) -> None:
+    def advance(self, task: MiniMaxTask, now: float) -> None:
         """Move ``task`` to the status its age calls for (under ``self.lock``).
 
         Every status passed on the way is recorded (and pushed), even when
@@ -698,6 +512,13 @@ class MiniMaxSandbox(SandboxServer):
         code = HTTP_TO_CODE.get(status, 1000 if status >= 500 else 2013)
         return json_response(status, {"base_resp": base_resp(code, f"{message}: {detail}" if detail else message)}, headers)
 
+    def bad_request(self, message: str) -> Refused:
+        return _invalid(message)
+
+    def refusal_response(self, exc: Refused, request: ApiRequest) -> Response:
+        extra: dict[str, Any] = {"task_id": ""} if request.path.rstrip("/") == "/v1/video_generation" else {}
+        return json_response(exc.status, {**extra, "base_resp": base_resp(exc.code, exc.message)}, exc.headers)
+
     def injected_fault(self) -> Response | None:
         """``rate_limit_every`` answers base_resp 1002 (HTTP 200, or 429 with ``rate_limit_http``)."""
         rate_every = self.knobs["rate_limit_every"]
@@ -718,16 +539,16 @@ class MiniMaxSandbox(SandboxServer):
         """``Authorization: Bearer KEY`` with an accepted key, else 1004 (or ``invalid_key_code``)."""
         header = (request.header("Authorization") or "").strip()
         if not header:
-            raise _Refused(1004, message=LOGIN_FAIL_MSG)
+            raise _refused(1004, message=LOGIN_FAIL_MSG)
         scheme, _, key = header.partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
-            raise _Refused(1004, "the Authorization header must be 'Bearer <API key>'")
+            raise _refused(1004, "the Authorization header must be 'Bearer <API key>'")
         if key not in self.knobs["api_keys"]:
-            raise _Refused(self.knobs["invalid_key_code"], "invalid api key")
+            raise _refused(self.knobs["invalid_key_code"], "invalid api key")
         return key
 
-    def handle_api(self, request: ApiRequest) -> Response:
+    def route(self, request: ApiRequest) -> Response:
         route = request.path.rstrip("/") or "/"
         routes = {
             "/v1/video_generation": ("POST", self._submit),
@@ -739,12 +560,7 @@ class MiniMaxSandbox(SandboxServer):
         method, handler = routes[route]
         if request.method != method and not (method == "GET" and request.method == "HEAD"):
             return self.error_response(405, "Method not allowed", f"use {method}", {"Allow": method})
-        extra: dict[str, Any] = {"task_id": ""} if handler == self._submit else {}
-        try:
-            key = self._authorised_key(request)
-            return handler(request, key)
-        except _Refused as exc:
-            return json_response(exc.http_status, {**extra, "base_resp": base_resp(exc.code, exc.message)}, exc.headers)
+        return handler(request, self._authorised_key(request))
 
     # ---- GET /v1/query/video_generation ----------------------------------
 
@@ -757,7 +573,7 @@ class MiniMaxSandbox(SandboxServer):
             task = self._tasks.get(task_id)
             if task is None or task.api_key != key:
                 raise _invalid(f"invalid task_id {task_id!r} (unknown, or created by another account)")
-            self._advance(task, time.time())
+            self.advance(task, time.time())
             body = task.query_body()
         return json_response(200, body)
 
@@ -816,7 +632,7 @@ class MiniMaxSandbox(SandboxServer):
                 if not m or m.group(1).lower() not in IMAGE_MIME_TYPES:
                     raise _invalid("first_frame_image data URL must look like data:image/jpeg;base64,... "
                                    "(JPG, JPEG, PNG or WebP)")
-            elif not _is_http_url(image):
+            elif not is_http_url(image):
                 raise _invalid("first_frame_image must be a public http(s) URL or a base64 data URL")
         if MODELS[model] and image is None:
             raise _invalid(f"{model} is image-to-video only: first_frame_image is required")
@@ -849,7 +665,7 @@ class MiniMaxSandbox(SandboxServer):
 
         callback_url = body.get("callback_url")
         if callback_url is not None:
-            if not isinstance(callback_url, str) or not _is_http_url(callback_url):
+            if not isinstance(callback_url, str) or not is_http_url(callback_url):
                 raise _invalid("callback_url must be an http(s) URL")
             callback_url = callback_url.strip()
         return {"model": model, "prompt": prompt, "image": image, "duration": duration, "resolution": resolution,
@@ -873,16 +689,14 @@ class MiniMaxSandbox(SandboxServer):
                 raise _invalid("first_frame_image data URL is not valid base64") from None
         else:
             info["source"] = "url"
-            try:
-                req = urllib.request.Request(image, headers={"User-Agent": "minimax-sandbox/1 (image check)"})
-                with urllib.request.urlopen(req, timeout=self.knobs["image_fetch_timeout"]) as resp:  # noqa: S310
-                    info["http_status"] = resp.status
-                    data = resp.read(MAX_IMAGE_BYTES + 1)
-            except urllib.error.HTTPError as exc:
-                exc.close()
-                raise _invalid(f"first_frame_image url could not be downloaded (HTTP {exc.code})") from None
-            except Exception as exc:
-                raise _invalid(f"first_frame_image url could not be downloaded ({type(exc).__name__})") from None
+            got = fetch_image(image, self.knobs["image_fetch_timeout"], "minimax-sandbox/1 (image check)")
+            if got.http_status is not None and got.data is not None:
+                info["http_status"] = got.http_status
+            if got.data is None:
+                if got.error:
+                    raise _invalid(f"first_frame_image url could not be downloaded ({got.error_type})")
+                raise _invalid(f"first_frame_image url could not be downloaded (HTTP {got.http_status})")
+            data = got.data
         info["bytes"] = len(data)
         if len(data) >= MAX_IMAGE_BYTES:
             raise _invalid("first_frame_image must be smaller than 20MB")
@@ -898,38 +712,28 @@ class MiniMaxSandbox(SandboxServer):
         return info
 
     def _submit(self, request: ApiRequest, key: str) -> Response:
-        ctype = (request.header("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise _invalid("Content-Type must be application/json")
-        try:
-            body = json.loads(request.body.decode("utf-8")) if request.body else None
-        except (ValueError, UnicodeDecodeError):
-            raise _invalid("request body is not valid JSON") from None
-        v = self._validate(body)
+        v = self._validate(self.json_body(request))
         prompt: str = v["prompt"]
-
-        m = _MARK_HTTP.search(prompt)
-        if m and 400 <= int(m.group(1)) <= 599:
-            status = int(m.group(1))
+        marks = self.markers(prompt)
+        if marks.http_status:
+            status = marks.http_status
             code = HTTP_TO_CODE.get(status, 1000 if status >= 500 else 2013)
-            raise _Refused(code, f"sandbox marker [http:{status}]", status, {"Retry-After": "1"} if status == 429 else None)
+            raise _refused(code, f"sandbox marker [http:{status}]", status, {"Retry-After": "1"} if status == 429 else None)
         m = _MARK_ERROR.search(prompt)
         if m and int(m.group(1)) != 0:
-            raise _Refused(int(m.group(1)), "sandbox marker [error]")
+            raise _refused(int(m.group(1)), "sandbox marker [error]")
 
         image_info: dict[str, Any] = {}
         if v["image"] is not None and self.knobs["check_images"]:
             image_info = self._inspect_image(v["image"])
 
         planned_fail = None
-        m = _MARK_FAIL.search(prompt)
-        if m:
-            code = int(m.group(1)) if m.group(1) else 1027
+        if marks.fail:
+            code = int(marks.fail_code) if marks.fail_code else 1027
             planned_fail = (code, status_message(code)) if code else None
-        elif random.random() < self.knobs["fail_rate"]:
+        elif self.random_failure():
             planned_fail = (1027, status_message(1027))
-        m = _MARK_SECONDS.search(prompt)
-        generation = float(m.group(1)) if m else float(self.knobs["generation_seconds"])
+        generation = self.generation_time(marks)
 
         price = price_of(v["model"], v["resolution"], v["duration"])
         dims = (image_info["width"], image_info["height"]) if "width" in image_info else None
@@ -941,10 +745,10 @@ class MiniMaxSandbox(SandboxServer):
         with self.lock:
             if self._balance is not None:
                 for t in self._tasks.values():
-                    self._advance(t, now)
+                    self.advance(t, now)
                 reserved = sum((t.price for t in self._tasks.values() if t.status not in FINAL_STATES), Decimal(0))
                 if price > self._balance - reserved:
-                    raise _Refused(1008, f"this video costs {price} USD, available balance is {self._balance - reserved} USD")
+                    raise _refused(1008, f"this video costs {price} USD, available balance is {self._balance - reserved} USD")
             task = MiniMaxTask(
                 task_id=self._new_id(18), model=v["model"], prompt=prompt, duration=v["duration"],
                 resolution=v["resolution"], options=v["options"], first_frame_image=image, image_info=image_info,
@@ -960,6 +764,5 @@ class MiniMaxSandbox(SandboxServer):
                 task.channel.start()
         self.log.update(request.log_entry, task_id=task.task_id)
 
-        if _MARK_HANG.search(prompt):
-            self.sleep(self.knobs["hang_seconds"])
+        self.hang_if_asked(marks)
         return json_response(200, {"task_id": task.task_id, "base_resp": base_resp(0)})

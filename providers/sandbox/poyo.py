@@ -1,132 +1,45 @@
-"""PoYo sandbox: a local server speaking PoYo's Hailuo 2.3 protocol.
+"""PoYo sandbox: PoYo's Hailuo 2.3 protocol (``/api/generate/submit``, ``/api/generate/status``).
 
-Written only from PoYo's documentation (seed ``000`` -- "Submit Hailuo 2.3
-Task" -- and ``providers.md``, section PoYo, which adds the unified status
-endpoint, the error body, the webhook headers and the prices).  It
-deliberately shares no code, constants or schemas with ``providers/adapters/``:
-the adapter is tested against this independent reading of the same pages.
-
-Routes (base URL ``http://HOST:PORT``, mirroring ``https://api.poyo.ai``;
-the sandbox's ``base_url`` is therefore just its origin):
-
-* ``POST /api/generate/submit`` -- body ``{"model": "hailuo-2.3",
-  "callback_url"?: URL, "input": {"prompt", "duration"?: 6|10,
-  "resolution"?: "768p"|"1080p", "start_image_url"?, "prompt_optimizer"?}}``;
-  answers ``{"code": 200, "data": {"task_id": "task-unified-<unix>-<8 a-z0-9>",
-  "status": "not_started", "created_time": "YYYY-MM-DDTHH:MM:SS"}}``.
-* ``GET /api/generate/status/{task_id}`` -- ``{"code": 200, "data": {task_id,
-  status, progress, files, created_time, error_message, credits_amount,
-  finished_time}}``.  ``status`` goes ``not_started`` -> ``running``
-  (``progress`` rising 1..99) -> ``finished`` (``progress`` 100, ``files``
-  ``[{"file_url", "file_type": "video"}]``) | ``failed`` (``error_message``).
-  Every key is always present: ``files`` is ``[]`` and ``error_message`` /
-  ``finished_time`` are ``null`` when they do not apply (the docs' overview
-  example shows ``"error_message": null`` on a finished task).
-  A task belongs to the API key that created it: another key gets 403
-  ("Task belongs to another user"); an unknown id gets 404.
-* ``GET /api/user/info`` -- the docs name the route but give NO shape; the
-  sandbox invents ``{"code": 200, "data": {"credits": <remaining int>,
-  "email": "sandbox@poyo.local"}}``.
-* ``GET /files/{task_id}.mp4?expires=&sig=`` -- the result video (signed,
-  expiring after ``result_ttl``; 403 ``expired`` afterwards).
-
-Every API route needs ``Authorization: Bearer KEY`` with a configured key
-(knob ``api_keys``, default ``sk-sandbox-poyo``), else 401.  Errors are a
-non-2xx status with the documented body ``{"code": N, "error": {"message",
-"type"}}``.  Only ``type: "invalid_request_error"`` (400) is documented; the
-other types (``authentication_error``, ``permission_error``,
-``not_found_error``, ``rate_limit_error``, ``server_error``,
-``upstream_error``, ``insufficient_credits_error``) are invented.
-
-Validation (400, ``invalid_request_error``), strict on purpose so that an
-adapter's misreading shows up: body not a JSON object or not
-``application/json``; ``model`` missing or not ``hailuo-2.3``; unknown
-top-level or ``input`` keys (the docs list ``model``, ``callback_url``,
-``input`` and ``prompt``, ``duration``, ``resolution``, ``start_image_url``,
-``prompt_optimizer``); ``end_image_url`` ("not supported"); ``prompt``
-missing, blank, not a string or over 5000 characters; ``duration`` not the
-integer 6 or 10; ``resolution`` not exactly ``768p`` or ``1080p``;
-``1080p`` with ``duration`` 10; ``start_image_url`` / ``callback_url`` not
-an http(s) URL (``null`` or ``""`` count as absent); ``prompt_optimizer``
-not a boolean.
-
-Credits (capability catalogue; 1 credit = 0.005 USD): 768p 6 s = 35,
-768p 10 s = 70, 1080p 6 s = 60.  The sandbox holds the credits at submit and
-gives them back when the task fails ("failed tasks consume no credits");
-``credits_amount`` is the held amount while the task runs, the charge once
-``finished`` and 0 once ``failed`` (when PoYo deducts is not documented).
-The starting balance is 10 000 credits and is never enforced, unless the
-``credits`` knob is set: then the balance is reset to it and a submit that
-costs more than what is left answers 400 "Insufficient credits" (PoYo
-documents no 402).
-
-Callbacks: when a task with ``callback_url`` becomes ``finished`` or
-``failed``, the status response (``{"code": 200, "data": {...}}``) is POSTed
-there with headers ``x-webhook-timestamp`` (Unix seconds) and
-``x-webhook-signature``.  PoYo does not document the signing algorithm; the
-sandbox's choice is ARBITRARY: the lowercase hex HMAC-SHA256, keyed with the
-``webhook_secret`` knob (random per sandbox unless set), of
-``timestamp + "." + raw_body``.  A non-2xx answer (or no answer) is retried
-after each of ``callback_retry_delays``; retries of one delivery reuse its
-timestamp and signature.  Since the docs say duplicates happen, the knob
-``duplicate_callbacks`` (default 0) sends that many extra, complete
-deliveries (fresh timestamp and signature each) after the first one.
-
-Input image: when ``start_image_url`` is given, the sandbox fetches it
-(timeout ``image_fetch_timeout``); if it cannot be fetched (network error,
-non-2xx) or is not an image (PNG, JPEG, GIF, WebP or BMP magic bytes; at
-most 20 MB -- an arbitrary cap) the task fails with an ``error_message``.
-
-Prompt markers (anywhere in ``input.prompt``; keyword case-insensitive):
-
-* ``[fail]`` -- the task fails with ``error_message`` "Content moderation failed";
-* ``[fail:TEXT]`` -- the task fails with ``error_message`` TEXT;
-* ``[http:STATUS]`` -- the submit itself answers HTTP STATUS (400-599) with
-  the error body (429 adds ``Retry-After: 1``); no task is made;
-* ``[seconds:N]`` -- this task's generation time is N seconds;
-* ``[hang]`` -- the task is created, then the submit handler sleeps
-  ``hang_seconds`` before answering (client read timeouts).
-
-Knobs: ``common.COMMON_KNOBS`` except ``balance`` (PoYo counts credits):
-``generation_seconds``, ``result_ttl``, ``api_keys``, ``fail_rate``,
-``rate_limit_every`` (429 + ``Retry-After: 1``), ``error_5xx_every`` (502 here,
-a status PoYo documents, instead of the base's 503), ``latency_ms``,
-``callback_retry_delays``, ``callback_timeout``, ``hang_seconds``,
-``image_fetch_timeout``, ``public_origin``; plus ``credits``,
-``duplicate_callbacks`` and ``webhook_secret``.
+The protocol as implemented, its knobs and prompt markers are described in
+README.md ("PoYo protocol").  Written only from PoYo's docs (seed ``000``
+"Submit Hailuo 2.3 Task"; ``providers.md``, section PoYo).  Specific here:
+errors ``{"code", "error": {"message", "type"}}`` (only ``invalid_request_error``
+is documented, the other types are invented); strict validation (unknown keys
+refused); credits held at submit and given back on failure; a task belongs to
+its API key (403 for another); callbacks signed with an ARBITRARY scheme,
+:func:`sign_webhook` (PoYo does not document one), with optional duplicates;
+``error_5xx_every`` answers 502; ``[fail:TEXT]`` takes free text.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import math
-import random
 import re
 import secrets
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from .common import (
     COMMON_KNOBS,
-    SAMPLE_MP4,
+    MAX_IMAGE_BYTES,
     ApiRequest,
     Knob,
     KnobError,
+    Refused,
     Response,
-    SandboxServer,
+    TaskSandbox,
+    fetch_image,
+    is_http_url,
     json_dumps,
     json_response,
     register_sandbox,
+    sniff_image,
     with_defaults,
 )
 
@@ -142,8 +55,7 @@ DEFAULT_API_KEY = "sk-sandbox-poyo"
 MODEL = "hailuo-2.3"
 DURATIONS = (6, 10)
 RESOLUTIONS = ("768p", "1080p")
-MAX_PROMPT_CHARS = 5000
-MAX_IMAGE_BYTES = 20 * 1024 * 1024  # arbitrary: the docs give no limit
+MAX_PROMPT_CHARS = 5000  # images: at most common.MAX_IMAGE_BYTES, an arbitrary cap (the docs give no limit)
 
 #: Capability catalogue prices, in credits.
 PRICE_CREDITS: dict[tuple[str, int], int] = {
@@ -193,12 +105,6 @@ HTTP_MESSAGES = {
 FAIL_DEFAULT_MESSAGE = "Content moderation failed"
 FAIL_RANDOM_MESSAGE = "Video generation failed"
 
-_MARK_FAIL = re.compile(r"\[fail(?::([^\]]*))?\]", re.IGNORECASE)
-_MARK_HTTP = re.compile(r"\[http:(\d{3})\]", re.IGNORECASE)
-_MARK_SECONDS = re.compile(r"\[seconds:(\d+(?:\.\d+)?)\]", re.IGNORECASE)
-_MARK_HANG = re.compile(r"\[hang\]", re.IGNORECASE)
-
-_TASK_ID = re.compile(r"task-unified-\d+-[a-z0-9]{8}")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 FINAL_STATES = ("finished", "failed")
@@ -292,41 +198,22 @@ def _knob_specs() -> dict[str, Knob]:
 # --------------------------------------------------------------------------
 
 
-def sniff_image(data: bytes) -> str | None:
-    """Return ``png``/``jpeg``/``gif``/``webp``/``bmp`` from magic bytes, else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data.startswith(b"BM") and len(data) >= 26:
-        return "bmp"
-    return None
-
-
-def fetch_image(url: str, timeout: float) -> tuple[str | None, dict[str, Any]]:
+def check_start_image(url: str, timeout: float) -> tuple[str | None, dict[str, Any]]:
     """Fetch ``start_image_url``; return ``(error_message or None, info)``."""
+    got = fetch_image(url, timeout, "poyo-sandbox/1 (image check)")
     info: dict[str, Any] = {"url": url}
-    try:
-        req = urllib.request.Request(url, headers={"User-Agent": "poyo-sandbox/1 (image check)"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (sandbox)
-            info["http_status"] = resp.status
-            info["content_type"] = resp.headers.get("Content-Type")
-            data = resp.read(MAX_IMAGE_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        info["http_status"] = exc.code
-        exc.close()
-        return f"Failed to download start_image_url: HTTP {exc.code}", info
-    except Exception as exc:  # refused, timeout, DNS, bad URL...
-        info["error"] = f"{type(exc).__name__}: {exc}"
-        return "Failed to download start_image_url: the URL is not reachable", info
-    info["bytes"] = len(data)
-    if len(data) > MAX_IMAGE_BYTES:
+    if got.http_status is not None:
+        info["http_status"] = got.http_status
+    if got.data is None:
+        if got.error:
+            info["error"] = got.error
+            return "Failed to download start_image_url: the URL is not reachable", info
+        return f"Failed to download start_image_url: HTTP {got.http_status}", info
+    info["content_type"] = got.content_type
+    info["bytes"] = len(got.data)
+    if len(got.data) > MAX_IMAGE_BYTES:
         return "start_image_url is too large", info
-    fmt = sniff_image(data)
+    fmt = sniff_image(got.data)
     info["format"] = fmt
     if fmt is None:
         return "start_image_url is not a valid image", info
@@ -356,7 +243,7 @@ class PoyoTask:
     planned_fail: str | None = None
     image_check: str = "n/a"  # n/a | pending | ok | failed
     image_info: dict[str, Any] = field(default_factory=dict)
-    image_fail: str | None = None
+    image_error: str | None = None
     image_done_at: float | None = None
     status: str = "not_started"
     progress: int = 0
@@ -409,21 +296,8 @@ class PoyoTask:
         }
 
 
-def _is_http_url(value: Any) -> bool:
-    if not isinstance(value, str) or not value.strip():
-        return False
-    parts = urllib.parse.urlsplit(value.strip())
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None, type_: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers, self.type = status, message, dict(headers or {}), type_
-
-
-def _invalid(message: str) -> _Refused:
-    return _Refused(400, message)
+def _invalid(message: str) -> Refused:
+    return Refused(400, message)
 
 
 # --------------------------------------------------------------------------
@@ -432,8 +306,8 @@ def _invalid(message: str) -> _Refused:
 
 
 @register_sandbox("poyo")
-class PoyoSandbox(SandboxServer):
-    """The PoYo sandbox server (see the module docstring for the protocol).
+class PoyoSandbox(TaskSandbox):
+    """The PoYo sandbox server (see README.md, "PoYo protocol").
 
     State (tasks, credits) lives on the instance and is guarded by
     ``self.lock``; the ticker thread finalises tasks on time and fires
@@ -442,10 +316,15 @@ class PoyoSandbox(SandboxServer):
 
     api_prefix = ""  # the API lives at the origin's /api/..., like https://api.poyo.ai
     knob_specs = _knob_specs()
+    final_states = FINAL_STATES
+    video_status = "finished"
+    file_name = re.compile(r"(task-unified-\d+-[a-z0-9]{8})\.mp4")
+    fail_code_pattern = r"[^\]]*"  # [fail:TEXT]: any text
+    body_messages = {"content_type": "Invalid request body: Content-Type must be application/json",
+                     "json": "Invalid request body: not valid JSON"}
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any):
         super().__init__(host, port, **knobs)
-        self._tasks: dict[str, PoyoTask] = {}
         self._credits = self._starting_credits()
         if self.knobs["webhook_secret"] is None:
             self.knobs.update({"webhook_secret": self._random_secret()})
@@ -475,39 +354,10 @@ class PoyoSandbox(SandboxServer):
         if "webhook_secret" in changed and changed["webhook_secret"] is None:
             self.knobs.update({"webhook_secret": self._random_secret()})
 
-    def reset_state(self) -> None:
-        self._tasks.clear()
+    def reset_accounts(self) -> None:
         self._credits = self._starting_credits()
 
-    def tasks_snapshot(self) -> list[dict]:
-        now = time.time()
-        jobs = []
-        with self.lock:
-            for task in self._tasks.values():
-                jobs.append(self._advance(task, now))
-            out = [t.snapshot() for t in self._tasks.values()]
-        self._send_callbacks(jobs)
-        return out
-
-    def tick(self, now: float) -> None:
-        jobs = []
-        with self.lock:
-            for task in self._tasks.values():
-                if task.status not in FINAL_STATES:
-                    jobs.append(self._advance(task, now))
-        self._send_callbacks(jobs)
-
-    def resolve_file(self, name: str) -> Path | None:
-        task_id = name.removesuffix(".mp4")
-        if task_id == name or not _TASK_ID.fullmatch(task_id):
-            return None
-        with self.lock:
-            task = self._tasks.get(task_id)
-            if task is None or task.status != "finished":
-                return None
-        return SAMPLE_MP4
-
-    def _advance(self, task: PoyoTask, now: float) -> PoyoTask | None:
+    def advance(self, task: PoyoTask, now: float) -> PoyoTask | None:
         """Move ``task`` along its timeline (call under ``self.lock``).
 
         ``not_started`` for the first 15 % of the generation time (at least
@@ -536,7 +386,7 @@ class PoyoSandbox(SandboxServer):
             task.completed = max(task.created + queued_for, task.image_done_at or 0.0)
         else:
             task.completed = max(task.created + gen, task.image_done_at or 0.0)
-        failure = task.image_fail or task.planned_fail
+        failure = task.image_error or task.planned_fail
         if failure:
             task.status = "failed"
             task.error_message = failure
@@ -544,15 +394,14 @@ class PoyoSandbox(SandboxServer):
         else:
             task.status = "finished"
             task.progress = 100
-            task.result_expires = math.ceil(task.completed + self.knobs["result_ttl"])
-            task.result_url = self.signed_file_url(f"{task.task_id}.mp4", task.result_expires)
+            self.sign_result(task, task.completed)
         return task if task.callback_url else None
 
     # ---- callbacks ---------------------------------------------------------
 
-    def _send_callbacks(self, tasks: list[PoyoTask | None]) -> None:
+    def deliver(self, jobs: list[PoyoTask | None]) -> None:
         """POST the final status response to ``callback_url``, signed, with duplicates."""
-        for task in tasks:
+        for task in jobs:
             if task is None:
                 continue
             with self.lock:
@@ -570,17 +419,10 @@ class PoyoSandbox(SandboxServer):
             timestamp = str(int(time.time()))
             signature = sign_webhook(self.webhook_secret, timestamp, body)
 
-            def on_attempt(record: dict, n: int = n) -> None:
-                with self.lock:
-                    task.callback_attempts.append(
-                        {"delivery": n, **{k: record[k] for k in ("attempt", "status", "error", "ok")}}
-                    )
-
-            thread = self.callbacks.send(
+            thread = self.send_callback(
+                task,
                 task.callback_url or "",
                 payload,
-                delays=self.knobs["callback_retry_delays"],
-                timeout=self.knobs["callback_timeout"],
                 context={
                     "task_id": task.task_id,
                     "delivery": n,
@@ -589,8 +431,7 @@ class PoyoSandbox(SandboxServer):
                     "webhook_signature": signature,
                 },
                 headers={"x-webhook-timestamp": timestamp, "x-webhook-signature": signature},
-                ok_statuses=range(200, 300),
-                on_attempt=on_attempt,
+                note={"delivery": n},
             )
             thread.join()
 
@@ -617,37 +458,28 @@ class PoyoSandbox(SandboxServer):
             return self.error_response(502, "Bad gateway", "service temporarily unavailable (sandbox error_5xx_every)")
         return None
 
-    def _authorised_key(self, request: ApiRequest) -> str | None:
-        """``Authorization: Bearer YOUR_API_KEY``."""
-        header = request.header("Authorization") or ""
-        scheme, _, key = header.strip().partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            return None
-        return key if key in self.knobs["api_keys"] else None
+    def refusal_response(self, exc: Refused, request: ApiRequest) -> Response:
+        return self.error_response(exc.status, exc.message, "", exc.headers, type_=exc.code)
 
-    def handle_api(self, request: ApiRequest) -> Response:
-        """Route a request after authentication."""
-        key = self._authorised_key(request)
+    def route(self, request: ApiRequest) -> Response:
+        """Route a request after ``Authorization: Bearer YOUR_API_KEY``."""
+        key = self.bearer_key(request)
         if key is None:
             return self.error_response(401, "Invalid API key", "missing or invalid Authorization: Bearer key")
         path = request.path.rstrip("/") or "/"
-        try:
-            if path == "/api/generate/submit":
-                if request.method != "POST":
-                    return self.error_response(405, "Method not allowed", "use POST", {"Allow": "POST"})
-                return self._submit(request, key)
-            if path.startswith("/api/generate/status/"):
-                if request.method not in ("GET", "HEAD"):
-                    return self.error_response(405, "Method not allowed", "use GET", {"Allow": "GET"})
-                task_id = urllib.parse.unquote(path[len("/api/generate/status/"):])
-                return self._status(task_id, key)
-            if path == "/api/user/info":
-                if request.method not in ("GET", "HEAD"):
-                    return self.error_response(405, "Method not allowed", "use GET", {"Allow": "GET"})
-                return json_response(200, {"code": 200, "data": {"credits": self.credits, "email": USER_EMAIL}})
-        except _Refused as exc:
-            return self.error_response(exc.status, exc.message, "", exc.headers, type_=exc.type)
+        if path == "/api/generate/submit":
+            if request.method != "POST":
+                return self.error_response(405, "Method not allowed", "use POST", {"Allow": "POST"})
+            return self._submit(request, key)
+        if path.startswith("/api/generate/status/"):
+            if request.method not in ("GET", "HEAD"):
+                return self.error_response(405, "Method not allowed", "use GET", {"Allow": "GET"})
+            task_id = urllib.parse.unquote(path[len("/api/generate/status/"):])
+            return self._status(task_id, key)
+        if path == "/api/user/info":
+            if request.method not in ("GET", "HEAD"):
+                return self.error_response(405, "Method not allowed", "use GET", {"Allow": "GET"})
+            return json_response(200, {"code": 200, "data": {"credits": self.credits, "email": USER_EMAIL}})
         return self.error_response(404, "Not found", f"no endpoint {request.method} {request.path}")
 
     def _status(self, task_id: str, key: str) -> Response:
@@ -655,12 +487,12 @@ class PoyoSandbox(SandboxServer):
         with self.lock:
             task = self._tasks.get(task_id)
             if task is None:
-                raise _Refused(404, f"Task not found: {task_id}")
+                raise Refused(404, f"Task not found: {task_id}")
             if task.api_key != key:
-                raise _Refused(403, "Task belongs to another user")
-            job = self._advance(task, time.time())
+                raise Refused(403, "Task belongs to another user")
+            job = self.advance(task, time.time())
             body = {"code": 200, "data": task.status_data()}
-        self._send_callbacks([job])
+        self.deliver([job])
         return json_response(200, body)
 
     def _validate(self, body: Any) -> dict[str, Any]:
@@ -678,7 +510,7 @@ class PoyoSandbox(SandboxServer):
         callback_url = body.get("callback_url")
         if callback_url == "":
             callback_url = None
-        if callback_url is not None and not _is_http_url(callback_url):
+        if callback_url is not None and not is_http_url(callback_url):
             raise _invalid("Invalid parameter: callback_url must be an http(s) URL")
 
         inp = body.get("input")
@@ -716,7 +548,7 @@ class PoyoSandbox(SandboxServer):
         start_image_url = inp.get("start_image_url")
         if start_image_url == "":
             start_image_url = None
-        if start_image_url is not None and not _is_http_url(start_image_url):
+        if start_image_url is not None and not is_http_url(start_image_url):
             raise _invalid("Invalid parameter: start_image_url must be an http(s) URL")
         prompt_optimizer = inp.get("prompt_optimizer")
         if prompt_optimizer is not None and not isinstance(prompt_optimizer, bool):
@@ -732,30 +564,19 @@ class PoyoSandbox(SandboxServer):
 
     def _submit(self, request: ApiRequest, key: str) -> Response:
         """``POST /api/generate/submit``."""
-        ctype = (request.header("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise _invalid("Invalid request body: Content-Type must be application/json")
-        try:
-            body = json.loads(request.body.decode("utf-8")) if request.body else None
-        except (ValueError, UnicodeDecodeError):
-            raise _invalid("Invalid request body: not valid JSON") from None
-        v = self._validate(body)
+        v = self._validate(self.json_body(request))
         prompt: str = v["prompt"]
-
-        m = _MARK_HTTP.search(prompt)
-        if m and 400 <= int(m.group(1)) <= 599:
-            status = int(m.group(1))
+        marks = self.markers(prompt)
+        if marks.http_status:
+            status = marks.http_status
             headers = {"Retry-After": "1"} if status == 429 else {}
-            raise _Refused(status, f"{HTTP_MESSAGES.get(status, 'Error')} (sandbox marker [http:{status}])", headers)
-
+            raise Refused(status, f"{HTTP_MESSAGES.get(status, 'Error')} (sandbox marker [http:{status}])", headers=headers)
         planned_fail = None
-        m = _MARK_FAIL.search(prompt)
-        if m:
-            planned_fail = (m.group(1) or "").strip() or FAIL_DEFAULT_MESSAGE
-        elif random.random() < self.knobs["fail_rate"]:
+        if marks.fail:
+            planned_fail = (marks.fail_code or "").strip() or FAIL_DEFAULT_MESSAGE
+        elif self.random_failure():
             planned_fail = FAIL_RANDOM_MESSAGE
-        m = _MARK_SECONDS.search(prompt)
-        generation = float(m.group(1)) if m else float(self.knobs["generation_seconds"])
+        generation = self.generation_time(marks)
 
         price = credits_for(v["resolution"], v["duration"])
         now = time.time()
@@ -764,8 +585,8 @@ class PoyoSandbox(SandboxServer):
             while task_id in self._tasks:
                 task_id = new_task_id(now)
             if self.knobs["credits"] is not None and price > self._credits:
-                raise _Refused(400, f"Insufficient credits: this task needs {price} credits, {self._credits} left",
-                               type_="insufficient_credits_error")
+                raise Refused(400, f"Insufficient credits: this task needs {price} credits, {self._credits} left",
+                              code="insufficient_credits_error")
             task = PoyoTask(
                 task_id=task_id,
                 prompt=prompt,
@@ -785,21 +606,9 @@ class PoyoSandbox(SandboxServer):
             self._tasks[task_id] = task
         self.log.update(request.log_entry, task_id=task_id)
         if task.start_image_url:
-            threading.Thread(target=self._check_image, args=(task,), name="poyo-image-check", daemon=True).start()
-
-        if _MARK_HANG.search(prompt):
-            self.sleep(self.knobs["hang_seconds"])
+            url, timeout = task.start_image_url, self.knobs["image_fetch_timeout"]
+            self.check_image_later(task, lambda: check_start_image(url, timeout))
+        self.hang_if_asked(marks)
         return json_response(
             200, {"code": 200, "data": {"task_id": task_id, "status": "not_started", "created_time": iso_time(now)}}
         )
-
-    def _check_image(self, task: PoyoTask) -> None:
-        error, info = fetch_image(task.start_image_url or "", self.knobs["image_fetch_timeout"])
-        with self.lock:
-            task.image_info = info
-            task.image_done_at = time.time()
-            if error:
-                task.image_check = "failed"
-                task.image_fail = error
-            else:
-                task.image_check = "ok"

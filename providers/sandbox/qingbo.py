@@ -1,168 +1,46 @@
-"""qingbo sandbox: a local server speaking qingbo's (QWave API) ``/v1/tasks`` protocol.
+"""qingbo sandbox: qingbo's (QWave API) ``/v1/tasks`` protocol (submit, query, cancel).
 
-Written only from qingbo's documentation: seed ``003`` (the "Hailuo" page of
-``https://qingbo.dev``: models table, common and model-specific parameters,
-generation modes, submit response), its newer version (models
-``minimax-hailuo-2.3`` / ``-fast``, ``aspect_ratio``, ``image2video``, prompt
-limit, prices), the "Query Task Status", "Cancel Task", "Task System" and
-"Request / Response" pages -- as summarised in ``providers.md``, section
-qingbo.  It deliberately shares no code, constants or schemas with
-``providers/adapters/``: the adapter is tested against this independent
-reading of the same pages.
-
-Routes (base URL ``http://HOST:PORT``, mirroring ``https://qingbo.dev``; newer
-pages say ``https://www.qingbo.dev``):
-
-* ``POST /v1/tasks`` -- submit; answers ``{"task_id": "task-wave<unix><hex>",
-  "model", "action", "status": "queued", "created_at" (Unix ms), "progress": 0}``.
-* ``GET /v1/tasks/{task_id}`` -- the task object ``{task_id, status, action,
-  model, progress, created_at, start_time?, completed_at?, error?: {message,
-  code}, result?: {videos: [{url, expires_at}]}, urls: {get, cancel}}``.
-  Statuses: ``queued`` -> ``processing`` -> ``completed`` | ``failed``, or
-  ``queued`` -> ``cancelled``.  ``progress`` is 0 while queued and for
-  failed/cancelled, 1-99 while processing, 100 when completed ("Query Task
-  Status").  ``completed_at`` only on final states, ``error`` only on
-  ``failed`` (code ``task_failed`` unless a marker says otherwise),
-  ``result`` only on ``completed``.  ``start_time`` (when processing began)
-  appears in one example of the status page and is emitted too.
-* ``POST /v1/tasks/{task_id}/cancel`` -- only while ``queued``; answers
-  ``{"task_id", "status": "cancelled", "refunded": true, "refunded_quota": N}``
-  (the shape of the "Cancel Task" page) and refunds the quota.  Any other
-  status answers 400 ``task_not_cancellable``.
-* ``GET /files/{task_id}.mp4?expires=&sig=`` -- the result video (signed,
-  expiring; 403 ``expired`` afterwards).
-* ``GET /_sandbox/quota`` -- sandbox-only: ``{quota, remaining, spent}`` (USD).
-
-A task of another API key answers 404, as for an unknown id ("404 Task or
-resource not found -- verify ... that it belongs to your account").
-``/v1/tasks/sync`` (synchronous wait mode, "Task System") is not implemented.
-
-Authentication: ``Authorization: Bearer KEY`` (knob ``api_keys``, default
-``sk-sandbox-qingbo``), else 401.  Submits need ``Content-Type:
-application/json`` ("Request Format").
-
-Errors: the "Request / Response" page gives the task endpoints' error body as
-``{"error": {"message": "...", "code": "..."}}`` and the statuses 400, 401,
-402, 404, 429, 500, but no list of ``code`` values besides ``task_failed``.
-The codes used here are the sandbox's own: ``invalid_request`` (400),
-``invalid_api_key`` (401), ``insufficient_quota`` (402), ``not_found`` (404),
-``rate_limit_exceeded`` (429, with ``Retry-After``), ``internal_error`` (500),
-``service_unavailable`` (503), ``task_not_cancellable`` (400 on cancel).
-
-Validation (400 ``invalid_request``; the message names the rule):
-
-* ``model`` required, one of :data:`MODELS` (exact spelling);
-* ``action``: ``generate`` (default) or ``image2video`` (newer page; needs
-  ``image_urls``);
-* ``prompt``: required non-empty string, at most 2000 characters (newer
-  page); it may be omitted only in first/last-frame mode, which the seed's
-  "Generation Modes" table lists as ``image_urls + last_frame`` without a
-  prompt;
-* ``duration``: integer 6 or 10, default 6; T2V-01-Director,
-  I2V-01-Director and S2V-01 take 6 only; ``1080p`` takes 6 only;
-* ``resolution``: default and allowed set per model (see :data:`MODELS`;
-  case-insensitive, the table writes ``768P``, the parameter ``768p``);
-* ``aspect_ratio``: ``16:9``, ``9:16`` or ``1:1`` when given;
-* ``image_urls``: an array of exactly one image (http(s) URL, ``data:`` URL
-  or bare Base64 -- the newer page says "Public URL or Base64");
-  I2V-01-Director requires it;
-* ``last_frame``: hailuo-02 only, and requires ``image_urls``;
-* ``extra``: an object; ``prompt_optimizer`` and ``fast_pretreatment``
-  booleans; ``subject_reference`` a non-empty array of ``{"type":
-  "character", "image": [url, ...]}`` -- hailuo-2.3 series and S2V-01 only,
-  required by S2V-01; other ``extra`` keys are passed through (accepted);
-* ``callback_url``: an http(s) URL; ``callback_events``: an array of strings.
-
-Input images (first frame, last frame, character references) are fetched in
-the background (timeout ``image_fetch_timeout``); an unreachable URL, a non-2xx
-answer or bytes that are not an image (JPEG, PNG, WebP, GIF or BMP by their
-signature) fail the task (``task_failed``) once it leaves the queue.  No size
-or aspect-ratio rule is documented by qingbo, so none is applied.
-
-Callbacks -- payload and signature NOT FOUND in the docs ("push the result to
-your endpoint when the task finishes"): the sandbox POSTs the task object
-(the ``GET`` shape) as JSON when the task becomes ``completed``, ``failed``
-or ``cancelled``; a non-2xx answer or a connection error is retried after each
-of ``callback_retry_delays``.  ``callback_events`` is documented only as
-"string[]": the sandbox reads it as a filter on those final statuses
-(``"completed"``, ``"task.completed"`` ...; ``"*"`` or an empty array: all);
-this is invented.
-
-Quota (knob ``quota``, USD, unset: unlimited; ``balance`` is an alias): setting
-it sets the remaining quota (``reset()`` restores it); a task is charged when
-it is submitted and refused with 402 if the remaining quota does not cover it;
-a cancel refunds it (documented), and so does a failure (assumed: not found
-in the docs).  Price per second of output (newer Hailuo page):
-``minimax-hailuo-2.3`` 768p 0.05185 / 1080p 0.0765, ``-fast`` 768p 0.02635 /
-1080p 0.04505; the sandbox applies the same figures to the older ids
-``hailuo-2.3`` / ``hailuo-2.3-fast`` (the newer page is the same page with
-renamed ids).  Other models' prices are NOT FOUND: 0.05 USD/s.
-``refunded_quota`` is reported in quota units of 500 000 per USD (invented;
-the page only shows ``50000`` as an example).
-
-Documentation ambiguities the adapter must tolerate, exposed as knobs:
-
-* ``result.videos[].url`` is a string in the examples but ``string[]``
-  ("always an array") in the field list: knob ``url_as_list`` (default true);
-* timestamps are "Unix millisecond" in the field list but look like seconds in
-  examples: knob ``timestamps_in_seconds`` (default false) for ``created_at``,
-  ``start_time``, ``completed_at`` and ``expires_at``, and
-  ``expires_at_in_seconds`` (default: follow ``timestamps_in_seconds``) for
-  ``expires_at`` alone, whose unit is never stated;
-* links last "24 hours" (Hailuo page) or "default 3 days" (status page):
-  knob ``result_ttl`` (default 86400 s) sets both ``expires_at`` and the
-  signed URL's expiry.
-
-Prompt markers (anywhere in ``prompt``, case-insensitive keyword):
-
-* ``[fail]`` -- the task fails with ``error.code`` ``task_failed``;
-* ``[fail:CODE]`` -- the task fails with that ``error.code``;
-* ``[http:STATUS]`` -- the submit itself answers HTTP STATUS (400-599) with the
-  error body (429 adds ``Retry-After: 1``); no task is made, nothing charged;
-* ``[seconds:N]`` -- this task spends N seconds in ``processing``;
-* ``[queue:N]`` -- this task spends N seconds in ``queued``;
-* ``[hang]`` -- the task is created, then the submit sleeps ``hang_seconds``.
-
-Knobs: the common ones (``generation_seconds`` -- here the time spent in
-``processing`` --, ``result_ttl``, ``api_keys``, ``fail_rate``,
-``rate_limit_every``, ``error_5xx_every``, ``latency_ms``,
-``callback_retry_delays``, ``callback_timeout``, ``hang_seconds``,
-``image_fetch_timeout``, ``public_origin``) plus ``queue_seconds``,
-``url_as_list``, ``timestamps_in_seconds``, ``expires_at_in_seconds``,
-``quota`` (and its alias ``balance``).
+The protocol as implemented, its knobs and prompt markers are described in
+README.md ("qingbo protocol").  Written only from qingbo's pages (seed ``003``
+"Hailuo" and its newer version, "Query Task Status", "Cancel Task", "Task
+System", "Request / Response"; ``providers.md``, section qingbo).  Specific
+here: errors ``{"error": {"message", "code"}}`` with the sandbox's own codes;
+per-model rules (:data:`MODELS`); a task of another key answers 404; quota
+charged at submit and refunded on cancel (documented) or failure (assumed);
+images may be URLs, ``data:`` URLs or bare Base64 and are only sniffed (no size
+rule is documented); the callback payload and its ``callback_events`` filter
+are INVENTED; knobs for the docs' ambiguities (URL as list, timestamp units);
+``[queue:N]``; sandbox-only ``GET /_sandbox/quota``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
-import math
-import random
 import re
 import secrets
-import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from .common import (
     COMMON_KNOBS,
-    SAMPLE_MP4,
+    MAX_IMAGE_BYTES,
     ApiRequest,
     Knob,
-    KnobError,
+    Refused,
     Response,
-    SandboxRequestHandler,
-    SandboxServer,
+    TaskSandbox,
+    fetch_image,
+    is_http_url,
     json_response,
+    marker_number,
+    parse_bool,
     register_sandbox,
+    sniff_image,
     with_defaults,
 )
 
@@ -216,8 +94,7 @@ DEFAULT_DURATION = 6
 MAX_1080P_DURATION = 6
 ACTIONS = ("generate", "image2video")
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
-MAX_PROMPT_CHARS = 2000
-MAX_IMAGE_BYTES = 20 * 1024 * 1024  # a fetch limit, not a documented rule
+MAX_PROMPT_CHARS = 2000  # images: common.MAX_IMAGE_BYTES is a fetch limit here, not a documented rule
 
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 
@@ -245,12 +122,6 @@ _HTTP_MESSAGES = {
     500: "Internal server error",
 }
 
-_MARK_FAIL = re.compile(r"\[fail(?::([A-Za-z0-9_.\-]+))?\]", re.IGNORECASE)
-_MARK_HTTP = re.compile(r"\[http:(\d{3})\]", re.IGNORECASE)
-_MARK_SECONDS = re.compile(r"\[seconds:(\d+(?:\.\d+)?)\]", re.IGNORECASE)
-_MARK_QUEUE = re.compile(r"\[queue:(\d+(?:\.\d+)?)\]", re.IGNORECASE)
-_MARK_HANG = re.compile(r"\[hang\]", re.IGNORECASE)
-
 
 def price_for(model: str, resolution: str, duration: int) -> Decimal:
     """USD price of one task: per-second rate of (model, resolution) x duration."""
@@ -262,26 +133,12 @@ def price_for(model: str, resolution: str, duration: int) -> Decimal:
 # Knobs
 # --------------------------------------------------------------------------
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise KnobError(f"expected a boolean (true/false), got {value!r}")
-
-
 def _is_unset(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "null", "auto"})
 
 
 def _parse_optional_bool(value: Any) -> bool | None:
-    return None if _is_unset(value) else _parse_bool(value)
+    return None if _is_unset(value) else parse_bool(value)
 
 
 _non_negative = COMMON_KNOBS["generation_seconds"].parse
@@ -299,8 +156,8 @@ def _knob_specs() -> dict[str, Knob]:
     specs["balance"] = Knob("balance", None, _parse_quota, "alias of quota")
     for knob in [
         Knob("queue_seconds", 1.0, _non_negative, "seconds a task spends in queued (cancellable) before processing"),
-        Knob("url_as_list", True, _parse_bool, "result.videos[].url as a list of strings (false: a plain string)"),
-        Knob("timestamps_in_seconds", False, _parse_bool, "created_at/start_time/completed_at/expires_at in Unix seconds (false: ms)"),
+        Knob("url_as_list", True, parse_bool, "result.videos[].url as a list of strings (false: a plain string)"),
+        Knob("timestamps_in_seconds", False, parse_bool, "created_at/start_time/completed_at/expires_at in Unix seconds (false: ms)"),
         Knob("expires_at_in_seconds", None, _parse_optional_bool, "unit of expires_at alone (unset: follow timestamps_in_seconds)"),
         Knob("quota", None, _parse_quota, "account quota in USD (unset: unlimited); setting it sets the remaining quota; submits beyond it answer 402"),
     ]:
@@ -311,21 +168,6 @@ def _knob_specs() -> dict[str, Knob]:
 # --------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image format named by ``data``'s signature, or None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:2] == b"BM" and len(data) >= 26:
-        return "bmp"
-    return None
 
 
 _B64_CHARS = re.compile(r"[A-Za-z0-9+/=\s_-]+")
@@ -372,19 +214,16 @@ def load_image(ref: str, timeout: float) -> tuple[str | None, dict[str, Any]]:
         data = _decode_base64(ref) or b""
     else:
         info["url"] = ref
-        try:
-            req = urllib.request.Request(ref, headers={"User-Agent": "qingbo-sandbox/1 (image fetch)"})
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (sandbox)
-                info["http_status"] = resp.status
-                info["content_type"] = resp.headers.get("Content-Type")
-                data = resp.read(MAX_IMAGE_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            info["http_status"] = exc.code
-            exc.close()
-            return f"cannot fetch image {ref}: HTTP {exc.code}", info
-        except Exception as exc:
-            info["error"] = f"{type(exc).__name__}: {exc}"
-            return f"cannot fetch image {ref}: {info['error']}", info
+        got = fetch_image(ref, timeout, "qingbo-sandbox/1 (image fetch)")
+        if got.http_status is not None:
+            info["http_status"] = got.http_status
+        if got.data is None:
+            if got.error:
+                info["error"] = got.error
+                return f"cannot fetch image {ref}: {info['error']}", info
+            return f"cannot fetch image {ref}: HTTP {got.http_status}", info
+        info["content_type"] = got.content_type
+        data = got.data
     info["bytes"] = len(data)
     if len(data) > MAX_IMAGE_BYTES:
         return "image is larger than the sandbox's 20 MB fetch limit", info
@@ -394,6 +233,18 @@ def load_image(ref: str, timeout: float) -> tuple[str | None, dict[str, Any]]:
         where = ref if kind == "url" else f"{kind} image"
         return f"{where} is not an image (content type {info.get('content_type') or 'unknown'})", info
     return None, info
+
+
+def _load_images(images: list[tuple[str, str]], timeout: float) -> tuple[str | None, list[dict[str, Any]]]:
+    """Load each ``(field, reference)`` in turn; stop at the first problem, named ``"<field>: <problem>"``."""
+    infos = []
+    for where, ref in images:
+        err, info = load_image(ref, timeout)
+        info["field"] = where
+        infos.append(info)
+        if err:
+            return f"{where}: {err}", infos
+    return None, infos
 
 
 # --------------------------------------------------------------------------
@@ -452,31 +303,8 @@ class QingboTask:
         return bool(wanted & {"*", "all", self.status})
 
 
-def _is_http_url(value: Any) -> bool:
-    if not isinstance(value, str) or not value.strip():
-        return False
-    parts = urllib.parse.urlsplit(value.strip())
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, dict(headers or {})
-        self.code = code or _ERROR_CODES.get(status, "error")
-
-
-def _bad(message: str) -> _Refused:
-    return _Refused(400, message, "invalid_request")
-
-
-class _QingboRequestHandler(SandboxRequestHandler):
-    """Adds ``GET /_sandbox/quota`` to the shared control routes."""
-
-    def _control(self, path: str, query: dict, body: bytes) -> Response:
-        if path.strip("/") == "_sandbox/quota" and self.command in ("GET", "HEAD"):
-            return json_response(200, self.server.quota_snapshot())
-        return super()._control(path, query, body)
+def _bad(message: str) -> Refused:
+    return Refused(400, message, code="invalid_request")
 
 
 # --------------------------------------------------------------------------
@@ -485,8 +313,8 @@ class _QingboRequestHandler(SandboxRequestHandler):
 
 
 @register_sandbox("qingbo")
-class QingboSandbox(SandboxServer):
-    """The qingbo sandbox server (see the module docstring for the protocol).
+class QingboSandbox(TaskSandbox):
+    """The qingbo sandbox server (see README.md, "qingbo protocol").
 
     State lives on the instance and is guarded by ``self.lock``; the ticker
     thread moves tasks along and fires callbacks even when nobody polls.
@@ -494,15 +322,22 @@ class QingboSandbox(SandboxServer):
 
     api_prefix = ""
     knob_specs = _knob_specs()
+    final_states = FINAL_STATUSES
+    video_status = "completed"
+    file_name = re.compile(r"(task-wave[0-9a-f]+)\.mp4")
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any):
         super().__init__(host, port, **knobs)
-        self.RequestHandlerClass = _QingboRequestHandler
-        self._tasks: dict[str, QingboTask] = {}
         start = self.knobs["quota"] if self.knobs["quota"] is not None else self.knobs["balance"]
         self.knobs.update({"quota": start, "balance": start})
         self._quota_left = self._starting_quota()
         self._spent = Decimal(0)
+
+    def control_route(self, route: str, method: str) -> Response | None:
+        """``GET /_sandbox/quota``: ``{quota, remaining, spent}`` in USD."""
+        if route == "quota" and method in ("GET", "HEAD"):
+            return json_response(200, self.quota_snapshot())
+        return None
 
     # ---- quota -----------------------------------------------------------
 
@@ -540,22 +375,11 @@ class QingboSandbox(SandboxServer):
 
     # ---- state -----------------------------------------------------------
 
-    def reset_state(self) -> None:
-        self._tasks.clear()
+    def reset_accounts(self) -> None:
         self._spent = Decimal(0)
         self._quota_left = self._starting_quota()
 
-    def tasks_snapshot(self) -> list[dict]:
-        now = time.time()
-        jobs = []
-        with self.lock:
-            for task in self._tasks.values():
-                jobs.append(self._advance(task, now))
-            out = [self._snapshot(t, now) for t in self._tasks.values()]
-        self._send_callbacks(jobs)
-        return out
-
-    def _snapshot(self, task: QingboTask, now: float) -> dict[str, Any]:
+    def task_snapshot(self, task: QingboTask, now: float) -> dict[str, Any]:
         return {
             "task_id": task.task_id,
             "model": task.model,
@@ -584,25 +408,7 @@ class QingboSandbox(SandboxServer):
             "object": self._task_object(task, now),
         }
 
-    def tick(self, now: float) -> None:
-        jobs = []
-        with self.lock:
-            for task in self._tasks.values():
-                if task.status not in FINAL_STATUSES:
-                    jobs.append(self._advance(task, now))
-        self._send_callbacks(jobs)
-
-    def resolve_file(self, name: str) -> Path | None:
-        m = re.fullmatch(r"(task-wave[0-9a-f]+)\.mp4", name)
-        if not m:
-            return None
-        with self.lock:
-            task = self._tasks.get(m.group(1))
-            if task is None or task.status != "completed":
-                return None
-        return SAMPLE_MP4
-
-    def _advance(self, task: QingboTask, now: float) -> QingboTask | None:
+    def advance(self, task: QingboTask, now: float) -> QingboTask | None:
         """Move ``task`` along its timeline (under ``self.lock``).
 
         ``queued`` for ``queue_seconds``, then ``processing`` for
@@ -631,8 +437,7 @@ class QingboSandbox(SandboxServer):
         else:
             task.status = "completed"
             task.completed = finished
-            task.result_expires = math.ceil(finished + self.knobs["result_ttl"])
-            task.result_url = self.signed_file_url(f"{task.task_id}.mp4", task.result_expires)
+            self.sign_result(task, finished)
         return task if task.wants_callback() else None
 
     def _finish_failed(self, task: QingboTask, when: float, code: str, message: str) -> None:
@@ -683,27 +488,15 @@ class QingboSandbox(SandboxServer):
         obj["urls"] = {"get": get, "cancel": get + "/cancel"}
         return obj
 
-    def _send_callbacks(self, tasks: list[QingboTask | None]) -> None:
+    def deliver(self, jobs: list[QingboTask | None]) -> None:
         """POST the task object to ``callback_url`` (payload NOT FOUND in the docs: invented)."""
-        for task in tasks:
+        for task in jobs:
             if task is None:
                 continue
             with self.lock:
                 payload = self._task_object(task, time.time())
-
-            def on_attempt(record: dict, task: QingboTask = task) -> None:
-                with self.lock:
-                    task.callback_attempts.append({k: record[k] for k in ("attempt", "status", "error", "ok")})
-
-            self.callbacks.send(
-                task.callback_url,
-                payload,
-                delays=self.knobs["callback_retry_delays"],
-                timeout=self.knobs["callback_timeout"],
-                context={"task_id": task.task_id, "task_status": task.status},
-                ok_statuses=range(200, 300),
-                on_attempt=on_attempt,
-            )
+            self.send_callback(task, task.callback_url or "", payload,
+                               context={"task_id": task.task_id, "task_status": task.status})
 
     # ---- protocol --------------------------------------------------------
 
@@ -716,50 +509,45 @@ class QingboSandbox(SandboxServer):
     def _error(status: int, message: str, code: str, headers: Mapping[str, str] | None = None) -> Response:
         return json_response(status, {"error": {"message": message, "code": code}}, headers)
 
-    def _authorised_key(self, request: ApiRequest) -> str | None:
-        header = request.header("Authorization") or ""
-        scheme, _, key = header.strip().partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            return None
-        return key if key in self.knobs["api_keys"] else None
+    def bad_request(self, message: str) -> Refused:
+        return _bad(message)
 
-    def handle_api(self, request: ApiRequest) -> Response:
+    def refusal_response(self, exc: Refused, request: ApiRequest) -> Response:
+        return self._error(exc.status, exc.message, exc.code or _ERROR_CODES.get(exc.status, "error"), exc.headers)
+
+    def route(self, request: ApiRequest) -> Response:
         parts = [p for p in request.path.split("/") if p]
         if parts[:2] != ["v1", "tasks"] or len(parts) > 4 or (len(parts) == 4 and parts[3] != "cancel"):
             return self._error(404, f"no endpoint {request.method} {request.path}", "not_found")
-        key = self._authorised_key(request)
+        key = self.bearer_key(request)
         if key is None:
             return self._error(401, "Authentication failed: missing or invalid API key", "invalid_api_key")
-        try:
-            if len(parts) == 2:
-                if request.method != "POST":
-                    return self._error(405, "use POST /v1/tasks", "method_not_allowed", {"Allow": "POST"})
-                return self._submit(request, key)
-            task_id = urllib.parse.unquote(parts[2])
-            if len(parts) == 3:
-                if request.method not in ("GET", "HEAD"):
-                    return self._error(405, "use GET /v1/tasks/{task_id}", "method_not_allowed", {"Allow": "GET"})
-                return self._status(task_id, key)
+        if len(parts) == 2:
             if request.method != "POST":
-                return self._error(405, "use POST /v1/tasks/{task_id}/cancel", "method_not_allowed", {"Allow": "POST"})
-            return self._cancel(task_id, key)
-        except _Refused as exc:
-            return self._error(exc.status, exc.message, exc.code, exc.headers)
+                return self._error(405, "use POST /v1/tasks", "method_not_allowed", {"Allow": "POST"})
+            return self._submit(request, key)
+        task_id = urllib.parse.unquote(parts[2])
+        if len(parts) == 3:
+            if request.method not in ("GET", "HEAD"):
+                return self._error(405, "use GET /v1/tasks/{task_id}", "method_not_allowed", {"Allow": "GET"})
+            return self._status(task_id, key)
+        if request.method != "POST":
+            return self._error(405, "use POST /v1/tasks/{task_id}/cancel", "method_not_allowed", {"Allow": "POST"})
+        return self._cancel(task_id, key)
 
     def _own_task(self, task_id: str, key: str) -> QingboTask:
         task = self._tasks.get(task_id)
         if task is None or task.api_key != key:
-            raise _Refused(404, f"task {task_id!r} not found", "not_found")
+            raise Refused(404, f"task {task_id!r} not found", code="not_found")
         return task
 
     def _status(self, task_id: str, key: str) -> Response:
         now = time.time()
         with self.lock:
             task = self._own_task(task_id, key)
-            job = self._advance(task, now)
+            job = self.advance(task, now)
             body = self._task_object(task, now)
-        self._send_callbacks([job])
+        self.deliver([job])
         return json_response(200, body)
 
     def _cancel(self, task_id: str, key: str) -> Response:
@@ -767,10 +555,11 @@ class QingboSandbox(SandboxServer):
         now = time.time()
         with self.lock:
             task = self._own_task(task_id, key)
-            job = self._advance(task, now)
+            job = self.advance(task, now)
             if task.status != "queued":
                 reason = "it has already started processing" if task.status == "processing" else f"it is already {task.status}"
-                refused = _Refused(400, f"task {task_id} cannot be cancelled: {reason}; only queued tasks can be cancelled", "task_not_cancellable")
+                refused = Refused(400, f"task {task_id} cannot be cancelled: {reason}; only queued tasks can be cancelled",
+                                  code="task_not_cancellable")
             else:
                 refused = None
                 task.status = "cancelled"
@@ -783,7 +572,7 @@ class QingboSandbox(SandboxServer):
                     "refunded": True,
                     "refunded_quota": int((task.price * QUOTA_UNITS_PER_USD).to_integral_value()),
                 }
-        self._send_callbacks([job])
+        self.deliver([job])
         if refused:
             raise refused
         return json_response(200, body)
@@ -895,7 +684,7 @@ class QingboSandbox(SandboxServer):
         callback_url = body.get("callback_url")
         if callback_url == "":
             callback_url = None
-        if callback_url is not None and not _is_http_url(callback_url):
+        if callback_url is not None and not is_http_url(callback_url):
             raise _bad("callback_url must be an http(s) URL")
         events = body.get("callback_events")
         if events is not None and (not isinstance(events, list) or not all(isinstance(e, str) for e in events)):
@@ -916,34 +705,23 @@ class QingboSandbox(SandboxServer):
 
     def _submit(self, request: ApiRequest, key: str) -> Response:
         """``POST /v1/tasks`` (seed 003)."""
-        ctype = (request.header("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise _bad("Content-Type must be application/json")
-        try:
-            body = json.loads(request.body.decode("utf-8")) if request.body else None
-        except (ValueError, UnicodeDecodeError):
-            raise _bad("request body is not valid JSON") from None
-        v = self._validate(body)
+        v = self._validate(self.json_body(request))
         prompt: str = v["prompt"]
-
-        m = _MARK_HTTP.search(prompt)
-        if m and 400 <= int(m.group(1)) <= 599:
-            status = int(m.group(1))
+        marks = self.markers(prompt)
+        if marks.http_status:
+            status = marks.http_status
             headers = {"Retry-After": "1"} if status == 429 else {}
             message = f"{_HTTP_MESSAGES.get(status, 'Error')} (sandbox marker [http:{status}])"
-            raise _Refused(status, message, _ERROR_CODES.get(status, "error"), headers)
-
+            raise Refused(status, message, headers=headers, code=_ERROR_CODES.get(status, "error"))
         planned_fail = None
-        m = _MARK_FAIL.search(prompt)
-        if m:
-            code = m.group(1) or "task_failed"
+        if marks.fail:
+            code = marks.fail_code or "task_failed"
             planned_fail = (code, f"Task failed ({code}; sandbox marker)")
-        elif random.random() < self.knobs["fail_rate"]:
+        elif self.random_failure():
             planned_fail = ("task_failed", "Video generation failed (sandbox fail_rate)")
-        m = _MARK_SECONDS.search(prompt)
-        generation = float(m.group(1)) if m else float(self.knobs["generation_seconds"])
-        m = _MARK_QUEUE.search(prompt)
-        queue = float(m.group(1)) if m else float(self.knobs["queue_seconds"])
+        generation = self.generation_time(marks)
+        queued = marker_number(prompt, "queue")
+        queue = queued if queued is not None else float(self.knobs["queue_seconds"])
 
         now = time.time()
         task = QingboTask(
@@ -969,14 +747,15 @@ class QingboSandbox(SandboxServer):
         with self.lock:
             left = self._quota_left
             if left is not None and task.price > left:
-                raise _Refused(402, f"Insufficient balance: the task costs {task.price} USD, the remaining quota is {left} USD", "insufficient_quota")
+                raise Refused(402, f"Insufficient balance: the task costs {task.price} USD, the remaining quota is {left} USD",
+                              code="insufficient_quota")
             self._charge(task)
             self._tasks[task.task_id] = task
         self.log.update(request.log_entry, task_id=task.task_id)
         if task.images:
-            threading.Thread(target=self._check_images, args=(task,), name="qingbo-image-check", daemon=True).start()
-        if _MARK_HANG.search(prompt):
-            self.sleep(self.knobs["hang_seconds"])
+            images, timeout = list(task.images), self.knobs["image_fetch_timeout"]
+            self.check_image_later(task, lambda: _load_images(images, timeout))
+        self.hang_if_asked(marks)
         body = {
             "task_id": task.task_id,
             "model": task.model,
@@ -986,20 +765,3 @@ class QingboSandbox(SandboxServer):
             "progress": 0,
         }
         return json_response(200, body)
-
-    def _check_images(self, task: QingboTask) -> None:
-        timeout = self.knobs["image_fetch_timeout"]
-        error = None
-        infos = []
-        for where, ref in task.images:
-            err, info = load_image(ref, timeout)
-            info["field"] = where
-            infos.append(info)
-            if err:
-                error = f"{where}: {err}"
-                break
-        with self.lock:
-            task.image_info = infos
-            task.image_done_at = time.time()
-            task.image_check = "failed" if error else "ok"
-            task.image_error = error

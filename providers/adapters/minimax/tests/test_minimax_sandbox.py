@@ -1,6 +1,6 @@
 """Tests of the MiniMax sandbox over real loopback HTTP (plain pytest, no Django).
 
-Run: ``python -m pytest providers/sandbox/tests/test_minimax_sandbox.py -q -p no:django``.
+Run: ``python -m pytest providers/adapters/minimax/tests/test_minimax_sandbox.py -q``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox import minimax as mm
 from providers.sandbox.common import make_png
+from providers.sandbox.testing import http_call, wait_for
 
 KEY = "sk-sandbox-minimax"
 STD = "MiniMax-Hailuo-2.3"
@@ -31,20 +32,8 @@ FAST = "MiniMax-Hailuo-2.3-Fast"
 
 def http(method, url, body=None, *, key=KEY, headers=None, raw=None, timeout=5.0):
     """Return (status, headers, body bytes) without raising on HTTP errors."""
-    hdrs = dict(headers or {})
-    data = raw
-    if body is not None:
-        data = json.dumps(body).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-    if key is not None:
-        hdrs.setdefault("Authorization", f"Bearer {key}")
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers, exc.read()
+    auth = None if key is None else {"Authorization": f"Bearer {key}"}
+    return http_call(method, url, body, auth=auth, headers=headers, raw=raw, timeout=timeout)
 
 
 def api(sb, method, path, body=None, **kw):
@@ -83,15 +72,6 @@ def wait_final(sb, task_id, timeout=6.0):
             return body
         time.sleep(0.03)
     raise AssertionError(f"task {task_id} not final after {timeout}s")
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.03)
-    return False
 
 
 def assert_code(body, code, fragment=None):
@@ -707,7 +687,7 @@ def test_cli_serves_and_exits_cleanly_on_sigterm():
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[3]
+    repo = Path(__file__).resolve().parents[4]
     proc = subprocess.Popen(
         [sys.executable, "-m", "providers.sandbox", "minimax", "--port", "0", "--quiet",
          "--api-key", "k-cli", "--rate-limit-http", "true", "--challenge-timeout", "2"],

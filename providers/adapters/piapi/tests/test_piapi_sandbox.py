@@ -1,6 +1,6 @@
 """Tests of the PiAPI sandbox over real loopback HTTP (plain pytest, no Django).
 
-Run: ``python -m pytest providers/sandbox/tests/test_piapi_sandbox.py -q``.
+Run: ``python -m pytest providers/adapters/piapi/tests/test_piapi_sandbox.py -q``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.common import make_png
 from providers.sandbox.piapi import check_image_bytes, image_size, rfc3339_nano
+from providers.sandbox.testing import http_call, wait_for
 
 KEY = "sk-sandbox-piapi"
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
@@ -32,20 +33,8 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 def http(method, url, body=None, *, key=KEY, headers=None, raw=None, timeout=5.0):
     """Return (status, headers, body bytes) without raising on HTTP errors."""
-    hdrs = dict(headers or {})
-    data = raw
-    if body is not None:
-        data = json.dumps(body).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-    if key is not None:
-        hdrs.setdefault("x-api-key", key)
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers, exc.read()
+    auth = None if key is None else {"x-api-key": key}
+    return http_call(method, url, body, auth=auth, headers=headers, raw=raw, timeout=timeout)
 
 
 def api(sb, method, path, body=None, **kw):
@@ -102,15 +91,6 @@ def assert_error(code, body, expected, fragment=None):
     assert isinstance(body["data"], dict) and body["data"]["detail"]
     if fragment:
         assert fragment.lower() in body["message"].lower(), body
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.03)
-    return False
 
 
 def _start():
@@ -728,7 +708,7 @@ def test_cli_serves_piapi():
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[3]
+    repo = Path(__file__).resolve().parents[4]
     proc = subprocess.Popen(
         [sys.executable, "-m", "providers.sandbox", "piapi", "--port", "0", "--quiet", "--api-key", "k-cli",
          "--status-case", "upper"],

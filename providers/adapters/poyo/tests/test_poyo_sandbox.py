@@ -1,6 +1,6 @@
 """Tests of the PoYo sandbox over real loopback HTTP (plain pytest, no Django).
 
-Run: ``python -m pytest providers/sandbox/tests/test_poyo_sandbox.py -q -p no:django``.
+Run: ``python -m pytest providers/adapters/poyo/tests/test_poyo_sandbox.py -q``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.poyo import credits_for, credits_to_usd, sign_webhook, sniff_image
+from providers.sandbox.testing import http_call, wait_for
 
 KEY = "sk-sandbox-poyo"
 SUBMIT = "/api/generate/submit"
@@ -34,20 +35,8 @@ ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
 def http(method, url, body=None, *, key=KEY, headers=None, raw=None, timeout=5.0):
     """Return (status, headers, body bytes) without raising on HTTP errors."""
-    hdrs = dict(headers or {})
-    data = raw
-    if body is not None:
-        data = json.dumps(body).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-    if key is not None:
-        hdrs.setdefault("Authorization", f"Bearer {key}")
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers, exc.read()
+    auth = None if key is None else {"Authorization": f"Bearer {key}"}
+    return http_call(method, url, body, auth=auth, headers=headers, raw=raw, timeout=timeout)
 
 
 def api(sb, method, path, body=None, **kw):
@@ -400,15 +389,6 @@ class Receiver:
         self.server.server_close()
 
 
-def wait_for(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_callback_signed_retried_and_duplicated(sb):
     sb.configure(duplicate_callbacks=2, webhook_secret="whsec_test")
     rx = Receiver([500, 204])  # first delivery: 500 then 204 (any 2xx is accepted)
@@ -532,7 +512,7 @@ def test_cli_flags():
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[3]
+    repo = Path(__file__).resolve().parents[4]
     proc = subprocess.Popen(
         [sys.executable, "-m", "providers.sandbox", "poyo", "--port", "0", "--quiet",
          "--api-key", "k-cli", "--credits", "500", "--duplicate-callbacks", "1"],

@@ -1,6 +1,6 @@
 """Tests of the qingbo sandbox over real loopback HTTP (plain pytest, no Django).
 
-Run: ``python -m pytest providers/sandbox/tests/test_qingbo_sandbox.py -q``.
+Run: ``python -m pytest providers/adapters/qingbo/tests/test_qingbo_sandbox.py -q``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.common import make_png
 from providers.sandbox.qingbo import price_for, sniff_image
+from providers.sandbox.testing import http_call, wait_for
 
 KEY = "sk-sandbox-qingbo"
 IMG = "https://example.com/first.jpg"
@@ -33,20 +34,8 @@ TASK_ID = re.compile(r"task-wave\d{10}[0-9a-f]{10}")
 
 def http(method, url, body=None, *, key=KEY, headers=None, raw=None, timeout=5.0):
     """Return (status, headers, body bytes) without raising on HTTP errors."""
-    hdrs = dict(headers or {})
-    data = raw
-    if body is not None:
-        data = json.dumps(body).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-    if key is not None:
-        hdrs.setdefault("Authorization", f"Bearer {key}")
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers, exc.read()
+    auth = None if key is None else {"Authorization": f"Bearer {key}"}
+    return http_call(method, url, body, auth=auth, headers=headers, raw=raw, timeout=timeout)
 
 
 def api(sb, method, path, body=None, **kw):
@@ -99,15 +88,6 @@ def quota(sb):
     code, _, data = http("GET", sb.origin + "/_sandbox/quota", key=None)
     assert code == 200
     return json.loads(data)
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.03)
-    return False
 
 
 @pytest.fixture
@@ -618,7 +598,7 @@ def test_cli_bool_knobs_and_clean_exit():
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[3]
+    repo = Path(__file__).resolve().parents[4]
     proc = subprocess.Popen(
         [sys.executable, "-m", "providers.sandbox", "qingbo", "--port", "0", "--quiet",
          "--url-as-list", "false", "--timestamps-in-seconds", "true", "--quota", "3", "--api-key", "k-cli"],

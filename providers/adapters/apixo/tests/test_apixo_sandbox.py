@@ -1,6 +1,6 @@
 """Tests of the APIXO sandbox over real loopback HTTP (plain pytest, no Django).
 
-Run: ``python -m pytest providers/sandbox/tests -q -p no:django``.
+Run: ``python -m pytest providers/adapters/apixo/tests/test_apixo_sandbox.py -q``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.apixo import image_dimensions, inspect_image_bytes
+from providers.sandbox.testing import http_call, wait_for
 
 KEY = "sk-sandbox-apixo"
 T2V = "standard-text-to-video"
@@ -28,20 +29,8 @@ T2V = "standard-text-to-video"
 
 def http(method, url, body=None, *, key=KEY, headers=None, raw=None, timeout=5.0):
     """Return (status, headers, body bytes) without raising on HTTP errors."""
-    hdrs = dict(headers or {})
-    data = raw
-    if body is not None:
-        data = json.dumps(body).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-    if key is not None:
-        hdrs.setdefault("Authorization", f"Bearer {key}")
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers, exc.read()
+    auth = None if key is None else {"Authorization": f"Bearer {key}"}
+    return http_call(method, url, body, auth=auth, headers=headers, raw=raw, timeout=timeout)
 
 
 def api(sb, method, path, body=None, **kw):
@@ -413,15 +402,6 @@ class Receiver:
         self.server.server_close()
 
 
-def wait_for(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_callback_delivery_with_retries(sb):
     rx = Receiver([500, 503, 200])
     try:
@@ -550,7 +530,7 @@ def test_cli_serves_and_exits_cleanly_on_sigterm():
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[3]
+    repo = Path(__file__).resolve().parents[4]
     proc = subprocess.Popen(
         [sys.executable, "-m", "providers.sandbox", "apixo", "--port", "0", "--quiet",
          "--generation-seconds", "6", "--api-key", "k-cli"],

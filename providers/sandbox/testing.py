@@ -1,0 +1,51 @@
+"""Helpers shared by the sandbox tests (``providers/adapters/<kind>/tests/test_<kind>_sandbox.py``).
+
+A plain module, imported explicitly by each test file (no conftest), standard
+library only: raw HTTP calls to a sandbox and polling.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["http_call", "wait_for"]
+
+
+def http_call(method: str, url: str, body: Any = None, *, auth: Mapping[str, str] | None = None,
+              headers: Mapping[str, str] | None = None, raw: bytes | None = None,
+              timeout: float = 5.0) -> tuple[int, Any, bytes]:
+    """Send one request; return ``(status, headers, body bytes)`` without raising on HTTP errors.
+
+    ``body`` is sent as JSON (with ``Content-Type: application/json`` unless
+    ``headers`` sets one); ``raw`` is sent as is.  ``auth`` headers are added
+    unless ``headers`` already has them.  Connection errors and timeouts raise.
+    """
+    hdrs = dict(headers or {})
+    data = raw
+    if body is not None:
+        data = json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    for name, value in (auth or {}).items():
+        hdrs.setdefault(name, value)
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers, exc.read()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` every 50 ms; True as soon as it is truthy, False after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
