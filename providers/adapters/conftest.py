@@ -11,7 +11,7 @@ A test module's provider kind is the adapter folder it lives in
 
 Helpers the test modules import: :class:`AdapterKit` (one kind's request/adapter factories and
 its submit/status/poll calls over the real HTTP clients), :func:`answer`, :func:`run`,
-and :func:`closed_port`.
+:func:`provider_error`, :func:`refusal` and :func:`closed_port`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.base import GenerationRequest, ProviderAdapter, SubmitResult, TaskUpdate
-from providers.http import ProviderHttp, Timeouts, make_poll_client, make_submit_client
+from providers.base import GenerationRequest, ProviderAdapter, RequestRefused, SubmitResult, TaskUpdate
+from providers.http import ProviderError, ProviderHttp, Timeouts, make_poll_client, make_submit_client
 from providers.sandbox import SandboxHandle, start_sandbox
 
 #: The API key each kind's test sandbox accepts (and its adapter sends).
@@ -174,6 +174,22 @@ def answer(status: int, body, headers=None) -> httpx.Response:
 def run(coro: Awaitable):
     """Run one coroutine to its end (a fresh event loop, as a worker's task does)."""
     return asyncio.run(coro)
+
+
+def provider_error(coro: Awaitable) -> ProviderError:
+    """Run ``coro``, which must raise :class:`ProviderError` (the test fails if it does not);
+    returns the error."""
+    with pytest.raises(ProviderError) as err:
+        run(coro)
+    return err.value
+
+
+def refusal(adapter: ProviderAdapter, request: GenerationRequest) -> RequestRefused:
+    """``adapter.validate(request)``, which must refuse (the test fails if it does not);
+    returns the :class:`RequestRefused` with its violations."""
+    with pytest.raises(RequestRefused) as refused:
+        adapter.validate(request)
+    return refused.value
 
 
 def closed_port() -> int:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from providers.adapters.apixo import ApixoAdapter
-from providers.adapters.conftest import AdapterKit, closed_port, run
-from providers.base import RequestRefused, TaskState
-from providers.http import ProviderError, ProviderHttp, Sent, make_submit_client
+from providers.adapters.conftest import AdapterKit, closed_port, provider_error, refusal, run
+from providers.base import TaskState
+from providers.http import ProviderHttp, Sent, make_submit_client
 
 SUNRISE = "a dramatic sunrise over a futuristic skyline with slow cinematic camera movement"
 
@@ -167,11 +167,10 @@ def test_parse_callback_takes_the_status_shape():
     ],
 )
 def test_validation_rules(overrides, field, fragment):
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(**overrides))
-    fields = {v.field for v in refused.value.violations}
+    refused = refusal(adapter(), req(**overrides))
+    fields = {v.field for v in refused.violations}
     assert field in fields
-    message = " ".join(v.message for v in refused.value.violations)
+    message = " ".join(v.message for v in refused.violations)
     assert message.startswith("APIXO:") and fragment in message
 
 
@@ -216,48 +215,41 @@ def test_submit_and_poll_to_success_over_http(sandbox):
 
 def test_wrong_key_is_permanent_401(sandbox):
     a = ApixoAdapter(api_key="sk-wrong", base_url=sandbox.base_url)
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(a, req()))
-    assert err.value.http_status == 401 and err.value.permanent and err.value.sent == Sent.YES
+    err = provider_error(kit.submit(a, req()))
+    assert err.http_status == 401 and err.permanent and err.sent == Sent.YES
 
 
 def test_429_is_transient_with_retry_after(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
-    assert err.value.http_status == 429 and not err.value.permanent and err.value.retry_after == 1.0
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
+    assert err.http_status == 429 and not err.permanent and err.retry_after == 1.0
 
 
 def test_402_no_balance_is_permanent(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req(prompt="x [http:402]")))
-    assert err.value.http_status == 402 and err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="x [http:402]")))
+    assert err.http_status == 402 and err.permanent
 
 
 def test_503_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req(prompt="x [http:503]")))
-    assert err.value.http_status == 503 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="x [http:503]")))
+    assert err.http_status == 503 and not err.permanent
 
 
 def test_read_timeout_means_maybe_sent(sandbox):
     sandbox.configure(hang_seconds=3)
 
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit_hanging(adapter(sandbox.base_url), req(prompt="slow [hang]")))
-    assert err.value.sent == Sent.MAYBE and not err.value.permanent
+    err = provider_error(kit.submit_hanging(adapter(sandbox.base_url), req(prompt="slow [hang]")))
+    assert err.sent == Sent.MAYBE and not err.permanent
 
 
 def test_connection_refused_means_not_sent():
     port = closed_port()
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(f"http://127.0.0.1:{port}/api/v1"), req()))
-    assert err.value.sent == Sent.NO
+    err = provider_error(kit.submit(adapter(f"http://127.0.0.1:{port}/api/v1"), req()))
+    assert err.sent == Sent.NO
 
 
 def test_unknown_task_is_404(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.status(adapter(sandbox.base_url), "task_does_not_exist"))
-    assert err.value.http_status == 404 and err.value.permanent
+    err = provider_error(kit.status(adapter(sandbox.base_url), "task_does_not_exist"))
+    assert err.http_status == 404 and err.permanent
 
 
 def test_balance(sandbox):

@@ -14,10 +14,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from providers.adapters.conftest import TEST_KEYS, AdapterKit, answer, run
+from providers.adapters.conftest import TEST_KEYS, AdapterKit, answer, provider_error, refusal, run
 from providers.adapters.piapi import PiapiAdapter
 from providers.adapters.piapi.adapter import PIAPI_IMAGE_RULES, parse_time
-from providers.base import RequestRefused, TaskState
+from providers.base import TaskState
 from providers.http import ProviderError, ProviderHttp, Sent, make_submit_client
 from providers.images import ImageInfo, check_image
 
@@ -390,18 +390,16 @@ def test_balance_reads_equivalent_in_usd_if_present(body, expected):
     ],
 )
 def test_validation_rules(overrides, field, fragment):
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(**overrides))
-    assert field in {v.field for v in refused.value.violations}
-    for violation in refused.value.violations:
+    refused = refusal(adapter(), req(**overrides))
+    assert field in {v.field for v in refused.violations}
+    for violation in refused.violations:
         assert violation.message.startswith("PiAPI: ")
-    assert fragment in str(refused.value)
+    assert fragment in str(refused)
 
 
 def test_the_1080p_rule_names_itself_exactly():
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(duration=10, resolution="1080p"))
-    assert [v.message for v in refused.value.violations] == ["PiAPI: 1080p supports only 6 seconds"]
+    refused = refusal(adapter(), req(duration=10, resolution="1080p"))
+    assert [v.message for v in refused.violations] == ["PiAPI: 1080p supports only 6 seconds"]
 
 
 def test_prompt_of_exactly_2000_characters_is_accepted():
@@ -582,43 +580,37 @@ def test_empty_output_as_null_is_tolerated(sandbox):
 
 def test_wrong_key_is_permanent_401(sandbox):
     a = PiapiAdapter(api_key="sk-wrong", base_url=sandbox.base_url)
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(a, req()))
-    assert err.value.code == "401" and err.value.permanent and err.value.sent == Sent.YES
+    err = provider_error(kit.submit(a, req()))
+    assert err.code == "401" and err.permanent and err.sent == Sent.YES
 
 
 def test_429_marker_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
+    assert err.http_status == 429 and not err.permanent
 
 
 def test_rate_limit_knob_is_transient(sandbox):
     sandbox.configure(rate_limit_every=1)
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req()))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req()))
+    assert err.http_status == 429 and not err.permanent
 
 
 @pytest.mark.parametrize("status,permanent", [(402, True), (500, False), (503, False)])
 def test_http_markers_are_classified(sandbox, status, permanent):
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req(prompt=f"x [http:{status}]")))
-    assert err.value.http_status == status and err.value.permanent is permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt=f"x [http:{status}]")))
+    assert err.http_status == status and err.permanent is permanent
 
 
 def test_unknown_task_is_permanent(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.status(adapter(sandbox.base_url), "00000000-0000-0000-0000-000000000000"))
-    assert err.value.code == "404" and err.value.permanent
+    err = provider_error(kit.status(adapter(sandbox.base_url), "00000000-0000-0000-0000-000000000000"))
+    assert err.code == "404" and err.permanent
 
 
 def test_read_timeout_means_maybe_sent(sandbox):
     sandbox.configure(hang_seconds=3)
 
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit_hanging(adapter(sandbox.base_url), req(prompt="slow [hang]")))
-    assert err.value.sent == Sent.MAYBE and not err.value.permanent
+    err = provider_error(kit.submit_hanging(adapter(sandbox.base_url), req(prompt="slow [hang]")))
+    assert err.sent == Sent.MAYBE and not err.permanent
 
 
 @pytest.mark.parametrize("case", ["upper", "title", "lower"])

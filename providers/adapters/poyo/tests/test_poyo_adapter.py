@@ -13,9 +13,17 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from providers.adapters.conftest import TEST_KEYS, AdapterKit, answer, closed_port, run
+from providers.adapters.conftest import (
+    TEST_KEYS,
+    AdapterKit,
+    answer,
+    closed_port,
+    provider_error,
+    refusal,
+    run,
+)
 from providers.adapters.poyo import PoyoAdapter
-from providers.base import RequestRefused, TaskState
+from providers.base import TaskState
 from providers.http import ProviderError, ProviderHttp, Sent
 
 POYO_KEY = TEST_KEYS["poyo"]
@@ -237,18 +245,16 @@ def test_ok_answer_passes():
     ],
 )
 def test_validation_rules(overrides, field, fragment):
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(**overrides))
-    assert field in {v.field for v in refused.value.violations}
-    messages = [v.message for v in refused.value.violations]
+    refused = refusal(adapter(), req(**overrides))
+    assert field in {v.field for v in refused.violations}
+    messages = [v.message for v in refused.violations]
     assert all(m.startswith("PoYo: ") for m in messages)
     assert any(fragment in m for m in messages), messages
 
 
 def test_the_1080p_rule_names_itself_exactly():
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(duration=10, resolution="1080p"))
-    assert [v.message for v in refused.value.violations] == ["PoYo: 1080p supports only 6 seconds"]
+    refused = refusal(adapter(), req(duration=10, resolution="1080p"))
+    assert [v.message for v in refused.violations] == ["PoYo: 1080p supports only 6 seconds"]
 
 
 @pytest.mark.parametrize(
@@ -376,38 +382,32 @@ def test_failure_over_http(sandbox):
 
 def test_wrong_key_is_permanent_401(sandbox):
     a = PoyoAdapter(api_key="sk-wrong", base_url=sandbox.base_url)
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(a, req()))
-    assert err.value.http_status == 401 and err.value.permanent and err.value.sent == Sent.YES
+    err = provider_error(kit.submit(a, req()))
+    assert err.http_status == 401 and err.permanent and err.sent == Sent.YES
 
 
 def test_429_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
+    assert err.http_status == 429 and not err.permanent
 
 
 def test_rate_limit_knob_is_transient(sandbox):
     sandbox.configure(rate_limit_every=1)
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req()))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req()))
+    assert err.http_status == 429 and not err.permanent
 
 
 def test_500_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req(prompt="x [http:500]")))
-    assert err.value.http_status == 500 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="x [http:500]")))
+    assert err.http_status == 500 and not err.permanent
 
 
 def test_unknown_task_is_permanent(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.status(adapter(sandbox.base_url), "task-does-not-exist"))
-    assert err.value.permanent
+    err = provider_error(kit.status(adapter(sandbox.base_url), "task-does-not-exist"))
+    assert err.permanent
 
 
 def test_connection_refused_means_not_sent():
     port = closed_port()
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(f"http://127.0.0.1:{port}"), req()))
-    assert err.value.sent == Sent.NO
+    err = provider_error(kit.submit(adapter(f"http://127.0.0.1:{port}"), req()))
+    assert err.sent == Sent.NO

@@ -11,9 +11,17 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from providers.adapters.conftest import TEST_KEYS, AdapterKit, answer, closed_port, run
+from providers.adapters.conftest import (
+    TEST_KEYS,
+    AdapterKit,
+    answer,
+    closed_port,
+    provider_error,
+    refusal,
+    run,
+)
 from providers.adapters.qingbo import QingboAdapter
-from providers.base import GenerationRequest, RequestRefused, TaskState
+from providers.base import GenerationRequest, TaskState
 from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_submit_client
 
 QINGBO_KEY = TEST_KEYS["qingbo"]
@@ -423,18 +431,16 @@ IMG = "https://example.com/a.png"
     ],
 )
 def test_validation_rules(overrides, account, field, fragment):
-    with pytest.raises(RequestRefused) as refused:
-        adapter(**account).validate(req(**overrides))
-    assert field in {v.field for v in refused.value.violations}
-    messages = [v.message for v in refused.value.violations]
+    refused = refusal(adapter(**account), req(**overrides))
+    assert field in {v.field for v in refused.violations}
+    messages = [v.message for v in refused.violations]
     assert all(m.startswith("qingbo: ") for m in messages), messages
     assert any(fragment in m for m in messages), messages
 
 
 def test_the_1080p_rule_names_itself_exactly():
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(duration=10))
-    assert [v.message for v in refused.value.violations] == ["qingbo: 1080p supports only 6 seconds"]
+    refused = refusal(adapter(), req(duration=10))
+    assert [v.message for v in refused.violations] == ["qingbo: 1080p supports only 6 seconds"]
 
 
 def _every_offered_request():
@@ -599,9 +605,8 @@ def test_cancel_while_processing_is_refused_over_http(sandbox):
     deadline = time.monotonic() + 5
     while run(kit.status(a, task_id)).state is not TaskState.RUNNING and time.monotonic() < deadline:
         time.sleep(0.05)
-    with pytest.raises(ProviderError) as err:
-        run(_cancel(a, task_id))
-    assert err.value.permanent and err.value.sent == Sent.YES
+    err = provider_error(_cancel(a, task_id))
+    assert err.permanent and err.sent == Sent.YES
     assert run(kit.status(a, task_id)).state is TaskState.RUNNING
 
 
@@ -662,48 +667,41 @@ def test_callback_reaches_us_and_parses(sandbox, receiver):
 
 def test_wrong_key_is_permanent_401(sandbox):
     a = adapter(sandbox.base_url, api_key="sk-wrong")
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(a, req()))
-    assert err.value.http_status == 401 and err.value.permanent and err.value.sent == Sent.YES
-    assert err.value.message.startswith("qingbo: ")
+    err = provider_error(kit.submit(a, req()))
+    assert err.http_status == 401 and err.permanent and err.sent == Sent.YES
+    assert err.message.startswith("qingbo: ")
 
 
 def test_429_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
+    assert err.http_status == 429 and not err.permanent
 
 
 def test_rate_limit_every_n_requests_is_transient(sandbox):
     sandbox.configure(rate_limit_every=1)
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req()))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req()))
+    assert err.http_status == 429 and not err.permanent
 
 
 @pytest.mark.parametrize("status,permanent", [(400, True), (402, True), (404, True), (500, False), (503, False)])
 def test_http_markers_are_classified(sandbox, status, permanent):
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(sandbox.base_url), req(prompt=f"x [http:{status}]")))
-    assert err.value.http_status == status and err.value.permanent is permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt=f"x [http:{status}]")))
+    assert err.http_status == status and err.permanent is permanent
 
 
 def test_unknown_task_is_permanent_404(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(kit.status(adapter(sandbox.base_url), "task-does-not-exist"))
-    assert err.value.http_status == 404 and err.value.permanent
+    err = provider_error(kit.status(adapter(sandbox.base_url), "task-does-not-exist"))
+    assert err.http_status == 404 and err.permanent
 
 
 def test_read_timeout_means_maybe_sent(sandbox):
     sandbox.configure(hang_seconds=3)
 
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit_hanging(adapter(sandbox.base_url), req(prompt="slow [hang]")))
-    assert err.value.sent == Sent.MAYBE and not err.value.permanent
+    err = provider_error(kit.submit_hanging(adapter(sandbox.base_url), req(prompt="slow [hang]")))
+    assert err.sent == Sent.MAYBE and not err.permanent
 
 
 def test_connection_refused_means_not_sent():
     port = closed_port()
-    with pytest.raises(ProviderError) as err:
-        run(kit.submit(adapter(f"http://127.0.0.1:{port}"), req()))
-    assert err.value.sent == Sent.NO
+    err = provider_error(kit.submit(adapter(f"http://127.0.0.1:{port}"), req()))
+    assert err.sent == Sent.NO
