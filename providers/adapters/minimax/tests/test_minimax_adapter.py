@@ -12,24 +12,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from providers.adapters.conftest import (
-    TEST_KEYS,
-    AdapterKit,
-    answer,
-    closed_port,
-    provider_error,
-    refusal,
-    run,
-)
+from providers.adapters.conftest import AdapterKit, answer, closed_port, provider_error, refusal, run
 from providers.adapters.minimax import MiniMaxAdapter
 from providers.base import TaskState
 from providers.http import ProviderError, ProviderHttp, Sent
 
-MINIMAX_KEY = TEST_KEYS["minimax"]
 MOUSE = "A mouse runs toward the camera, smiling and blinking."
 
 kit = AdapterKit(MiniMaxAdapter, model="MiniMax-Hailuo-2.3", mode="text-to-video", prompt=MOUSE, duration=6, resolution="768p")
 req, adapter = kit.req, kit.adapter
+MINIMAX_KEY = kit.key
 
 FIRST_FRAME = "https://cdn.hailuoai.com/prod/2024-09-18-16/user/multi_chat_file/9c0b5c14-ee88-4a5b-b503-4f626f018639.jpeg"
 OK = {"status_code": 0, "status_msg": "success"}

@@ -14,18 +14,18 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from providers.adapters.conftest import TEST_KEYS, AdapterKit, answer, provider_error, refusal, run
+from providers.adapters.conftest import AdapterKit, answer, provider_error, refusal, run
 from providers.adapters.piapi import PiapiAdapter
 from providers.adapters.piapi.adapter import PIAPI_IMAGE_RULES, parse_time
 from providers.base import TaskState
 from providers.http import ProviderError, ProviderHttp, Sent, make_submit_client
 from providers.images import ImageInfo, check_image
 
-PIAPI_KEY = TEST_KEYS["piapi"]
 WIND = "autumn wind"
 
 kit = AdapterKit(PiapiAdapter, model="v2.3", mode="text-to-video", prompt=WIND, duration=6, resolution="768p")
 req, adapter = kit.req, kit.adapter
+PIAPI_KEY = kit.key
 
 
 

@@ -13,24 +13,16 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from providers.adapters.conftest import (
-    TEST_KEYS,
-    AdapterKit,
-    answer,
-    closed_port,
-    provider_error,
-    refusal,
-    run,
-)
+from providers.adapters.conftest import AdapterKit, answer, closed_port, provider_error, refusal, run
 from providers.adapters.poyo import PoyoAdapter
 from providers.base import TaskState
 from providers.http import ProviderError, ProviderHttp, Sent
 
-POYO_KEY = TEST_KEYS["poyo"]
 DANCER = "a tiktok dancer is dancing on a small drone, doing flips and tricks"
 
 kit = AdapterKit(PoyoAdapter, model="hailuo-2.3", mode="text-to-video", prompt=DANCER, duration=6, resolution="768p")
 req, adapter = kit.req, kit.adapter
+POYO_KEY = kit.key
 
 
 

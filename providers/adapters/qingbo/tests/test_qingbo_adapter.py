@@ -11,24 +11,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from providers.adapters.conftest import (
-    TEST_KEYS,
-    AdapterKit,
-    answer,
-    closed_port,
-    provider_error,
-    refusal,
-    run,
-)
+from providers.adapters.conftest import AdapterKit, answer, closed_port, provider_error, refusal, run
 from providers.adapters.qingbo import QingboAdapter
 from providers.base import GenerationRequest, TaskState
 from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_submit_client
 
-QINGBO_KEY = TEST_KEYS["qingbo"]
 CAT = "一只白猫慵懒地躺在阳光下的窗台上"
 
 kit = AdapterKit(QingboAdapter, model="hailuo-2.3", mode="text-to-video", prompt=CAT, duration=6, resolution="1080p")
 req, adapter = kit.req, kit.adapter
+QINGBO_KEY = kit.key
 
 SEED_TASK_ID = "task-wave1775285160b950328499"
 #: seeds/003 "Response": the documented submit answer.
