@@ -1,4 +1,5 @@
-"""Shared fixtures: users, a team, a sandbox-backed APIXO account, API tokens.
+"""Shared fixtures: users, a team, a sandbox-backed APIXO account, API tokens, MEDIA_ROOT in
+a temporary folder, a queue that records or drops what would reach django-q2.
 
 Provider traffic goes over real loopback HTTP to the sandboxes in ``providers.sandbox``.
 """
@@ -16,9 +17,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from providers.sandbox import start_sandbox
+from providers.adapters.conftest import TEST_KEYS, fresh, test_sandbox
 
-APIXO_KEY = "sk-test-apixo-0042"
+APIXO_KEY = TEST_KEYS["apixo"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,20 +38,32 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def apixo_sandbox():
-    """One APIXO sandbox for the session (reset before each test that uses it)."""
-    handle = start_sandbox("apixo", generation_seconds=1.0, api_keys=[APIXO_KEY], callback_retry_delays=[0.2, 0.4, 0.8])
-    yield handle
-    handle.stop()
+    """One APIXO sandbox for the session (knobs and key as the adapter tests' APIXO sandbox)."""
+    with test_sandbox("apixo") as handle:
+        yield handle
 
 
 @pytest.fixture
 def sandbox(apixo_sandbox):
-    apixo_sandbox.reset()
-    apixo_sandbox.configure(
-        generation_seconds=1.0, rate_limit_every=0, error_5xx_every=0, latency_ms=0, fail_rate=0, result_ttl=3600,
-        balance=None, hang_seconds=60,
-    )
-    return apixo_sandbox
+    """The session's APIXO sandbox, reset and with its test knobs back."""
+    return fresh(apixo_sandbox, "apixo")
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """MEDIA_ROOT moved to a fresh folder of the test's own."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def no_queue(monkeypatch):
+    """Nothing reaches django-q2: ``generations.services``' enqueue functions do nothing."""
+    from generations import services
+
+    monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
+    monkeypatch.setattr(services, "enqueue_poll", lambda ids: None)
+    monkeypatch.setattr(services, "enqueue_archive", lambda gid, attempt=None: None)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from accounts.models import ApiToken
 from generations.models import Generation
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_queue")]
 
 BODY = {
     "model": "hailuo-2-3",
@@ -17,13 +17,6 @@ BODY = {
     "duration": 6,
     "resolution": "768p",
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_queue(monkeypatch):
-    from generations import services
-
-    monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
 
 
 def auth(token):

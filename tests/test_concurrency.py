@@ -16,14 +16,9 @@ from providers.base import TaskState, TaskUpdate
 
 from .conftest import make_params
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-
-
-@pytest.fixture(autouse=True)
-def _no_queue(monkeypatch):
-    monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
-    monkeypatch.setattr(services, "enqueue_archive", lambda gid, attempt=None: None)
-    monkeypatch.setattr(services, "enqueue_poll", lambda ids: None)
+pytestmark = [
+    pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("no_queue"),
+]
 
 
 def in_threads(n, fn):

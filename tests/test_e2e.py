@@ -31,12 +31,6 @@ def qcluster(live_server, tmp_path):
         yield proc
 
 
-@pytest.fixture
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 def wait_for(generation, predicate, timeout=45.0):
     deadline = time.monotonic() + timeout
     seen = []

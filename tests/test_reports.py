@@ -42,7 +42,7 @@ from generations.services import CreateParams
 from providers.base import TaskState, TaskUpdate
 from providers.models import ProviderAccount
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_queue")]
 
 ZONES = ("UTC", "Europe/Paris", "America/Los_Angeles", "Asia/Tokyo")
 SIX_PLACES = re.compile(r"^-?\d+\.\d{6}$")
@@ -64,13 +64,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture(autouse=True)
-def _no_queue(monkeypatch):
-    monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
-    monkeypatch.setattr(services, "enqueue_poll", lambda ids: None)
-    monkeypatch.setattr(services, "enqueue_archive", lambda gid, attempt=None: None)
 
 
 @pytest.fixture

@@ -12,12 +12,7 @@ from generations.models import Generation
 
 from .conftest import make_params
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _no_queue(monkeypatch):
-    monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_queue")]
 
 
 @pytest.fixture

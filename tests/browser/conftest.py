@@ -164,12 +164,6 @@ def png_bytes(width: int, height: int, color=(40, 90, 200)) -> bytes:
 
 # --- the server side: media, public base URL, a django-q2 cluster --------------------------
 @pytest.fixture
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-@pytest.fixture
 def public_base_url(settings, live_server):
     """Callbacks and uploaded images point at the live server."""
     settings.HAILUO_PUBLIC_BASE_URL = live_server.url

@@ -1,27 +1,27 @@
 """qingbo adapter: contract tests from the documented payloads (seeds/003, providers.md "qingbo"),
 every validation rule, error classification, cancel, callbacks, and real HTTP against the
-qingbo sandbox (skipped while that sandbox is not registered)."""
+qingbo sandbox."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
+from providers.adapters.conftest import AdapterKit, answer, closed_port, provider_error, refusal, run
 from providers.adapters.qingbo import QingboAdapter
-from providers.base import GenerationRequest, RequestRefused, TaskState
-from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_poll_client, make_submit_client
-from providers.sandbox import sandbox_kinds, start_sandbox
+from providers.base import GenerationRequest, TaskState
+from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_submit_client
 
-QINGBO_KEY = "sk-test-qingbo-0042"
 CAT = "一只白猫慵懒地躺在阳光下的窗台上"
+
+kit = AdapterKit(QingboAdapter, model="hailuo-2.3", mode="text-to-video", prompt=CAT, duration=6, resolution="1080p")
+req, adapter = kit.req, kit.adapter
+QINGBO_KEY = kit.key
+
 SEED_TASK_ID = "task-wave1775285160b950328499"
 #: seeds/003 "Response": the documented submit answer.
 SEED_ANSWER = {
@@ -33,34 +33,6 @@ SEED_ANSWER = {
     "progress": 0,
 }
 SEED_CREATED = datetime(2026, 4, 4, 6, 46, 0, 40000, tzinfo=UTC)
-
-
-def req(**kw) -> GenerationRequest:
-    base = dict(model="hailuo-2.3", mode="text-to-video", prompt=CAT, duration=6, resolution="1080p")
-    base.update(kw)
-    return GenerationRequest(**base)
-
-
-def adapter(base_url="", api_key=QINGBO_KEY, **options) -> QingboAdapter:
-    return QingboAdapter(api_key=api_key, base_url=base_url, options=options)
-
-
-def answer(status: int, body, headers=None) -> httpx.Response:
-    return httpx.Response(status, json=body, headers=headers or {})
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def mocked(handler):
-    """Run ``fn(adapter_call)`` against an httpx MockTransport; returns the coroutine's result."""
-
-    async def go(call):
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await call(ProviderHttp(client, provider="qingbo"))
-
-    return go
 
 
 # --- request bodies, exactly as documented (seeds/003) -------------------------------------------
@@ -83,7 +55,7 @@ def test_submit_posts_the_seed_body_and_reads_the_seed_answer():
                     body=json.loads(request.content))
         return answer(200, SEED_ANSWER)
 
-    result = run(mocked(handler)(lambda http: adapter().submit(http, req())))
+    result = run(kit.mocked(handler)(lambda http: adapter().submit(http, req())))
     assert result.task_id == SEED_TASK_ID and result.raw == SEED_ANSWER
     assert seen == {
         "method": "POST",
@@ -101,7 +73,7 @@ def test_the_seed_answer_parses_as_queued_with_its_millisecond_time():
 
 def test_submit_answer_without_task_id_is_an_error():
     with pytest.raises(ProviderError, match="no task_id"):
-        run(mocked(lambda r: answer(200, {"status": "queued"}))(lambda http: adapter().submit(http, req())))
+        run(kit.mocked(lambda r: answer(200, {"status": "queued"}))(lambda http: adapter().submit(http, req())))
 
 
 def test_character_reference_body_matches_the_documented_extra():
@@ -316,7 +288,7 @@ def test_fetch_status_reads_the_documented_path():
         seen.update(method=request.method, url=str(request.url), auth=request.headers["authorization"])
         return answer(200, COMPLETED_LIST)
 
-    update = run(mocked(handler)(lambda http: adapter().fetch_status(http, task_id=SEED_TASK_ID, model="hailuo-2.3")))
+    update = run(kit.mocked(handler)(lambda http: adapter().fetch_status(http, task_id=SEED_TASK_ID, model="hailuo-2.3")))
     assert update.state is TaskState.SUCCEEDED
     assert seen == {"method": "GET", "url": f"https://qingbo.dev/v1/tasks/{SEED_TASK_ID}", "auth": f"Bearer {QINGBO_KEY}"}
 
@@ -377,7 +349,7 @@ def test_cancel_posts_to_the_documented_path():
         seen.update(method=request.method, url=str(request.url))
         return answer(200, {"task_id": SEED_TASK_ID, "status": "cancelled", "refunded": True, "refunded_quota": 50000})
 
-    assert run(mocked(handler)(lambda http: adapter().cancel(http, task_id=SEED_TASK_ID, model="hailuo-2.3"))) is None
+    assert run(kit.mocked(handler)(lambda http: adapter().cancel(http, task_id=SEED_TASK_ID, model="hailuo-2.3"))) is None
     assert seen == {"method": "POST", "url": f"https://qingbo.dev/v1/tasks/{SEED_TASK_ID}/cancel"}
 
 
@@ -393,7 +365,7 @@ def test_cancel_posts_to_the_documented_path():
 )
 def test_a_refused_cancel_is_permanent(http_status, body):
     with pytest.raises(ProviderError) as err:
-        run(mocked(lambda r: answer(http_status, body))(
+        run(kit.mocked(lambda r: answer(http_status, body))(
             lambda http: adapter().cancel(http, task_id=SEED_TASK_ID, model="hailuo-2.3")))
     assert err.value.permanent and err.value.message.startswith("qingbo: ")
 
@@ -401,7 +373,7 @@ def test_a_refused_cancel_is_permanent(http_status, body):
 @pytest.mark.parametrize("http_status", [429, 500, 503])
 def test_a_cancel_that_hit_a_busy_provider_is_transient(http_status):
     with pytest.raises(ProviderError) as err:
-        run(mocked(lambda r: answer(http_status, {"error": {"message": "busy"}}))(
+        run(kit.mocked(lambda r: answer(http_status, {"error": {"message": "busy"}}))(
             lambda http: adapter().cancel(http, task_id=SEED_TASK_ID, model="hailuo-2.3")))
     assert not err.value.permanent
 
@@ -451,18 +423,16 @@ IMG = "https://example.com/a.png"
     ],
 )
 def test_validation_rules(overrides, account, field, fragment):
-    with pytest.raises(RequestRefused) as refused:
-        adapter(**account).validate(req(**overrides))
-    assert field in {v.field for v in refused.value.violations}
-    messages = [v.message for v in refused.value.violations]
+    refused = refusal(adapter(**account), req(**overrides))
+    assert field in {v.field for v in refused.violations}
+    messages = [v.message for v in refused.violations]
     assert all(m.startswith("qingbo: ") for m in messages), messages
     assert any(fragment in m for m in messages), messages
 
 
 def test_the_1080p_rule_names_itself_exactly():
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(duration=10))
-    assert [v.message for v in refused.value.violations] == ["qingbo: 1080p supports only 6 seconds"]
+    refused = refusal(adapter(), req(duration=10))
+    assert [v.message for v in refused.violations] == ["qingbo: 1080p supports only 6 seconds"]
 
 
 def _every_offered_request():
@@ -544,74 +514,11 @@ def test_kind_label_and_base_url():
 
 
 # --- real HTTP against the sandbox ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def qingbo_sandbox():
-    if "qingbo" not in sandbox_kinds():
-        pytest.skip("qingbo sandbox not present yet")
-    handle = start_sandbox("qingbo", generation_seconds=1.0, queue_seconds=0.2, api_keys=[QINGBO_KEY])
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def sandbox(qingbo_sandbox):
-    qingbo_sandbox.reset()
-    qingbo_sandbox.configure(
-        generation_seconds=1.0, queue_seconds=0.2, url_as_list=True, timestamps_in_seconds=False,
-        rate_limit_every=0, error_5xx_every=0, fail_rate=0, latency_ms=0, hang_seconds=60,
-    )
-    return qingbo_sandbox
-
-
-@pytest.fixture(scope="module")
-def image_url():
-    """A real 640×360 PNG served on loopback (in case the sandbox downloads the images)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (640, 360), (200, 80, 40)).save(buffer, format="PNG")
-    png = buffer.getvalue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/frame.png"
-    server.shutdown()
-    server.server_close()
-
-
-async def _submit(a, request, callback_url=""):
-    async with make_submit_client() as client:
-        return await a.submit(ProviderHttp(client, timeouts=Timeouts(read=3)), request, callback_url=callback_url)
-
-
-async def _status(a, task_id, model="hailuo-2.3"):
-    async with make_poll_client() as client:
-        return await a.fetch_status(ProviderHttp(client), task_id=task_id, model=model)
 
 
 async def _cancel(a, task_id):
     async with make_submit_client() as client:
         return await a.cancel(ProviderHttp(client, timeouts=Timeouts(read=3)), task_id=task_id, model="hailuo-2.3")
-
-
-def _poll_until_final(a, task_id, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    update = run(_status(a, task_id))
-    while not update.state.is_final and time.monotonic() < deadline:
-        time.sleep(0.1)
-        update = run(_status(a, task_id))
-    return update
 
 
 def _last_post(sandbox):
@@ -620,15 +527,15 @@ def _last_post(sandbox):
 
 def test_submit_and_poll_to_success_over_http(sandbox):
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req()))
+    result = run(kit.submit(a, req()))
     assert result.task_id
     posted = _last_post(sandbox)
     assert posted["path"] == "/v1/tasks" and posted["body"] == a.build_submit_body(req())
     assert posted["headers"]["Authorization"] == f"Bearer {QINGBO_KEY}"
-    first = run(_status(a, result.task_id))
+    first = run(kit.status(a, result.task_id))
     assert first.state in (TaskState.QUEUED, TaskState.RUNNING)
     assert first.created_at is not None and abs(first.created_at.timestamp() - time.time()) < 60
-    update = _poll_until_final(a, result.task_id)
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.SUCCEEDED, update
     assert update.task_id == result.task_id and update.progress == 100
     assert update.result_urls and update.result_urls[0].startswith(sandbox.origin)
@@ -641,7 +548,7 @@ def test_submit_and_poll_to_success_over_http(sandbox):
 def test_both_result_url_shapes_over_http(sandbox, as_list):
     sandbox.configure(url_as_list=as_list, generation_seconds=0, queue_seconds=0)
     a = adapter(sandbox.base_url)
-    update = _poll_until_final(a, run(_submit(a, req())).task_id)
+    update = kit.poll_until_final(a, run(kit.submit(a, req())).task_id)
     assert update.state is TaskState.SUCCEEDED
     assert isinstance(update.raw["result"]["videos"][0]["url"], list) is as_list
     assert len(update.result_urls) == 1 and update.result_urls[0].startswith("http")
@@ -650,7 +557,7 @@ def test_both_result_url_shapes_over_http(sandbox, as_list):
 def test_timestamps_in_seconds_over_http(sandbox):
     sandbox.configure(timestamps_in_seconds=True, generation_seconds=0, queue_seconds=0)
     a = adapter(sandbox.base_url)
-    update = _poll_until_final(a, run(_submit(a, req())).task_id)
+    update = kit.poll_until_final(a, run(kit.submit(a, req())).task_id)
     assert update.raw["created_at"] < 1e11
     assert abs(update.created_at.timestamp() - time.time()) < 60
     assert update.completed_at is not None and abs(update.completed_at.timestamp() - time.time()) < 60
@@ -659,25 +566,25 @@ def test_timestamps_in_seconds_over_http(sandbox):
 def test_failure_over_http(sandbox):
     sandbox.configure(generation_seconds=0, queue_seconds=0)
     a = adapter(sandbox.base_url)
-    update = _poll_until_final(a, run(_submit(a, req(prompt="a cat [fail]"))).task_id)
+    update = kit.poll_until_final(a, run(kit.submit(a, req(prompt="a cat [fail]"))).task_id)
     assert update.state is TaskState.FAILED and update.fail_message
 
 
 def test_failure_with_a_code_over_http(sandbox):
     sandbox.configure(generation_seconds=0, queue_seconds=0)
     a = adapter(sandbox.base_url)
-    update = _poll_until_final(a, run(_submit(a, req(prompt="a cat [fail:content_policy]"))).task_id)
+    update = kit.poll_until_final(a, run(kit.submit(a, req(prompt="a cat [fail:content_policy]"))).task_id)
     assert update.state is TaskState.FAILED and update.fail_code == "content_policy"
 
 
 def test_cancel_while_queued_over_http(sandbox):
     sandbox.configure(queue_seconds=30)
     a = adapter(sandbox.base_url)
-    task_id = run(_submit(a, req())).task_id
-    assert run(_status(a, task_id)).state is TaskState.QUEUED
+    task_id = run(kit.submit(a, req())).task_id
+    assert run(kit.status(a, task_id)).state is TaskState.QUEUED
     run(_cancel(a, task_id))
     assert _last_post(sandbox)["path"] == f"/v1/tasks/{task_id}/cancel"
-    assert run(_status(a, task_id)).state is TaskState.CANCELED
+    assert run(kit.status(a, task_id)).state is TaskState.CANCELED
     with pytest.raises(ProviderError) as err:  # already cancelled: refused
         run(_cancel(a, task_id))
     assert err.value.permanent
@@ -686,14 +593,13 @@ def test_cancel_while_queued_over_http(sandbox):
 def test_cancel_while_processing_is_refused_over_http(sandbox):
     sandbox.configure(queue_seconds=0, generation_seconds=30)
     a = adapter(sandbox.base_url)
-    task_id = run(_submit(a, req())).task_id
+    task_id = run(kit.submit(a, req())).task_id
     deadline = time.monotonic() + 5
-    while run(_status(a, task_id)).state is not TaskState.RUNNING and time.monotonic() < deadline:
+    while run(kit.status(a, task_id)).state is not TaskState.RUNNING and time.monotonic() < deadline:
         time.sleep(0.05)
-    with pytest.raises(ProviderError) as err:
-        run(_cancel(a, task_id))
-    assert err.value.permanent and err.value.sent == Sent.YES
-    assert run(_status(a, task_id)).state is TaskState.RUNNING
+    err = provider_error(_cancel(a, task_id))
+    assert err.permanent and err.sent == Sent.YES
+    assert run(kit.status(a, task_id)).state is TaskState.RUNNING
 
 
 def test_image_modes_over_http(sandbox, image_url):
@@ -708,9 +614,9 @@ def test_image_modes_over_http(sandbox, image_url):
         req(model="I2V-01-Director", mode="image-to-video", resolution="720p", image_url=image_url),
     ]
     for request in cases:
-        task_id = run(_submit(a, request)).task_id
+        task_id = run(kit.submit(a, request)).task_id
         assert _last_post(sandbox)["body"] == a.build_submit_body(request)
-        update = _poll_until_final(a, task_id)
+        update = kit.poll_until_final(a, task_id)
         assert update.state is TaskState.SUCCEEDED, (request, update)
 
 
@@ -719,10 +625,10 @@ def test_minimax_naming_and_aspect_ratio_over_http(sandbox):
     a = adapter(sandbox.base_url, model_naming="minimax")
     request = req(model="hailuo-2.3-fast", resolution="768p", options={"aspect_ratio": "9:16"})
     a.validate(request)
-    task_id = run(_submit(a, request)).task_id
+    task_id = run(kit.submit(a, request)).task_id
     body = _last_post(sandbox)["body"]
     assert body["model"] == "minimax-hailuo-2.3-fast" and body["aspect_ratio"] == "9:16"
-    assert _poll_until_final(a, task_id).state is TaskState.SUCCEEDED
+    assert kit.poll_until_final(a, task_id).state is TaskState.SUCCEEDED
 
 
 def test_every_offered_combination_is_accepted_by_the_sandbox(sandbox, image_url):
@@ -733,93 +639,61 @@ def test_every_offered_combination_is_accepted_by_the_sandbox(sandbox, image_url
         options = {k: image_url for k in request.options}
         request = GenerationRequest(request.model, request.mode, request.prompt, request.duration,
                                     request.resolution, image_url if request.image_url else "", options)
-        assert run(_submit(a, request)).task_id, request
+        assert run(kit.submit(a, request)).task_id, request
 
 
-def test_callback_reaches_us_and_parses(sandbox):
-    received: list[bytes] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        sandbox.configure(generation_seconds=0, queue_seconds=0)
-        a = adapter(sandbox.base_url)
-        task_id = run(_submit(a, req(), callback_url=f"http://127.0.0.1:{server.server_address[1]}/hook/tok")).task_id
-        assert _last_post(sandbox)["body"]["callback_url"].endswith("/hook/tok")
-        deadline = time.monotonic() + 10
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.05)
-            run(_status(a, task_id))  # a sandbox may advance its tasks on reads
-        assert received, "no callback arrived"
-        hint = a.parse_callback({}, received[0])
-        assert hint.task_id == task_id
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_callback_reaches_us_and_parses(sandbox, receiver):
+    url, received = receiver
+    sandbox.configure(generation_seconds=0, queue_seconds=0)
+    a = adapter(sandbox.base_url)
+    task_id = run(kit.submit(a, req(), callback_url=url)).task_id
+    assert _last_post(sandbox)["body"]["callback_url"] == url
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+        run(kit.status(a, task_id))  # a sandbox may advance its tasks on reads
+    assert received, "no callback arrived"
+    hint = a.parse_callback({}, received[0][1])
+    assert hint.task_id == task_id
 
 
 def test_wrong_key_is_permanent_401(sandbox):
     a = adapter(sandbox.base_url, api_key="sk-wrong")
-    with pytest.raises(ProviderError) as err:
-        run(_submit(a, req()))
-    assert err.value.http_status == 401 and err.value.permanent and err.value.sent == Sent.YES
-    assert err.value.message.startswith("qingbo: ")
+    err = provider_error(kit.submit(a, req()))
+    assert err.http_status == 401 and err.permanent and err.sent == Sent.YES
+    assert err.message.startswith("qingbo: ")
 
 
 def test_429_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
+    assert err.http_status == 429 and not err.permanent
 
 
 def test_rate_limit_every_n_requests_is_transient(sandbox):
     sandbox.configure(rate_limit_every=1)
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req()))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req()))
+    assert err.http_status == 429 and not err.permanent
 
 
 @pytest.mark.parametrize("status,permanent", [(400, True), (402, True), (404, True), (500, False), (503, False)])
 def test_http_markers_are_classified(sandbox, status, permanent):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt=f"x [http:{status}]")))
-    assert err.value.http_status == status and err.value.permanent is permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt=f"x [http:{status}]")))
+    assert err.http_status == status and err.permanent is permanent
 
 
 def test_unknown_task_is_permanent_404(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_status(adapter(sandbox.base_url), "task-does-not-exist"))
-    assert err.value.http_status == 404 and err.value.permanent
+    err = provider_error(kit.status(adapter(sandbox.base_url), "task-does-not-exist"))
+    assert err.http_status == 404 and err.permanent
 
 
 def test_read_timeout_means_maybe_sent(sandbox):
     sandbox.configure(hang_seconds=3)
 
-    async def go():
-        async with make_submit_client() as client:
-            http = ProviderHttp(client, timeouts=Timeouts(connect=2, read=0.5))
-            return await adapter(sandbox.base_url).submit(http, req(prompt="slow [hang]"))
-
-    with pytest.raises(ProviderError) as err:
-        run(go())
-    assert err.value.sent == Sent.MAYBE and not err.value.permanent
+    err = provider_error(kit.submit_hanging(adapter(sandbox.base_url), req(prompt="slow [hang]")))
+    assert err.sent == Sent.MAYBE and not err.permanent
 
 
 def test_connection_refused_means_not_sent():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(f"http://127.0.0.1:{port}"), req()))
-    assert err.value.sent == Sent.NO
+    port = closed_port()
+    err = provider_error(kit.submit(adapter(f"http://127.0.0.1:{port}"), req()))
+    assert err.sent == Sent.NO

@@ -1,44 +1,32 @@
 """PiAPI adapter: contract tests from the documented payloads (seeds/004, providers.md "PiAPI"),
 every validation rule, error classification, webhook secret, and real HTTP against the PiAPI
-sandbox (skipped while that sandbox is not registered)."""
+sandbox."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 import json
-import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
+from providers.adapters.conftest import AdapterKit, answer, provider_error, refusal, run
 from providers.adapters.piapi import PiapiAdapter
 from providers.adapters.piapi.adapter import PIAPI_IMAGE_RULES, parse_time
-from providers.base import GenerationRequest, RequestRefused, TaskState
-from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_poll_client, make_submit_client
+from providers.base import TaskState
+from providers.http import ProviderError, ProviderHttp, Sent, make_submit_client
 from providers.images import ImageInfo, check_image
-from providers.sandbox import sandbox_kinds, start_sandbox
 
-PIAPI_KEY = "sk-test-piapi-0042"
 WIND = "autumn wind"
 
+kit = AdapterKit(PiapiAdapter, model="v2.3", mode="text-to-video", prompt=WIND, duration=6, resolution="768p")
+req, adapter = kit.req, kit.adapter
+PIAPI_KEY = kit.key
 
-def req(**kw) -> GenerationRequest:
-    base = dict(model="v2.3", mode="text-to-video", prompt=WIND, duration=6, resolution="768p")
-    base.update(kw)
-    return GenerationRequest(**base)
-
-
-def adapter(base_url="") -> PiapiAdapter:
-    return PiapiAdapter(api_key=PIAPI_KEY, base_url=base_url)
-
-
-def answer(status: int, body, headers=None) -> httpx.Response:
-    return httpx.Response(status, json=body, headers=headers or {})
 
 
 # --- request body, exactly as documented (seeds/004 "Request" example) --------------------------
@@ -402,18 +390,16 @@ def test_balance_reads_equivalent_in_usd_if_present(body, expected):
     ],
 )
 def test_validation_rules(overrides, field, fragment):
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(**overrides))
-    assert field in {v.field for v in refused.value.violations}
-    for violation in refused.value.violations:
+    refused = refusal(adapter(), req(**overrides))
+    assert field in {v.field for v in refused.violations}
+    for violation in refused.violations:
         assert violation.message.startswith("PiAPI: ")
-    assert fragment in str(refused.value)
+    assert fragment in str(refused)
 
 
 def test_the_1080p_rule_names_itself_exactly():
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(duration=10, resolution="1080p"))
-    assert [v.message for v in refused.value.violations] == ["PiAPI: 1080p supports only 6 seconds"]
+    refused = refusal(adapter(), req(duration=10, resolution="1080p"))
+    assert [v.message for v in refused.violations] == ["PiAPI: 1080p supports only 6 seconds"]
 
 
 def test_prompt_of_exactly_2000_characters_is_accepted():
@@ -520,59 +506,20 @@ def test_cadence_is_20_then_10_seconds():
 
 
 # --- real HTTP against the sandbox ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def piapi_sandbox():
-    if "piapi" not in sandbox_kinds():
-        pytest.skip("PiAPI sandbox not present yet")
-    handle = start_sandbox("piapi", generation_seconds=1.0, api_keys=[PIAPI_KEY])
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def sandbox(piapi_sandbox):
-    piapi_sandbox.reset()
-    piapi_sandbox.configure(generation_seconds=1.0, rate_limit_every=0)
-    return piapi_sandbox
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def _submit(a, request, callback_url="", callback_secret=""):
-    async with make_submit_client() as client:
-        return await a.submit(
-            ProviderHttp(client, timeouts=Timeouts(read=3)), request, callback_url=callback_url, callback_secret=callback_secret
-        )
-
-
-async def _status(a, task_id, model="v2.3"):
-    async with make_poll_client() as client:
-        return await a.fetch_status(ProviderHttp(client), task_id=task_id, model=model)
-
-
-def _poll_until_final(a, task_id, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    update = run(_status(a, task_id))
-    while not update.state.is_final and time.monotonic() < deadline:
-        time.sleep(0.1)
-        update = run(_status(a, task_id))
-    return update
 
 
 def test_submit_and_poll_to_success_over_http(sandbox):
     a = adapter(sandbox.base_url)
     request = req(options={"expand_prompt": True})
-    result = run(_submit(a, request))
+    result = run(kit.submit(a, request))
     assert result.task_id
     sent = [r for r in sandbox.requests("api") if r["method"] == "POST"]
     assert sent[-1]["body"] == a.build_submit_body(request)
     assert {k.lower(): v for k, v in sent[-1]["headers"].items()}["x-api-key"] == PIAPI_KEY
-    first = run(_status(a, result.task_id))
+    first = run(kit.status(a, result.task_id))
     assert first.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED)
     sandbox.configure(generation_seconds=0)
-    update = _poll_until_final(a, result.task_id)
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.SUCCEEDED, update
     assert update.task_id == result.task_id
     assert update.result_urls and update.result_urls[0].startswith(("http://", "https://"))
@@ -582,49 +529,20 @@ def test_submit_and_poll_to_success_over_http(sandbox):
 def test_cost_is_reported_at_the_documented_price(sandbox):
     sandbox.configure(generation_seconds=0)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(duration=10)))
-    update = _poll_until_final(a, result.task_id)
+    result = run(kit.submit(a, req(duration=10)))
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.SUCCEEDED
     assert update.provider_cost is not None and Decimal(update.provider_cost["usd"]) == Decimal("0.45")
-
-
-@pytest.fixture(scope="module")
-def image_url():
-    """A real 640×360 PNG served on loopback (the sandbox may download ``image_url``)."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (640, 360), (200, 80, 40)).save(buffer, format="PNG")
-    png = buffer.getvalue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/first.png"
-    server.shutdown()
-    server.server_close()
 
 
 def test_image_to_video_fast_1080p_over_http(sandbox, image_url):
     sandbox.configure(generation_seconds=0)
     a = adapter(sandbox.base_url)
     request = req(model="v2.3-fast", mode="image-to-video", resolution="1080p", image_url=image_url)
-    result = run(_submit(a, request))
+    result = run(kit.submit(a, request))
     sent = [r for r in sandbox.requests("api") if r["method"] == "POST"]
     assert sent[-1]["body"]["input"]["image_url"] == image_url and sent[-1]["body"]["input"]["resolution"] == 1080
-    update = _poll_until_final(a, result.task_id)
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.SUCCEEDED, update
 
 
@@ -632,16 +550,16 @@ def test_image_to_video_fast_1080p_over_http(sandbox, image_url):
 def test_text_to_video_is_accepted_for_both_models(sandbox, model):
     sandbox.configure(generation_seconds=0)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(model=model)))
-    assert _poll_until_final(a, result.task_id).state is TaskState.SUCCEEDED
+    result = run(kit.submit(a, req(model=model)))
+    assert kit.poll_until_final(a, result.task_id).state is TaskState.SUCCEEDED
 
 
 @pytest.mark.parametrize("prompt,code", [("a storm [fail]", ""), ("a storm [fail:10001]", "10001")])
 def test_failure_over_http(sandbox, prompt, code):
     sandbox.configure(generation_seconds=0)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(prompt=prompt)))
-    update = _poll_until_final(a, result.task_id)
+    result = run(kit.submit(a, req(prompt=prompt)))
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.FAILED, update
     assert update.fail_code and update.fail_message
     if code:
@@ -653,65 +571,54 @@ def test_failure_over_http(sandbox, prompt, code):
 def test_empty_output_as_null_is_tolerated(sandbox):
     sandbox.configure(generation_seconds=1.0, empty_output="null")
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req()))
-    first = run(_status(a, result.task_id))
+    result = run(kit.submit(a, req()))
+    first = run(kit.status(a, result.task_id))
     assert first.state in (TaskState.QUEUED, TaskState.RUNNING) and first.result_urls == ()
     sandbox.configure(generation_seconds=0)
-    assert _poll_until_final(a, result.task_id).state is TaskState.SUCCEEDED
+    assert kit.poll_until_final(a, result.task_id).state is TaskState.SUCCEEDED
 
 
 def test_wrong_key_is_permanent_401(sandbox):
     a = PiapiAdapter(api_key="sk-wrong", base_url=sandbox.base_url)
-    with pytest.raises(ProviderError) as err:
-        run(_submit(a, req()))
-    assert err.value.code == "401" and err.value.permanent and err.value.sent == Sent.YES
+    err = provider_error(kit.submit(a, req()))
+    assert err.code == "401" and err.permanent and err.sent == Sent.YES
 
 
 def test_429_marker_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
+    assert err.http_status == 429 and not err.permanent
 
 
 def test_rate_limit_knob_is_transient(sandbox):
     sandbox.configure(rate_limit_every=1)
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req()))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req()))
+    assert err.http_status == 429 and not err.permanent
 
 
 @pytest.mark.parametrize("status,permanent", [(402, True), (500, False), (503, False)])
 def test_http_markers_are_classified(sandbox, status, permanent):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt=f"x [http:{status}]")))
-    assert err.value.http_status == status and err.value.permanent is permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt=f"x [http:{status}]")))
+    assert err.http_status == status and err.permanent is permanent
 
 
 def test_unknown_task_is_permanent(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_status(adapter(sandbox.base_url), "00000000-0000-0000-0000-000000000000"))
-    assert err.value.code == "404" and err.value.permanent
+    err = provider_error(kit.status(adapter(sandbox.base_url), "00000000-0000-0000-0000-000000000000"))
+    assert err.code == "404" and err.permanent
 
 
 def test_read_timeout_means_maybe_sent(sandbox):
     sandbox.configure(hang_seconds=3)
 
-    async def go():
-        async with make_submit_client() as client:
-            http = ProviderHttp(client, timeouts=Timeouts(connect=2, read=0.5))
-            return await adapter(sandbox.base_url).submit(http, req(prompt="slow [hang]"))
-
-    with pytest.raises(ProviderError) as err:
-        run(go())
-    assert err.value.sent == Sent.MAYBE and not err.value.permanent
+    err = provider_error(kit.submit_hanging(adapter(sandbox.base_url), req(prompt="slow [hang]")))
+    assert err.sent == Sent.MAYBE and not err.permanent
 
 
 @pytest.mark.parametrize("case", ["upper", "title", "lower"])
 def test_status_letter_case_knob(sandbox, case):
     sandbox.configure(generation_seconds=0, status_case=case)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req()))
-    update = _poll_until_final(a, result.task_id)
+    result = run(kit.submit(a, req()))
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.SUCCEEDED, update
 
 
@@ -719,8 +626,8 @@ def test_status_letter_case_knob(sandbox, case):
 def test_video_field_knob(sandbox, field):
     sandbox.configure(generation_seconds=0, video_field=field)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req()))
-    update = _poll_until_final(a, result.task_id)
+    result = run(kit.submit(a, req()))
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.SUCCEEDED, update
     assert update.raw["data"]["output"].get(field) and update.result_urls
 
@@ -734,35 +641,11 @@ def test_balance_over_http(sandbox):
     assert balance is None or isinstance(balance, Decimal)
 
 
-@pytest.fixture
-def receiver():
-    """A tiny local webhook receiver recording every POST (headers and body)."""
-    received: list[tuple[dict, bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            received.append((dict(self.headers.items()), self.rfile.read(length)))
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/piapi/1/token", received
-    server.shutdown()
-    server.server_close()
-
-
 def test_webhook_delivery_carries_our_secret(sandbox, receiver):
     url, received = receiver
     sandbox.configure(generation_seconds=0.3)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(), callback_url=url, callback_secret="s3cret-per-generation"))
+    result = run(kit.submit(a, req(), callback_url=url, callback_secret="s3cret-per-generation"))
     deadline = time.monotonic() + 10
     final = None
     while final is None and time.monotonic() < deadline:
@@ -787,7 +670,7 @@ def test_duplicate_webhooks_are_each_authentic_hints(sandbox, receiver):
     url, received = receiver
     sandbox.configure(generation_seconds=0, duplicate_webhooks=2)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(), callback_url=url, callback_secret="dup-secret"))
+    result = run(kit.submit(a, req(), callback_url=url, callback_secret="dup-secret"))
     deadline = time.monotonic() + 10
     while len(received) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)

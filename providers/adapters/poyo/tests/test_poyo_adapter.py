@@ -1,6 +1,6 @@
 """PoYo adapter: contract tests from the documented payloads (seeds/000, providers.md "PoYo"),
 every validation rule, error classification, callbacks, and real HTTP against the PoYo
-sandbox (skipped while that sandbox is not registered)."""
+sandbox."""
 
 from __future__ import annotations
 
@@ -13,27 +13,17 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from providers.adapters.conftest import AdapterKit, answer, closed_port, provider_error, refusal, run
 from providers.adapters.poyo import PoyoAdapter
-from providers.base import GenerationRequest, RequestRefused, TaskState
-from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_poll_client, make_submit_client
-from providers.sandbox import sandbox_kinds, start_sandbox
+from providers.base import TaskState
+from providers.http import ProviderError, ProviderHttp, Sent
 
-POYO_KEY = "sk-test-poyo-0042"
 DANCER = "a tiktok dancer is dancing on a small drone, doing flips and tricks"
 
+kit = AdapterKit(PoyoAdapter, model="hailuo-2.3", mode="text-to-video", prompt=DANCER, duration=6, resolution="768p")
+req, adapter = kit.req, kit.adapter
+POYO_KEY = kit.key
 
-def req(**kw) -> GenerationRequest:
-    base = dict(model="hailuo-2.3", mode="text-to-video", prompt=DANCER, duration=6, resolution="768p")
-    base.update(kw)
-    return GenerationRequest(**base)
-
-
-def adapter(base_url="") -> PoyoAdapter:
-    return PoyoAdapter(api_key=POYO_KEY, base_url=base_url)
-
-
-def answer(status: int, body, headers=None) -> httpx.Response:
-    return httpx.Response(status, json=body, headers=headers or {})
 
 
 # --- request body, exactly as documented (seeds/000, the curl example) ---------------------------
@@ -247,18 +237,16 @@ def test_ok_answer_passes():
     ],
 )
 def test_validation_rules(overrides, field, fragment):
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(**overrides))
-    assert field in {v.field for v in refused.value.violations}
-    messages = [v.message for v in refused.value.violations]
+    refused = refusal(adapter(), req(**overrides))
+    assert field in {v.field for v in refused.violations}
+    messages = [v.message for v in refused.violations]
     assert all(m.startswith("PoYo: ") for m in messages)
     assert any(fragment in m for m in messages), messages
 
 
 def test_the_1080p_rule_names_itself_exactly():
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(duration=10, resolution="1080p"))
-    assert [v.message for v in refused.value.violations] == ["PoYo: 1080p supports only 6 seconds"]
+    refused = refusal(adapter(), req(duration=10, resolution="1080p"))
+    assert [v.message for v in refused.violations] == ["PoYo: 1080p supports only 6 seconds"]
 
 
 @pytest.mark.parametrize(
@@ -341,155 +329,77 @@ def test_balance_reads_credits_or_balance(body, expected):
 
 
 # --- real HTTP against the sandbox ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def poyo_sandbox():
-    if "poyo" not in sandbox_kinds():
-        pytest.skip("PoYo sandbox not present yet")
-    handle = start_sandbox("poyo", generation_seconds=1.0, api_keys=[POYO_KEY])
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def sandbox(poyo_sandbox):
-    poyo_sandbox.reset()
-    poyo_sandbox.configure(generation_seconds=1.0, rate_limit_every=0)
-    return poyo_sandbox
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def _submit(a, request, callback_url=""):
-    async with make_submit_client() as client:
-        return await a.submit(ProviderHttp(client, timeouts=Timeouts(read=3)), request, callback_url=callback_url)
-
-
-async def _status(a, task_id):
-    async with make_poll_client() as client:
-        return await a.fetch_status(ProviderHttp(client), task_id=task_id, model="hailuo-2.3")
-
-
-def _poll_until_final(a, task_id, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    update = run(_status(a, task_id))
-    while not update.state.is_final and time.monotonic() < deadline:
-        time.sleep(0.1)
-        update = run(_status(a, task_id))
-    return update
 
 
 def test_submit_and_poll_to_success_over_http(sandbox):
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(options={"prompt_optimizer": True})))
+    result = run(kit.submit(a, req(options={"prompt_optimizer": True})))
     assert result.task_id
     sent = [r for r in sandbox.requests("api") if r["method"] == "POST"]
     assert sent[-1]["body"] == a.build_submit_body(req(options={"prompt_optimizer": True}))
-    first = run(_status(a, result.task_id))
+    first = run(kit.status(a, result.task_id))
     assert first.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED)
     sandbox.configure(generation_seconds=0)
-    update = _poll_until_final(a, result.task_id)
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.SUCCEEDED, update
     assert update.result_urls and update.result_urls[0].startswith(("http://", "https://"))
     assert update.task_id == result.task_id
 
 
-@pytest.fixture(scope="module")
-def image_url():
-    """A real 640×360 PNG served on loopback (the sandbox downloads ``start_image_url``)."""
-    import io
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (640, 360), (200, 80, 40)).save(buffer, format="PNG")
-    png = buffer.getvalue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/first.png"
-    server.shutdown()
-    server.server_close()
-
-
 def test_image_to_video_over_http(sandbox, image_url):
     sandbox.configure(generation_seconds=0)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(mode="image-to-video", image_url=image_url)))
+    result = run(kit.submit(a, req(mode="image-to-video", image_url=image_url)))
     sent = [r for r in sandbox.requests("api") if r["method"] == "POST"]
     assert sent[-1]["body"]["input"]["start_image_url"] == image_url
-    assert _poll_until_final(a, result.task_id).state is TaskState.SUCCEEDED
+    assert kit.poll_until_final(a, result.task_id).state is TaskState.SUCCEEDED
 
 
 def test_unreachable_first_frame_fails_the_task(sandbox):
     sandbox.configure(generation_seconds=0)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(mode="image-to-video", image_url="http://127.0.0.1:9/none.png")))
-    update = _poll_until_final(a, result.task_id)
+    result = run(kit.submit(a, req(mode="image-to-video", image_url="http://127.0.0.1:9/none.png")))
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.FAILED and update.fail_message
 
 
 def test_failure_over_http(sandbox):
     sandbox.configure(generation_seconds=0)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(prompt="a dancer [fail]")))
-    update = _poll_until_final(a, result.task_id)
+    result = run(kit.submit(a, req(prompt="a dancer [fail]")))
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.FAILED
     assert update.fail_message
 
 
 def test_wrong_key_is_permanent_401(sandbox):
     a = PoyoAdapter(api_key="sk-wrong", base_url=sandbox.base_url)
-    with pytest.raises(ProviderError) as err:
-        run(_submit(a, req()))
-    assert err.value.http_status == 401 and err.value.permanent and err.value.sent == Sent.YES
+    err = provider_error(kit.submit(a, req()))
+    assert err.http_status == 401 and err.permanent and err.sent == Sent.YES
 
 
 def test_429_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
+    assert err.http_status == 429 and not err.permanent
 
 
 def test_rate_limit_knob_is_transient(sandbox):
     sandbox.configure(rate_limit_every=1)
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req()))
-    assert err.value.http_status == 429 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req()))
+    assert err.http_status == 429 and not err.permanent
 
 
 def test_500_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt="x [http:500]")))
-    assert err.value.http_status == 500 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="x [http:500]")))
+    assert err.http_status == 500 and not err.permanent
 
 
 def test_unknown_task_is_permanent(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_status(adapter(sandbox.base_url), "task-does-not-exist"))
-    assert err.value.permanent
+    err = provider_error(kit.status(adapter(sandbox.base_url), "task-does-not-exist"))
+    assert err.permanent
 
 
 def test_connection_refused_means_not_sent():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(f"http://127.0.0.1:{port}"), req()))
-    assert err.value.sent == Sent.NO
+    port = closed_port()
+    err = provider_error(kit.submit(adapter(f"http://127.0.0.1:{port}"), req()))
+    assert err.sent == Sent.NO

@@ -1,41 +1,30 @@
 """MiniMax adapter: contract tests from MiniMax's documented payloads (API reference "Video
 Generation", "Query Video Generation Task", "Retrieve file", "Error Codes"; providers.md
 "MiniMax"), every validation rule, base_resp classification, the callback challenge, and
-real HTTP against the MiniMax sandbox (skipped while that sandbox is not registered)."""
+real HTTP against the MiniMax sandbox."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from providers.adapters.conftest import AdapterKit, answer, closed_port, provider_error, refusal, run
 from providers.adapters.minimax import MiniMaxAdapter
-from providers.base import GenerationRequest, RequestRefused, TaskState
-from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_poll_client, make_submit_client
-from providers.sandbox import sandbox_kinds, start_sandbox
+from providers.base import TaskState
+from providers.http import ProviderError, ProviderHttp, Sent
 
-MINIMAX_KEY = "sk-test-minimax-0042"
 MOUSE = "A mouse runs toward the camera, smiling and blinking."
+
+kit = AdapterKit(MiniMaxAdapter, model="MiniMax-Hailuo-2.3", mode="text-to-video", prompt=MOUSE, duration=6, resolution="768p")
+req, adapter = kit.req, kit.adapter
+MINIMAX_KEY = kit.key
+
 FIRST_FRAME = "https://cdn.hailuoai.com/prod/2024-09-18-16/user/multi_chat_file/9c0b5c14-ee88-4a5b-b503-4f626f018639.jpeg"
 OK = {"status_code": 0, "status_msg": "success"}
-
-
-def req(**kw) -> GenerationRequest:
-    base = dict(model="MiniMax-Hailuo-2.3", mode="text-to-video", prompt=MOUSE, duration=6, resolution="768p")
-    base.update(kw)
-    return GenerationRequest(**base)
-
-
-def adapter(base_url="") -> MiniMaxAdapter:
-    return MiniMaxAdapter(api_key=MINIMAX_KEY, base_url=base_url)
-
-
-def answer(status: int, body, headers=None) -> httpx.Response:
-    return httpx.Response(status, json=body, headers=headers or {})
 
 
 # --- request bodies (API reference "Video Generation"; the guide's image-to-video example) --------
@@ -279,18 +268,16 @@ def test_non_json_answer():
     ],
 )
 def test_validation_rules(overrides, field, fragment):
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(**overrides))
-    assert field in {v.field for v in refused.value.violations}
-    messages = [v.message for v in refused.value.violations]
+    refused = refusal(adapter(), req(**overrides))
+    assert field in {v.field for v in refused.violations}
+    messages = [v.message for v in refused.violations]
     assert all(m.startswith("MiniMax: ") for m in messages)
     assert any(fragment in m for m in messages), messages
 
 
 def test_the_1080p_rule_names_itself_exactly():
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(duration=10, resolution="1080p"))
-    assert [v.message for v in refused.value.violations] == ["MiniMax: 1080p supports only 6 seconds"]
+    refused = refusal(adapter(), req(duration=10, resolution="1080p"))
+    assert [v.message for v in refused.violations] == ["MiniMax: 1080p supports only 6 seconds"]
 
 
 @pytest.mark.parametrize(
@@ -349,87 +336,19 @@ def test_cadence_and_no_balance():
 
 
 # --- real HTTP against the sandbox ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def minimax_sandbox():
-    if "minimax" not in sandbox_kinds():
-        pytest.skip("MiniMax sandbox not present yet")
-    handle = start_sandbox("minimax", generation_seconds=1.0, api_keys=[MINIMAX_KEY])
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def sandbox(minimax_sandbox):
-    minimax_sandbox.reset()
-    minimax_sandbox.configure(generation_seconds=1.0, rate_limit_every=0)
-    return minimax_sandbox
-
-
-@pytest.fixture(scope="module")
-def image_url():
-    """A real 640×360 PNG served on loopback, should the sandbox download ``first_frame_image``."""
-    import io
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (640, 360), (40, 80, 200)).save(buffer, format="PNG")
-    png = buffer.getvalue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/first.png"
-    server.shutdown()
-    server.server_close()
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def _submit(a, request, callback_url=""):
-    async with make_submit_client() as client:
-        return await a.submit(ProviderHttp(client, timeouts=Timeouts(read=3)), request, callback_url=callback_url)
-
-
-async def _status(a, task_id, model="MiniMax-Hailuo-2.3"):
-    async with make_poll_client() as client:
-        return await a.fetch_status(ProviderHttp(client), task_id=task_id, model=model)
-
-
-def _poll_until_final(a, task_id, model="MiniMax-Hailuo-2.3", seconds=10.0):
-    deadline = time.monotonic() + seconds
-    update = run(_status(a, task_id, model))
-    while not update.state.is_final and time.monotonic() < deadline:
-        time.sleep(0.1)
-        update = run(_status(a, task_id, model))
-    return update
 
 
 def test_submit_and_poll_to_success_over_http(sandbox):
     a = adapter(sandbox.base_url)
     request = req(options={"prompt_optimizer": True})
-    result = run(_submit(a, request))
+    result = run(kit.submit(a, request))
     assert result.task_id
     sent = [r for r in sandbox.requests("api") if r["method"] == "POST"]
     assert sent[-1]["body"] == a.build_submit_body(request)
-    first = run(_status(a, result.task_id))
+    first = run(kit.status(a, result.task_id))
     assert first.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED)
     sandbox.configure(generation_seconds=0)
-    update = _poll_until_final(a, result.task_id)
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.SUCCEEDED, update
     assert update.result_urls and update.result_urls[0].startswith(("http://", "https://"))
 
@@ -438,46 +357,38 @@ def test_fast_image_to_video_over_http(sandbox, image_url):
     sandbox.configure(generation_seconds=0)
     a = adapter(sandbox.base_url)
     request = req(model="MiniMax-Hailuo-2.3-Fast", mode="image-to-video", image_url=image_url)
-    result = run(_submit(a, request))
-    assert _poll_until_final(a, result.task_id, "MiniMax-Hailuo-2.3-Fast").state is TaskState.SUCCEEDED
+    result = run(kit.submit(a, request))
+    assert kit.poll_until_final(a, result.task_id, "MiniMax-Hailuo-2.3-Fast").state is TaskState.SUCCEEDED
 
 
 def test_failure_over_http(sandbox):
     sandbox.configure(generation_seconds=0)
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req(prompt="a mouse [fail:1027]")))
-    update = _poll_until_final(a, result.task_id)
+    result = run(kit.submit(a, req(prompt="a mouse [fail:1027]")))
+    update = kit.poll_until_final(a, result.task_id)
     assert update.state is TaskState.FAILED
     assert update.fail_code == "1027"
 
 
 def test_wrong_key_is_permanent(sandbox):
     a = MiniMaxAdapter(api_key="sk-wrong", base_url=sandbox.base_url)
-    with pytest.raises(ProviderError) as err:
-        run(_submit(a, req()))
-    assert err.value.permanent and err.value.sent == Sent.YES
-    assert err.value.code in ("1004", "401")
+    err = provider_error(kit.submit(a, req()))
+    assert err.permanent and err.sent == Sent.YES
+    assert err.code in ("1004", "401")
 
 
 def test_429_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
-    assert not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
+    assert not err.permanent
 
 
 def test_rate_limit_knob_is_transient(sandbox):
     sandbox.configure(rate_limit_every=1)
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req()))
-    assert err.value.code in ("1002", "429") and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req()))
+    assert err.code in ("1002", "429") and not err.permanent
 
 
 def test_connection_refused_means_not_sent():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(f"http://127.0.0.1:{port}"), req()))
-    assert err.value.sent == Sent.NO
+    port = closed_port()
+    err = provider_error(kit.submit(adapter(f"http://127.0.0.1:{port}"), req()))
+    assert err.sent == Sent.NO

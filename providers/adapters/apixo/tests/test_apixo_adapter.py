@@ -3,29 +3,21 @@ validation rule, and real HTTP against the APIXO sandbox."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 
 import pytest
 
 from providers.adapters.apixo import ApixoAdapter
-from providers.base import GenerationRequest, RequestRefused, TaskState
-from providers.http import ProviderError, ProviderHttp, Sent, Timeouts, make_poll_client, make_submit_client
-
-from .conftest import APIXO_KEY
+from providers.adapters.conftest import AdapterKit, closed_port, provider_error, refusal, run
+from providers.base import TaskState
+from providers.http import ProviderHttp, Sent, make_submit_client
 
 SUNRISE = "a dramatic sunrise over a futuristic skyline with slow cinematic camera movement"
 
+kit = AdapterKit(ApixoAdapter, model="hailuo-2-3", mode="standard-text-to-video", prompt=SUNRISE, duration=6, resolution="768p")
+req, adapter = kit.req, kit.adapter
 
-def req(**kw) -> GenerationRequest:
-    base = dict(model="hailuo-2-3", mode="standard-text-to-video", prompt=SUNRISE, duration=6, resolution="768p")
-    base.update(kw)
-    return GenerationRequest(**base)
-
-
-def adapter(base_url="", **options) -> ApixoAdapter:
-    return ApixoAdapter(api_key=APIXO_KEY, base_url=base_url, options=options)
 
 
 # --- request bodies, exactly as documented (seeds/001 "Request body") -------------------------
@@ -175,11 +167,10 @@ def test_parse_callback_takes_the_status_shape():
     ],
 )
 def test_validation_rules(overrides, field, fragment):
-    with pytest.raises(RequestRefused) as refused:
-        adapter().validate(req(**overrides))
-    fields = {v.field for v in refused.value.violations}
+    refused = refusal(adapter(), req(**overrides))
+    fields = {v.field for v in refused.violations}
     assert field in fields
-    message = " ".join(v.message for v in refused.value.violations)
+    message = " ".join(v.message for v in refused.violations)
     assert message.startswith("APIXO:") and fragment in message
 
 
@@ -200,27 +191,15 @@ def test_every_documented_combination_is_accepted(model, mode, duration, resolut
 
 
 # --- real HTTP against the sandbox ----------------------------------------------------------------
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def _submit(a, request, callback_url=""):
-    async with make_submit_client() as client:
-        return await a.submit(ProviderHttp(client, timeouts=Timeouts(read=3)), request, callback_url=callback_url)
-
-
-async def _status(a, task_id, model="hailuo-2-3"):
-    async with make_poll_client() as client:
-        return await a.fetch_status(ProviderHttp(client), task_id=task_id, model=model)
 
 
 def test_submit_and_poll_to_success_over_http(sandbox):
     a = adapter(sandbox.base_url)
-    result = run(_submit(a, req()))
+    result = run(kit.submit(a, req()))
     assert result.task_id.startswith("task_")
     sent = [r for r in sandbox.requests("api") if r["method"] == "POST"]
     assert sent[-1]["body"] == {"request_type": "async", "input": {"mode": "standard-text-to-video", "prompt": SUNRISE, "duration": 6}}
-    first = run(_status(a, result.task_id))
+    first = run(kit.status(a, result.task_id))
     assert first.state in (TaskState.QUEUED, TaskState.RUNNING)
     sandbox.configure(generation_seconds=0)
     import time
@@ -229,64 +208,48 @@ def test_submit_and_poll_to_success_over_http(sandbox):
     update = first
     while not update.state.is_final and time.monotonic() < deadline:
         time.sleep(0.1)
-        update = run(_status(a, result.task_id))
+        update = run(kit.status(a, result.task_id))
     assert update.state is TaskState.SUCCEEDED
     assert update.result_urls and update.result_urls[0].startswith(sandbox.origin)
 
 
 def test_wrong_key_is_permanent_401(sandbox):
     a = ApixoAdapter(api_key="sk-wrong", base_url=sandbox.base_url)
-    with pytest.raises(ProviderError) as err:
-        run(_submit(a, req()))
-    assert err.value.http_status == 401 and err.value.permanent and err.value.sent == Sent.YES
+    err = provider_error(kit.submit(a, req()))
+    assert err.http_status == 401 and err.permanent and err.sent == Sent.YES
 
 
 def test_429_is_transient_with_retry_after(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
-    assert err.value.http_status == 429 and not err.value.permanent and err.value.retry_after == 1.0
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="busy [http:429]")))
+    assert err.http_status == 429 and not err.permanent and err.retry_after == 1.0
 
 
 def test_402_no_balance_is_permanent(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt="x [http:402]")))
-    assert err.value.http_status == 402 and err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="x [http:402]")))
+    assert err.http_status == 402 and err.permanent
 
 
 def test_503_is_transient(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(sandbox.base_url), req(prompt="x [http:503]")))
-    assert err.value.http_status == 503 and not err.value.permanent
+    err = provider_error(kit.submit(adapter(sandbox.base_url), req(prompt="x [http:503]")))
+    assert err.http_status == 503 and not err.permanent
 
 
 def test_read_timeout_means_maybe_sent(sandbox):
     sandbox.configure(hang_seconds=3)
 
-    async def go():
-        async with make_submit_client() as client:
-            http = ProviderHttp(client, timeouts=Timeouts(connect=2, read=0.5))
-            return await adapter(sandbox.base_url).submit(http, req(prompt="slow [hang]"))
-
-    with pytest.raises(ProviderError) as err:
-        run(go())
-    assert err.value.sent == Sent.MAYBE and not err.value.permanent
+    err = provider_error(kit.submit_hanging(adapter(sandbox.base_url), req(prompt="slow [hang]")))
+    assert err.sent == Sent.MAYBE and not err.permanent
 
 
 def test_connection_refused_means_not_sent():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(ProviderError) as err:
-        run(_submit(adapter(f"http://127.0.0.1:{port}/api/v1"), req()))
-    assert err.value.sent == Sent.NO
+    port = closed_port()
+    err = provider_error(kit.submit(adapter(f"http://127.0.0.1:{port}/api/v1"), req()))
+    assert err.sent == Sent.NO
 
 
 def test_unknown_task_is_404(sandbox):
-    with pytest.raises(ProviderError) as err:
-        run(_status(adapter(sandbox.base_url), "task_does_not_exist"))
-    assert err.value.http_status == 404 and err.value.permanent
+    err = provider_error(kit.status(adapter(sandbox.base_url), "task_does_not_exist"))
+    assert err.http_status == 404 and err.permanent
 
 
 def test_balance(sandbox):
