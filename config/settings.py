@@ -6,6 +6,7 @@ default; ``DATABASE_URL`` (``postgres://user:pass@host:port/db``) selects Postgr
 
 import base64
 import hashlib
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -213,8 +214,16 @@ HAILUO_DOWNLOAD_TIMEOUT = env_float("HAILUO_DOWNLOAD_TIMEOUT", 300.0)
 # "retry" s (which must be longer): a download with its poster frame must fit in the timeout.
 Q_CLUSTER["timeout"] = max(120, int(HAILUO_DOWNLOAD_TIMEOUT) + 120)
 Q_CLUSTER["retry"] = Q_CLUSTER["timeout"] + 60
-# Hosts that may be private/loopback addresses (the sandboxes). Empty: public addresses only.
+# host:port pairs whose host may resolve to private/loopback addresses (the sandboxes), e.g.
+# "127.0.0.1:8801,localhost:8801"; "host:*" allows every port of a host (test setups only).
+# Empty: downloads reach public addresses only (providers.http.parse_allowed_private_hosts).
 HAILUO_ALLOWED_PRIVATE_HOSTS = env_list("HAILUO_ALLOWED_PRIVATE_HOSTS")
+for _entry in HAILUO_ALLOWED_PRIVATE_HOSTS:
+    if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(\*|[0-9]{1,5})", _entry):
+        raise ImproperlyConfigured(
+            f"HAILUO_ALLOWED_PRIVATE_HOSTS: {_entry!r} must be host:port (e.g. 127.0.0.1:8801) or host:*; "
+            "a bare host would allow every local port"
+        )
 # Provider HTTP timeouts (seconds).
 HAILUO_PROVIDER_CONNECT_TIMEOUT = env_float("HAILUO_PROVIDER_CONNECT_TIMEOUT", 10.0)
 HAILUO_PROVIDER_READ_TIMEOUT = env_float("HAILUO_PROVIDER_READ_TIMEOUT", 60.0)

@@ -13,13 +13,12 @@ import io
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from urllib.parse import urljoin
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
 from providers.base import ImageRules, RuleViolation
-from providers.http import UnsafeURL, check_public_url
+from providers.http import TooManyRedirects, UnsafeURL, open_public_stream
 
 #: Pillow format name → our format name (the spelling ImageRules.formats uses).
 FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "MPO": "jpeg"}
@@ -54,36 +53,34 @@ def identify(data: bytes) -> ImageInfo:
 
 
 def fetch_image(url: str, *, allowed_private_hosts=frozenset(), timeout: float = 10.0, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
-    """GET ``url`` under the SSRF guard, a size cap and an overall deadline; return the bytes.
+    """GET ``url`` under the SSRF guard (pinned connections, redirects re-checked:
+    :func:`providers.http.open_public_stream`), a size cap and an overall deadline; return the bytes.
+
+    ``allowed_private_hosts``: ``host:port`` entries (``HAILUO_ALLOWED_PRIVATE_HOSTS``).
 
     Raises :class:`ImageUnavailable` with a member-readable reason.
     """
     deadline = time.monotonic() + timeout
-    with httpx.Client(follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout, connect=5.0)) as client:
-        for _ in range(MAX_REDIRECTS + 1):
-            try:
-                check_public_url(url, allowed_private_hosts=allowed_private_hosts)
-            except UnsafeURL as exc:
-                raise ImageUnavailable(f"the image URL is refused: {exc}") from exc
-            try:
-                with client.stream("GET", url) as response:
-                    if response.is_redirect:
-                        url = urljoin(url, response.headers.get("location", ""))
-                        continue
-                    if response.status_code != 200:
-                        raise ImageUnavailable(f"the image URL answered HTTP {response.status_code}")
-                    chunks, total = [], 0
-                    for chunk in response.iter_bytes(64 * 1024):
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise ImageUnavailable(f"the image is larger than {max_bytes // (1024 * 1024)} MB")
-                        if time.monotonic() > deadline:
-                            raise ImageUnavailable(f"the image took more than {timeout:g} s to download")
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-            except httpx.HTTPError as exc:
-                raise ImageUnavailable(f"the image could not be downloaded ({exc.__class__.__name__})") from exc
-    raise ImageUnavailable("the image URL redirects too many times")
+    try:
+        with open_public_stream(url, allowed_private_hosts=allowed_private_hosts, max_redirects=MAX_REDIRECTS,
+                                timeout=httpx.Timeout(timeout, connect=5.0)) as response:
+            if response.status_code != 200:
+                raise ImageUnavailable(f"the image URL answered HTTP {response.status_code}")
+            chunks, total = [], 0
+            for chunk in response.iter_bytes(64 * 1024):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ImageUnavailable(f"the image is larger than {max_bytes // (1024 * 1024)} MB")
+                if time.monotonic() > deadline:
+                    raise ImageUnavailable(f"the image took more than {timeout:g} s to download")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except TooManyRedirects as exc:
+        raise ImageUnavailable("the image URL redirects too many times") from exc
+    except UnsafeURL as exc:
+        raise ImageUnavailable(f"the image URL is refused: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise ImageUnavailable(f"the image could not be downloaded ({exc.__class__.__name__})") from exc
 
 
 def ratio_label(value: float) -> str:
