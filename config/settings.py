@@ -207,6 +207,9 @@ HAILUO_POLL_CONCURRENCY_PER_ACCOUNT = env_int("HAILUO_POLL_CONCURRENCY_PER_ACCOU
 HAILUO_MAX_TASK_LIFETIME = env_int("HAILUO_MAX_TASK_LIFETIME", 6 * 3600)
 # Submit retries for errors raised before the request left (connection refused, 429, 5xx).
 HAILUO_SUBMIT_MAX_ATTEMPTS = env_int("HAILUO_SUBMIT_MAX_ATTEMPTS", 5)
+# Input images (uploads and image URLs) with more pixels than this are refused before any
+# money moves, and so is any image Pillow flags as a decompression bomb: 40 megapixels.
+HAILUO_IMAGE_MAX_PIXELS = env_int("HAILUO_IMAGE_MAX_PIXELS", 40_000_000)
 # Result download limits.
 HAILUO_DOWNLOAD_MAX_BYTES = env_int("HAILUO_DOWNLOAD_MAX_BYTES", 512 * 1024 * 1024)
 HAILUO_DOWNLOAD_TIMEOUT = env_float("HAILUO_DOWNLOAD_TIMEOUT", 300.0)
