@@ -143,23 +143,40 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-# Any S3-compatible store for videos, posters and uploads (pip install ".[s3]", i.e. django-storages + boto3).
-HAILUO_S3_BUCKET = env_str("HAILUO_S3_BUCKET")
-if HAILUO_S3_BUCKET:
-    STORAGES["default"] = {
+
+
+def s3_storage(*, bucket: str, endpoint_url: str | None = None, region: str | None = None,
+               access_key: str | None = None, secret_key: str | None = None, prefix: str = "hailuo-studio") -> dict:
+    """The ``STORAGES["default"]`` entry for an S3-compatible bucket (django-storages' S3Storage):
+    private objects, never overwritten, always served through the app's access checks.
+    The S3 tests (tests/test_s3.py) build theirs with this function too."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": HAILUO_S3_BUCKET,
-            "endpoint_url": env_str("HAILUO_S3_ENDPOINT_URL") or None,
-            "region_name": env_str("HAILUO_S3_REGION") or None,
-            "access_key": env_str("HAILUO_S3_ACCESS_KEY_ID") or None,
-            "secret_key": env_str("HAILUO_S3_SECRET_ACCESS_KEY") or None,
-            "location": env_str("HAILUO_S3_PREFIX", "hailuo-studio"),
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url,
+            "region_name": region,
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "location": prefix,
             "default_acl": "private",
             "querystring_auth": True,
             "file_overwrite": False,
         },
     }
+
+
+# Any S3-compatible store for videos, posters and uploads (pip install ".[s3]", i.e. django-storages + boto3).
+HAILUO_S3_BUCKET = env_str("HAILUO_S3_BUCKET")
+if HAILUO_S3_BUCKET:
+    STORAGES["default"] = s3_storage(
+        bucket=HAILUO_S3_BUCKET,
+        endpoint_url=env_str("HAILUO_S3_ENDPOINT_URL") or None,
+        region=env_str("HAILUO_S3_REGION") or None,
+        access_key=env_str("HAILUO_S3_ACCESS_KEY_ID") or None,
+        secret_key=env_str("HAILUO_S3_SECRET_ACCESS_KEY") or None,
+        prefix=env_str("HAILUO_S3_PREFIX", "hailuo-studio"),
+    )
 DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 
 # --- django-q2: ORM broker (the database is the queue; no Redis to run) ----------------
