@@ -6,6 +6,7 @@ default; ``DATABASE_URL`` (``postgres://user:pass@host:port/db``) selects Postgr
 
 import base64
 import hashlib
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -142,23 +143,40 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-# Any S3-compatible store for videos, posters and uploads (pip install ".[s3]", i.e. django-storages + boto3).
-HAILUO_S3_BUCKET = env_str("HAILUO_S3_BUCKET")
-if HAILUO_S3_BUCKET:
-    STORAGES["default"] = {
+
+
+def s3_storage(*, bucket: str, endpoint_url: str | None = None, region: str | None = None,
+               access_key: str | None = None, secret_key: str | None = None, prefix: str = "hailuo-studio") -> dict:
+    """The ``STORAGES["default"]`` entry for an S3-compatible bucket (django-storages' S3Storage):
+    private objects, never overwritten, always served through the app's access checks.
+    The S3 tests (tests/test_s3.py) build theirs with this function too."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": HAILUO_S3_BUCKET,
-            "endpoint_url": env_str("HAILUO_S3_ENDPOINT_URL") or None,
-            "region_name": env_str("HAILUO_S3_REGION") or None,
-            "access_key": env_str("HAILUO_S3_ACCESS_KEY_ID") or None,
-            "secret_key": env_str("HAILUO_S3_SECRET_ACCESS_KEY") or None,
-            "location": env_str("HAILUO_S3_PREFIX", "hailuo-studio"),
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url,
+            "region_name": region,
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "location": prefix,
             "default_acl": "private",
             "querystring_auth": True,
             "file_overwrite": False,
         },
     }
+
+
+# Any S3-compatible store for videos, posters and uploads (pip install ".[s3]", i.e. django-storages + boto3).
+HAILUO_S3_BUCKET = env_str("HAILUO_S3_BUCKET")
+if HAILUO_S3_BUCKET:
+    STORAGES["default"] = s3_storage(
+        bucket=HAILUO_S3_BUCKET,
+        endpoint_url=env_str("HAILUO_S3_ENDPOINT_URL") or None,
+        region=env_str("HAILUO_S3_REGION") or None,
+        access_key=env_str("HAILUO_S3_ACCESS_KEY_ID") or None,
+        secret_key=env_str("HAILUO_S3_SECRET_ACCESS_KEY") or None,
+        prefix=env_str("HAILUO_S3_PREFIX", "hailuo-studio"),
+    )
 DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 
 # --- django-q2: ORM broker (the database is the queue; no Redis to run) ----------------
@@ -206,6 +224,9 @@ HAILUO_POLL_CONCURRENCY_PER_ACCOUNT = env_int("HAILUO_POLL_CONCURRENCY_PER_ACCOU
 HAILUO_MAX_TASK_LIFETIME = env_int("HAILUO_MAX_TASK_LIFETIME", 6 * 3600)
 # Submit retries for errors raised before the request left (connection refused, 429, 5xx).
 HAILUO_SUBMIT_MAX_ATTEMPTS = env_int("HAILUO_SUBMIT_MAX_ATTEMPTS", 5)
+# Input images (uploads and image URLs) with more pixels than this are refused before any
+# money moves, and so is any image Pillow flags as a decompression bomb: 40 megapixels.
+HAILUO_IMAGE_MAX_PIXELS = env_int("HAILUO_IMAGE_MAX_PIXELS", 40_000_000)
 # Result download limits.
 HAILUO_DOWNLOAD_MAX_BYTES = env_int("HAILUO_DOWNLOAD_MAX_BYTES", 512 * 1024 * 1024)
 HAILUO_DOWNLOAD_TIMEOUT = env_float("HAILUO_DOWNLOAD_TIMEOUT", 300.0)
@@ -213,8 +234,16 @@ HAILUO_DOWNLOAD_TIMEOUT = env_float("HAILUO_DOWNLOAD_TIMEOUT", 300.0)
 # "retry" s (which must be longer): a download with its poster frame must fit in the timeout.
 Q_CLUSTER["timeout"] = max(120, int(HAILUO_DOWNLOAD_TIMEOUT) + 120)
 Q_CLUSTER["retry"] = Q_CLUSTER["timeout"] + 60
-# Hosts that may be private/loopback addresses (the sandboxes). Empty: public addresses only.
+# host:port pairs whose host may resolve to private/loopback addresses (the sandboxes), e.g.
+# "127.0.0.1:8801,localhost:8801"; "host:*" allows every port of a host (test setups only).
+# Empty: downloads reach public addresses only (providers.http.parse_allowed_private_hosts).
 HAILUO_ALLOWED_PRIVATE_HOSTS = env_list("HAILUO_ALLOWED_PRIVATE_HOSTS")
+for _entry in HAILUO_ALLOWED_PRIVATE_HOSTS:
+    if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(\*|[0-9]{1,5})", _entry):
+        raise ImproperlyConfigured(
+            f"HAILUO_ALLOWED_PRIVATE_HOSTS: {_entry!r} must be host:port (e.g. 127.0.0.1:8801) or host:*; "
+            "a bare host would allow every local port"
+        )
 # Provider HTTP timeouts (seconds).
 HAILUO_PROVIDER_CONNECT_TIMEOUT = env_float("HAILUO_PROVIDER_CONNECT_TIMEOUT", 10.0)
 HAILUO_PROVIDER_READ_TIMEOUT = env_float("HAILUO_PROVIDER_READ_TIMEOUT", 60.0)

@@ -13,7 +13,8 @@ from config.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
-HAILUO_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1", "localhost"]
+# The sandboxes and test servers listen on free loopback ports: any port of the loopback names.
+HAILUO_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1:*", "localhost:*"]
 HAILUO_POLL_TIME_SCALE = 0.02
 HAILUO_POLL_SWEEP_INTERVAL = 0.2
 HAILUO_PROVIDER_READ_TIMEOUT = 5.0

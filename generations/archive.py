@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from urllib.parse import urljoin
 
 import httpx
 from django.conf import settings
@@ -17,7 +16,7 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from providers.http import UnsafeURL, check_public_url, tls_context
+from providers.http import UnsafeURL, open_public_stream
 
 MAX_REDIRECTS = 5
 
@@ -59,8 +58,9 @@ def download_video(generation) -> tuple[str, int, str]:
     """Fetch ``generation.result_urls[0]`` into storage; returns ``(video name, bytes, poster name or "")``.
 
     Limits: ``HAILUO_DOWNLOAD_MAX_BYTES``, an overall deadline of ``HAILUO_DOWNLOAD_TIMEOUT``
-    seconds, http(s) only, every hop's host public unless listed in
-    ``HAILUO_ALLOWED_PRIVATE_HOSTS``, and an MP4 signature. Raises :class:`ArchiveError`.
+    seconds, http(s) only, every hop's host public unless its ``host:port`` is listed in
+    ``HAILUO_ALLOWED_PRIVATE_HOSTS`` and its connection pinned to the checked address
+    (:func:`providers.http.open_public_stream`), and an MP4 signature. Raises :class:`ArchiveError`.
     """
     if not generation.result_urls:
         raise ArchiveError("the provider gave no result URL")
@@ -69,26 +69,18 @@ def download_video(generation) -> tuple[str, int, str]:
     max_bytes = settings.HAILUO_DOWNLOAD_MAX_BYTES
     deadline = time.monotonic() + settings.HAILUO_DOWNLOAD_TIMEOUT
     timeout = httpx.Timeout(min(60.0, settings.HAILUO_DOWNLOAD_TIMEOUT), connect=10.0)
-    with httpx.Client(follow_redirects=False, trust_env=False, timeout=timeout, verify=tls_context()) as client:
-        for _hop in range(MAX_REDIRECTS + 1):
-            try:
-                check_public_url(url, allowed_private_hosts=allowed)
-            except UnsafeURL as exc:
-                raise ArchiveError(f"refused to fetch the result: {exc}") from exc
-            try:
-                with client.stream("GET", url) as response:
-                    if response.is_redirect:
-                        url = urljoin(url, response.headers.get("location", ""))
-                        continue
-                    if response.status_code != 200:
-                        raise ArchiveError(f"the result URL answered HTTP {response.status_code}")
-                    declared = response.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > max_bytes:
-                        raise ArchiveError(f"the video is {int(declared):,} bytes, over the {max_bytes:,} byte cap")
-                    return _store(generation, response, max_bytes, deadline)
-            except httpx.HTTPError as exc:
-                raise ArchiveError(f"download failed: {exc.__class__.__name__}: {exc}") from exc
-    raise ArchiveError(f"more than {MAX_REDIRECTS} redirects")
+    try:
+        with open_public_stream(url, allowed_private_hosts=allowed, timeout=timeout, max_redirects=MAX_REDIRECTS) as response:
+            if response.status_code != 200:
+                raise ArchiveError(f"the result URL answered HTTP {response.status_code}")
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise ArchiveError(f"the video is {int(declared):,} bytes, over the {max_bytes:,} byte cap")
+            return _store(generation, response, max_bytes, deadline)
+    except UnsafeURL as exc:
+        raise ArchiveError(f"refused to fetch the result: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise ArchiveError(f"download failed: {exc.__class__.__name__}: {exc}") from exc
 
 
 def _store(generation, response: httpx.Response, max_bytes: int, deadline: float) -> tuple[str, int, str]:

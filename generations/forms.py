@@ -115,11 +115,12 @@ class StudioForm(forms.Form):
 
     @property
     def image_rules_text(self) -> str:
-        """The chosen model's first-frame rules in words, e.g. "JPEG/PNG, ≤ 20 MB, short side > 300 px"."""
-        from providers.images import describe_image_rules
+        """The chosen model's first-frame rules in words with our pixel cap, e.g.
+        "JPEG/PNG, ≤ 20 MB, ≤ 40 megapixels, short side > 300 px"."""
+        from providers.images import describe_image_rules, max_pixels_setting
 
         rules = self.image_rules
-        return describe_image_rules(rules) if rules is not None else ""
+        return describe_image_rules(rules, max_pixels=max_pixels_setting()) if rules is not None else ""
 
     @classmethod
     def initial_from_generation(cls, generation) -> dict:

@@ -10,16 +10,17 @@ redirects re-checked), a size cap and a deadline; Pillow reads only the header.
 from __future__ import annotations
 
 import io
+import re
 import time
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
-from urllib.parse import urljoin
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
 from providers.base import ImageRules, RuleViolation
-from providers.http import UnsafeURL, check_public_url
+from providers.http import TooManyRedirects, UnsafeURL, open_public_stream
 
 #: Pillow format name → our format name (the spelling ImageRules.formats uses).
 FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "MPO": "jpeg"}
@@ -42,48 +43,83 @@ class ImageInfo:
     size: int
 
 
-def identify(data: bytes) -> ImageInfo:
-    """Identify image bytes. Raises :class:`ImageUnavailable` when they are not an image we can read."""
+#: The pixel cap when Django settings give none (``HAILUO_IMAGE_MAX_PIXELS``): 40 megapixels.
+DEFAULT_MAX_PIXELS = 40_000_000
+_DECLARED_PIXELS = re.compile(r"Image size \((\d+) pixels\)")
+
+
+def max_pixels_setting() -> int:
+    """``settings.HAILUO_IMAGE_MAX_PIXELS`` (pixels), or :data:`DEFAULT_MAX_PIXELS` outside Django."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            fmt = FORMATS.get(image.format or "", (image.format or "unknown").lower())
-            width, height = image.size
+        from django.conf import settings
+
+        return int(getattr(settings, "HAILUO_IMAGE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    except ImportError:  # pragma: no cover - providers is used inside Django
+        return DEFAULT_MAX_PIXELS
+
+
+def megapixels(pixels: int) -> str:
+    """40_000_000 → "40 megapixels"; 10_000_000_000 → "10,000 megapixels"."""
+    value = pixels / 1_000_000
+    return f"{value:,.0f} megapixels" if value >= 10 or value == int(value) else f"{value:,.1f} megapixels"
+
+
+def identify(data: bytes, *, max_pixels: int | None = None) -> ImageInfo:
+    """Identify image bytes from their header (nothing is decoded).
+
+    ``max_pixels`` (default ``HAILUO_IMAGE_MAX_PIXELS``, 40 megapixels): a larger image,
+    and any image Pillow flags as a decompression bomb (e.g. a PNG declaring
+    100000×100000), is refused. Raises :class:`ImageUnavailable` (the message names the
+    rule) when the bytes are not an image we can read or the image is over the cap.
+    """
+    cap = max_pixels if max_pixels is not None else max_pixels_setting()
+    rule = f"images may have at most {megapixels(cap)}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                fmt = FORMATS.get(image.format or "", (image.format or "unknown").lower())
+                width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        declared = _DECLARED_PIXELS.search(str(exc))
+        size = f"declares {megapixels(int(declared.group(1)))}" if declared else "declares more pixels than can be read safely"
+        raise ImageUnavailable(f"the image {size}: {rule}") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageUnavailable("the file is not an image we can read") from exc
+    if width * height > cap:
+        raise ImageUnavailable(f"the image is {width}×{height} ({megapixels(width * height)}): {rule}")
     return ImageInfo(format=fmt, width=width, height=height, size=len(data))
 
 
 def fetch_image(url: str, *, allowed_private_hosts=frozenset(), timeout: float = 10.0, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
-    """GET ``url`` under the SSRF guard, a size cap and an overall deadline; return the bytes.
+    """GET ``url`` under the SSRF guard (pinned connections, redirects re-checked:
+    :func:`providers.http.open_public_stream`), a size cap and an overall deadline; return the bytes.
+
+    ``allowed_private_hosts``: ``host:port`` entries (``HAILUO_ALLOWED_PRIVATE_HOSTS``).
 
     Raises :class:`ImageUnavailable` with a member-readable reason.
     """
     deadline = time.monotonic() + timeout
-    with httpx.Client(follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout, connect=5.0)) as client:
-        for _ in range(MAX_REDIRECTS + 1):
-            try:
-                check_public_url(url, allowed_private_hosts=allowed_private_hosts)
-            except UnsafeURL as exc:
-                raise ImageUnavailable(f"the image URL is refused: {exc}") from exc
-            try:
-                with client.stream("GET", url) as response:
-                    if response.is_redirect:
-                        url = urljoin(url, response.headers.get("location", ""))
-                        continue
-                    if response.status_code != 200:
-                        raise ImageUnavailable(f"the image URL answered HTTP {response.status_code}")
-                    chunks, total = [], 0
-                    for chunk in response.iter_bytes(64 * 1024):
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise ImageUnavailable(f"the image is larger than {max_bytes // (1024 * 1024)} MB")
-                        if time.monotonic() > deadline:
-                            raise ImageUnavailable(f"the image took more than {timeout:g} s to download")
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-            except httpx.HTTPError as exc:
-                raise ImageUnavailable(f"the image could not be downloaded ({exc.__class__.__name__})") from exc
-    raise ImageUnavailable("the image URL redirects too many times")
+    try:
+        with open_public_stream(url, allowed_private_hosts=allowed_private_hosts, max_redirects=MAX_REDIRECTS,
+                                timeout=httpx.Timeout(timeout, connect=5.0)) as response:
+            if response.status_code != 200:
+                raise ImageUnavailable(f"the image URL answered HTTP {response.status_code}")
+            chunks, total = [], 0
+            for chunk in response.iter_bytes(64 * 1024):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ImageUnavailable(f"the image is larger than {max_bytes // (1024 * 1024)} MB")
+                if time.monotonic() > deadline:
+                    raise ImageUnavailable(f"the image took more than {timeout:g} s to download")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except TooManyRedirects as exc:
+        raise ImageUnavailable("the image URL redirects too many times") from exc
+    except UnsafeURL as exc:
+        raise ImageUnavailable(f"the image URL is refused: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise ImageUnavailable(f"the image could not be downloaded ({exc.__class__.__name__})") from exc
 
 
 def ratio_label(value: float) -> str:
@@ -92,10 +128,16 @@ def ratio_label(value: float) -> str:
     return f"{fraction.numerator}:{fraction.denominator}"
 
 
-def describe_image_rules(rules: ImageRules) -> str:
+def describe_image_rules(rules: ImageRules, *, max_pixels: int | None = None) -> str:
     """``rules`` in words, for the form's hint and the README's provider matrix, e.g.
-    "JPEG/PNG, ≤ 20 MB, short side > 300 px, aspect ratio strictly between 2:5 and 5:2"."""
+    "JPEG/PNG, ≤ 20 MB, short side > 300 px, aspect ratio strictly between 2:5 and 5:2".
+
+    ``max_pixels`` (our own cap, :func:`identify`) adds "≤ 40 megapixels" after the size
+    (the form passes it; the provider matrix, which states the providers' rules, does not).
+    """
     parts = ["/".join(f.upper() for f in rules.formats), f"≤ {rules.max_bytes // (1024 * 1024)} MB"]
+    if max_pixels:
+        parts.append(f"≤ {megapixels(max_pixels)}")
     if rules.min_short_side_exclusive:
         parts.append(f"short side > {rules.min_short_side_exclusive} px")
     if rules.min_side:

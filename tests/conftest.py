@@ -244,3 +244,19 @@ def _proc_state(pid: int) -> str:
     except OSError:
         return "Z"
     return stat[stat.rindex(")") + 2:].split()[0]
+
+
+@pytest.fixture
+def servers():
+    """A factory of loopback HTTP(S) servers (``tests.loopback.LoopbackServer(routes, tls_context=)``); all stop at the end."""
+    from .loopback import LoopbackServer
+
+    made: list[LoopbackServer] = []
+
+    def make(routes=None, **kwargs) -> LoopbackServer:
+        made.append(LoopbackServer(routes, **kwargs))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.close()

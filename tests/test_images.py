@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -124,3 +126,86 @@ def test_image_rules_in_words_as_the_form_and_the_matrix_show_them():
     assert describe_image_rules(exclusive) == "JPEG/PNG, ≤ 10 MB, short side > 300 px, aspect ratio strictly between 2:5 and 5:2"
     inclusive = ImageRules(formats=("png",), min_side=300, max_side=4096, aspect_min=0.4, aspect_max=2.5, aspect_exclusive=False)
     assert describe_image_rules(inclusive) == "PNG, ≤ 20 MB, sides ≥ 300 px, sides ≤ 4096 px, aspect ratio between 2:5 and 5:2"
+
+
+# --- the pixel cap and decompression bombs ---------------------------------------------------
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width``×``height`` pixels in its IHDR (with a tiny IDAT): what a
+    decompression bomb looks like to a reader of headers."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+CAP_RULE = "images may have at most 40 megapixels"
+OVER_THE_CAP = [
+    (100_000, 100_000, f"the image declares 10,000 megapixels: {CAP_RULE}"),  # Pillow: DecompressionBombError
+    (12_000, 12_000, f"the image declares 144 megapixels: {CAP_RULE}"),  # Pillow: DecompressionBombWarning
+    (8_000, 6_000, f"the image is 8000×6000 (48 megapixels): {CAP_RULE}"),  # under Pillow's limits, over ours
+]
+
+
+@pytest.mark.parametrize("width,height,message", OVER_THE_CAP)
+def test_identify_refuses_images_over_the_pixel_cap_and_bombs(width, height, message):
+    with pytest.raises(ImageUnavailable) as refused:
+        identify(png_header(width, height))
+    assert str(refused.value) == message
+
+
+def test_the_pixel_cap_is_a_setting(settings):
+    assert settings.HAILUO_IMAGE_MAX_PIXELS == 40_000_000
+    assert (identify(png_header(6_000, 6_000)).width, identify(png_header(8_000, 5_000)).height) == (6_000, 5_000)
+    settings.HAILUO_IMAGE_MAX_PIXELS = 1_000_000
+    with pytest.raises(ImageUnavailable, match=r"^the image is 1200×900 \(1.1 megapixels\): images may have at most 1 megapixels$"):
+        identify(png(1200, 900))
+    exclusive = ImageRules(formats=("jpeg", "png"), max_bytes=10 * 1024 * 1024, min_short_side_exclusive=300)
+    assert describe_image_rules(exclusive, max_pixels=40_000_000) == "JPEG/PNG, ≤ 10 MB, ≤ 40 megapixels, short side > 300 px"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("width,height,message", OVER_THE_CAP)
+def test_the_form_refuses_an_oversized_upload_with_422_naming_the_rule(
+    client, member, apixo_account, settings, tmp_path, width, height, message
+):
+    settings.HAILUO_PUBLIC_BASE_URL = "http://studio.test"
+    settings.MEDIA_ROOT = tmp_path
+    client.force_login(member)
+    upload = SimpleUploadedFile("bomb.png", png_header(width, height), content_type="image/png")
+    data = {
+        "provider_account": apixo_account.pk, "model": "hailuo-2-3", "mode": "standard-image-to-video",
+        "duration": 6, "resolution": "768p", "prompt": "animate", "image_url": "", "image_file": upload,
+    }
+    response = client.post("/studio/", data, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422
+    assert message in response.content.decode()
+    assert Generation.objects.count() == 0 and InputImage.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_form_states_the_pixel_cap_in_the_image_rules(client, member, apixo_account):
+    client.force_login(member)
+    html = client.get("/studio/", {"provider_account": apixo_account.pk, "model": "hailuo-2-3", "mode": "standard-image-to-video"}).content.decode()
+    assert "≤ 40 megapixels" in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("width,height,message", OVER_THE_CAP)
+def test_the_api_refuses_an_oversized_image_url_with_422_naming_the_rule(
+    client, api_token, apixo_account, servers, monkeypatch, width, height, message
+):
+    monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
+    server = servers({"/bomb.png": (200, {"Content-Type": "image/png"}, png_header(width, height))})
+    body = {
+        "provider_account_id": apixo_account.pk, "model": "hailuo-2-3", "mode": "standard-image-to-video",
+        "prompt": "animate", "duration": 6, "resolution": "768p", "image_url": f"http://127.0.0.1:{server.port}/bomb.png",
+    }
+    response = client.post("/api/v1/generations", body, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {api_token}")
+    assert response.status_code == 422, response.content
+    answer = response.json()
+    assert answer["code"] == "validation_error"
+    assert answer["fields"]["image_url"] == [f"APIXO: {message}"]
+    assert Generation.objects.count() == 0
