@@ -1,4 +1,5 @@
-"""The one outbound HTTP seam for provider traffic: timeouts, error classification, SSRF guard.
+"""The one outbound HTTP seam: provider calls (timeouts, error classification), the SSRF
+guard, and the one bounded download of a public URL (result videos, input images).
 
 Every error a provider call can end in becomes a :class:`ProviderError` that says whether
 retrying can help (``permanent``) and whether the request may have reached the provider
@@ -13,11 +14,12 @@ import functools
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, BinaryIO
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -198,3 +200,78 @@ def check_public_url(url: str, *, allowed_private_hosts: frozenset[str] | set[st
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
             raise UnsafeURL(f"the host {host!r} resolves to a non-public address ({address})")
+
+
+# --- bounded public download ----------------------------------------------------------------
+class DownloadFailed(Exception):
+    """A :func:`download_public` that did not complete; callers word the reason for their reader.
+
+    ``reason`` is one of ``"refused"`` (the SSRF guard refused a hop; ``cause`` is the
+    :class:`UnsafeURL`), ``"status"`` (the final hop answered ``status``, not 200),
+    ``"too_large"`` (over ``max_bytes``; ``size`` is the declared Content-Length, or None when
+    the stream itself passed the cap), ``"too_slow"`` (the overall deadline passed),
+    ``"transport"`` (``cause`` is the httpx error) or ``"redirects"`` (more than
+    ``max_redirects`` hops).
+    """
+
+    def __init__(self, reason: str, message: str, *, status: int | None = None, size: int | None = None,
+                 cause: Exception | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+        self.size = size
+        self.cause = cause
+
+
+def download_public(
+    url: str,
+    *,
+    into: BinaryIO,
+    max_bytes: int,
+    timeout: float,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+    allowed_private_hosts: frozenset[str] | set[str] = frozenset(),
+    max_redirects: int = 5,
+) -> int:
+    """GET ``url`` and stream its body into ``into`` (anything with ``write(bytes)``); return the byte count.
+
+    Limits: http(s) only and every hop's host public unless in ``allowed_private_hosts``
+    (:func:`check_public_url`, re-checked on each redirect, at most ``max_redirects``);
+    ``max_bytes`` (a larger Content-Length is refused before reading, and the stream is cut at
+    the cap); ``timeout`` seconds overall, from the first request to the last chunk (each read
+    also times out after ``min(read_timeout, timeout)`` s, each connect after
+    ``connect_timeout`` s). Uses the shared TLS context (:func:`tls_context`) and no proxy
+    from the environment. Raises :class:`DownloadFailed`; what was written to ``into`` before
+    a failure is the caller's to discard.
+    """
+    deadline = time.monotonic() + timeout
+    limits = httpx.Timeout(min(read_timeout, timeout), connect=connect_timeout)
+    with httpx.Client(follow_redirects=False, trust_env=False, timeout=limits, verify=tls_context()) as client:
+        for _hop in range(max_redirects + 1):
+            try:
+                check_public_url(url, allowed_private_hosts=allowed_private_hosts)
+            except UnsafeURL as exc:
+                raise DownloadFailed("refused", str(exc), cause=exc) from exc
+            try:
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    if response.status_code != 200:
+                        raise DownloadFailed("status", f"HTTP {response.status_code}", status=response.status_code)
+                    declared = response.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > max_bytes:
+                        raise DownloadFailed("too_large", f"{int(declared):,} bytes declared", size=int(declared))
+                    size = 0
+                    for chunk in response.iter_bytes(64 * 1024):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise DownloadFailed("too_large", f"over {max_bytes:,} bytes")
+                        if time.monotonic() > deadline:
+                            raise DownloadFailed("too_slow", f"over {timeout:g} s")
+                        into.write(chunk)
+                    return size
+            except httpx.HTTPError as exc:
+                raise DownloadFailed("transport", f"{exc.__class__.__name__}: {exc}", cause=exc) from exc
+    raise DownloadFailed("redirects", f"more than {max_redirects} redirects")
