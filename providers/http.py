@@ -264,7 +264,9 @@ def download_public(
                     if declared and declared.isdigit() and int(declared) > max_bytes:
                         raise DownloadFailed("too_large", f"{int(declared):,} bytes declared", size=int(declared))
                     size = 0
-                    for chunk in response.iter_bytes(64 * 1024):
+                    # Each piece as it arrives (no re-chunking): a trickle is cut at the deadline,
+                    # not only once 64 KB have gathered.
+                    for chunk in response.iter_bytes():
                         size += len(chunk)
                         if size > max_bytes:
                             raise DownloadFailed("too_large", f"over {max_bytes:,} bytes")
