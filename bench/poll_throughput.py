@@ -326,8 +326,11 @@ class Phases:
 
     def install(self):
         from generations import services
+        from generations.services import poll
 
-        orig_claim, orig_fetch, orig_apply = services._claim_due, services._fetch_all, services.generation_apply_update
+        # generations_poll looks its round helpers up in its own module and the applying step
+        # up in the package (generations/services/__init__.py), so each is wrapped there.
+        orig_claim, orig_fetch, orig_apply = poll._claim_due, poll._fetch_all, services.generation_apply_update
         t = self.t
 
         def claim(**kw):
@@ -351,7 +354,7 @@ class Phases:
             finally:
                 t["apply"] += time.perf_counter() - start
 
-        orig_progress = services._apply_progress
+        orig_progress = poll._apply_progress
 
         def apply_progress(answers):  # the round's "still in progress" answers, in one UPDATE
             start = time.perf_counter()
@@ -361,8 +364,8 @@ class Phases:
                 t["apply"] += time.perf_counter() - start
 
         fetch.__wrapped_original__ = orig_fetch
-        services._claim_due, services._fetch_all, services.generation_apply_update = claim, fetch, apply
-        services._apply_progress = apply_progress
+        poll._claim_due, poll._fetch_all, services.generation_apply_update = claim, fetch, apply
+        poll._apply_progress = apply_progress
         self.originals = (orig_claim, orig_fetch, orig_apply)
 
     def reset(self):
@@ -549,21 +552,21 @@ def naive(count, latency, ids, account, *, budget, meter_pids, phases) -> Run:
 
 
 def http_only(count, latency, ids, account, cap, *, batch: int | None, meter_pids, target) -> Run:
-    """Only the concurrent status fetches (services._fetch_all, i.e. httpx over aiohttp), no database work.
+    """Only the concurrent status fetches (services.poll._fetch_all, i.e. httpx over aiohttp), no database work.
 
     ``batch``: jobs per ``_fetch_all`` call (a new client each); None: one call for all, over one client.
     """
     from django.test.utils import override_settings
 
-    from generations import services
     from generations.models import Generation
+    from generations.services import poll
 
     rows = []
     for chunk in _chunks(ids):
         rows += list(Generation.objects.filter(pk__in=chunk).values_list("id", "provider_task_id", "model"))
-    jobs = [services._PollJob(gid, account.pk, tid, model) for gid, tid, model in rows]
+    jobs = [poll._PollJob(gid, account.pk, tid, model) for gid, tid, model in rows]
     adapters = {account.pk: account.adapter()}
-    fetch = services._fetch_all
+    fetch = poll._fetch_all
     while hasattr(fetch, "__wrapped_original__"):
         fetch = fetch.__wrapped_original__
     errors = 0

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import io
 import re
-import time
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 
-import httpx
 from PIL import Image, UnidentifiedImageError
 
 from providers.base import ImageRules, RuleViolation
-from providers.http import TooManyRedirects, UnsafeURL, open_public_stream
+from providers.http import DownloadFailed, download_public
 
 #: Pillow format name → our format name (the spelling ImageRules.formats uses).
 FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "MPO": "jpeg"}
@@ -97,29 +95,34 @@ def fetch_image(url: str, *, allowed_private_hosts=frozenset(), timeout: float =
 
     ``allowed_private_hosts``: ``host:port`` entries (``HAILUO_ALLOWED_PRIVATE_HOSTS``).
 
-    Raises :class:`ImageUnavailable` with a member-readable reason.
+    One bounded download (:func:`providers.http.download_public`): at most ``MAX_REDIRECTS``
+    redirects, each re-checked; ``timeout`` seconds in all. Raises :class:`ImageUnavailable`
+    with a member-readable reason.
     """
-    deadline = time.monotonic() + timeout
+    buffer = io.BytesIO()
     try:
-        with open_public_stream(url, allowed_private_hosts=allowed_private_hosts, max_redirects=MAX_REDIRECTS,
-                                timeout=httpx.Timeout(timeout, connect=5.0)) as response:
-            if response.status_code != 200:
-                raise ImageUnavailable(f"the image URL answered HTTP {response.status_code}")
-            chunks, total = [], 0
-            for chunk in response.iter_bytes(64 * 1024):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise ImageUnavailable(f"the image is larger than {max_bytes // (1024 * 1024)} MB")
-                if time.monotonic() > deadline:
-                    raise ImageUnavailable(f"the image took more than {timeout:g} s to download")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except TooManyRedirects as exc:
-        raise ImageUnavailable("the image URL redirects too many times") from exc
-    except UnsafeURL as exc:
-        raise ImageUnavailable(f"the image URL is refused: {exc}") from exc
-    except httpx.HTTPError as exc:
-        raise ImageUnavailable(f"the image could not be downloaded ({exc.__class__.__name__})") from exc
+        download_public(
+            url, into=buffer, max_bytes=max_bytes, timeout=timeout, connect_timeout=5.0,
+            allowed_private_hosts=allowed_private_hosts, max_redirects=MAX_REDIRECTS,
+        )
+    except DownloadFailed as exc:
+        raise ImageUnavailable(_unavailable_reason(exc, timeout=timeout, max_bytes=max_bytes)) from exc
+    return buffer.getvalue()
+
+
+def _unavailable_reason(exc: DownloadFailed, *, timeout: float, max_bytes: int) -> str:
+    """A failed image download in the member's words."""
+    if exc.reason == "refused":
+        return f"the image URL is refused: {exc.cause}"
+    if exc.reason == "status":
+        return f"the image URL answered HTTP {exc.status}"
+    if exc.reason == "too_large":
+        return f"the image is larger than {max_bytes // (1024 * 1024)} MB"
+    if exc.reason == "too_slow":
+        return f"the image took more than {timeout:g} s to download"
+    if exc.reason == "redirects":
+        return "the image URL redirects too many times"
+    return f"the image could not be downloaded ({exc.cause.__class__.__name__})"
 
 
 def ratio_label(value: float) -> str:

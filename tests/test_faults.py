@@ -36,6 +36,8 @@ from django.utils import timezone
 from billing.models import LedgerEntry
 from generations import services, tasks
 from generations.models import FINAL_STATES, ArchiveState, Generation, State
+from generations.services import poll as poll_step
+from generations.services import submit as submit_step
 from providers.base import TaskState, TaskUpdate
 from providers.models import ProviderAccount
 from providers.sandbox import start_sandbox
@@ -694,9 +696,9 @@ def test_callback_before_the_submit_answer_is_stored(
             return result
 
     generation_id = create(member, apixo_account).pk
-    monkeypatch.setattr(services, "asyncio", _Asyncio())
+    monkeypatch.setattr(submit_step, "asyncio", _Asyncio())
     assert services.generation_submit(generation_id=generation_id) == State.SUBMITTED
-    monkeypatch.setattr(services, "asyncio", asyncio)
+    monkeypatch.setattr(submit_step, "asyncio", asyncio)
     assert answers == [200]
     generation = Generation.objects.get(pk=generation_id)
     assert generation.provider_task_id == sandbox.tasks()[0]["taskId"]
@@ -955,7 +957,7 @@ def test_a_batch_that_outlives_its_lease_is_not_polled_twice_at_once(member, api
         def now():
             return timezone.now() + clock["offset"]
 
-    monkeypatch.setattr(services, "timezone", _Clock())
+    monkeypatch.setattr(poll_step, "timezone", _Clock())
     lease = timedelta(seconds=max(settings.HAILUO_PROVIDER_READ_TIMEOUT * 2, 30))
 
     first_answers = []
@@ -1016,10 +1018,10 @@ def test_worker_killed_mid_submit_after_the_provider_accepted(member, apixo_acco
             raise WorkerKilled
 
     generation = create(member, apixo_account)
-    monkeypatch.setattr(services, "asyncio", _Asyncio())
+    monkeypatch.setattr(submit_step, "asyncio", _Asyncio())
     with pytest.raises(WorkerKilled):
         services.generation_submit(generation_id=generation.pk)
-    monkeypatch.setattr(services, "asyncio", asyncio)
+    monkeypatch.setattr(submit_step, "asyncio", asyncio)
     generation.refresh_from_db()
     assert generation.state == State.SUBMITTING and len(sandbox.tasks()) == 1
     Generation.objects.filter(pk=generation.pk).update(updated_at=timezone.now() - timedelta(minutes=11))

@@ -49,6 +49,7 @@ from django.db import connection
 from billing.models import LedgerEntry
 from generations import services
 from generations.models import Generation, State
+from generations.services import submit as submit_step
 from providers.models import ProviderAccount
 
 from .conftest import make_params
@@ -237,7 +238,7 @@ def test_two_clusters_poll_300_tasks_each_once_at_a_time(member, account, sandbo
     monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)  # the test process submits
     tls = ssl.create_default_context(cafile=certifi.where())
     monkeypatch.setattr(
-        services, "make_submit_client", lambda: httpx.AsyncClient(follow_redirects=False, trust_env=False, verify=tls)
+        submit_step, "make_submit_client", lambda: httpx.AsyncClient(follow_redirects=False, trust_env=False, verify=tls)
     )
     sweeps: dict[str, list[str]] = {name: [] for name in CLUSTERS}
     stop = threading.Event()

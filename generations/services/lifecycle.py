@@ -1,0 +1,75 @@
+"""The primitives every lifecycle step uses: the conditional state move, the timeline event,
+the refusal error, the time scale, provider timeouts and the account's 429 pause.
+
+Every state change is a conditional UPDATE from the states it may come from
+(``models.ALLOWED_FROM``), so a late or duplicate update changes nothing (ARCHITECTURE.md,
+"The lifecycle").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from config.errors import DomainError
+from generations.models import ALLOWED_FROM, Generation, GenerationEvent
+from providers.http import Timeouts
+from providers.models import ProviderAccount
+
+
+class GenerationRefused(DomainError):
+    """A create request refused before any money moved.
+
+    ``code`` is a stable machine code (``validation_error``, ``budget_exceeded``,
+    ``budget_not_allowed``, ``no_price_rule``, ``provider_unavailable``,
+    ``idempotency_conflict``); ``fields`` maps a form field to its messages; ``status`` is
+    the HTTP status the API answers with (``STATUS_BY_CODE``, else 422).
+    """
+
+    status = 422
+    STATUS_BY_CODE = {
+        "validation_error": 422,
+        "no_price_rule": 422,
+        "provider_unavailable": 422,
+        "budget_exceeded": 402,
+        "budget_not_allowed": 403,
+        "idempotency_conflict": 409,
+    }
+
+
+def _time_scale() -> float:
+    return max(float(settings.HAILUO_POLL_TIME_SCALE), 0.0)
+
+
+def _event(generation_id, state: str = "", message: str = "", data: dict | None = None) -> None:
+    GenerationEvent.objects.create(generation_id=generation_id, state=state, message=message, data=data)
+
+
+def _transition(generation_id, to: str, *, message: str = "", data: dict | None = None, **fields) -> bool:
+    """Move a generation to ``to`` if it is in a state allowed to move there. Returns True if it moved."""
+    moved = Generation.objects.filter(pk=generation_id, state__in=ALLOWED_FROM[to]).update(
+        state=to, updated_at=timezone.now(), **fields
+    )
+    if moved:
+        _event(generation_id, to, message, data)
+    return bool(moved)
+
+
+def _timeouts() -> Timeouts:
+    return Timeouts(connect=settings.HAILUO_PROVIDER_CONNECT_TIMEOUT, read=settings.HAILUO_PROVIDER_READ_TIMEOUT)
+
+
+def _pause_account(account_id: int, retry_after: float | None) -> datetime:
+    """A 429 is about the key, not one request: pause the whole account's submits and polls.
+
+    For ``retry_after`` seconds (the provider's Retry-After), 5 s when it gave none; an
+    existing longer pause is kept. Returns the end of the pause.
+    """
+    until = timezone.now() + timedelta(seconds=retry_after if retry_after is not None else 5.0)
+    ProviderAccount.objects.filter(pk=account_id).filter(Q(paused_until__isnull=True) | Q(paused_until__lt=until)).update(
+        paused_until=until
+    )
+    return until

@@ -1,0 +1,375 @@
+"""The poll engine: rounds of leased claims per provider account, concurrent status reads over
+one client, and the application of each answer; plus expiry and dead-submit detection.
+
+A claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` with a lease sized for one request, so
+overlapping sweeps never poll one task twice at once; every answer is applied with a
+conditional state move, so a late or duplicate one changes nothing (ARCHITECTURE.md,
+"Polling"; providers.md, each provider's status section and poll cadence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from billing import services as billing_services
+from generations import services  # the queue and apply-update are looked up there (see its docstring)
+from generations.models import ArchiveState, Generation, State
+from generations.services.lifecycle import _pause_account, _time_scale, _timeouts, _transition
+from providers.base import TaskState, TaskUpdate
+from providers.http import ProviderError, ProviderHttp, make_poll_client
+from providers.models import ProviderAccount
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _PollJob:
+    """One claimed poll: what the status request needs, and what applying a plain
+    "still in progress" answer needs without reading the row again."""
+
+    generation_id: Any
+    account_id: int
+    task_id: str
+    model: str
+    state: str = ""
+    poll_interval: float = 12.5
+    started_at: datetime | None = None  # submitted_at, else created_at: the task's age
+
+
+def poll_lease_seconds() -> float:
+    """How long a claimed poll is leased to its sweep, in seconds.
+
+    A sweep claims at most ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT`` generations per provider
+    account at a time and sends all their status requests at once, so a lease only has to
+    outlast one request (connect timeout + twice the read timeout, for an answer that
+    trickles in) and the apply, with a margin. No sweep holds a claim it is not working on.
+    """
+    return settings.HAILUO_PROVIDER_CONNECT_TIMEOUT + 2 * settings.HAILUO_PROVIDER_READ_TIMEOUT + 30
+
+
+def _claimable(*, ids: list | None, exclude: set | None, now: datetime):
+    """In-flight generations with a task id and no live lease: exactly ``ids``, or the due ones."""
+    rows = Generation.objects.filter(
+        Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
+        state__in=[State.SUBMITTED, State.RUNNING],
+    ).exclude(provider_task_id="")
+    rows = rows.filter(pk__in=ids) if ids is not None else rows.filter(next_poll_at__lte=now)
+    return rows.exclude(pk__in=exclude) if exclude else rows
+
+
+def _accounts_with_due_polls(*, ids: list | None = None) -> list[int]:
+    """The provider accounts that have something to poll now (one query)."""
+    now = timezone.now()
+    return list(_claimable(ids=ids, exclude=None, now=now).values_list("provider_account_id", flat=True).order_by().distinct())
+
+
+def _claim_due(
+    *,
+    ids: list | None = None,
+    per_account: int | None = None,
+    limit: int,
+    exclude: set | None = None,
+    accounts: list[int] | None = None,
+) -> list[_PollJob]:
+    """Lease one round of due in-flight generations (``SELECT ... FOR UPDATE SKIP LOCKED``).
+
+    At most ``per_account`` per provider account (the concurrency cap) and ``limit`` in all;
+    accounts in a 429 pause are skipped. With ``ids``: exactly those (if in flight), due or not.
+    ``per_account`` defaults to ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT``; ``exclude``: ids
+    already polled in this sweep (a zero poll interval must not poll them again at once);
+    ``accounts``: the accounts to claim for (default: :func:`_accounts_with_due_polls`).
+    """
+    per_account = per_account or max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
+    now = timezone.now()
+    lease = now + timedelta(seconds=poll_lease_seconds())
+    rows = _claimable(ids=ids, exclude=exclude, now=now)
+    if accounts is None:
+        accounts = _accounts_with_due_polls(ids=ids)
+    paused = set(ProviderAccount.objects.filter(paused_until__gt=now).values_list("pk", flat=True))
+    accounts = [a for a in accounts if a not in paused]
+    jobs: list[_PollJob] = []
+    with transaction.atomic():
+        for account_id in accounts:
+            if len(jobs) >= limit:
+                break
+            mine = rows.filter(provider_account_id=account_id).select_for_update(skip_locked=True, of=("self",))
+            if ids is None:
+                mine = mine.order_by("next_poll_at")
+            fields = ("id", "provider_account_id", "provider_task_id", "model", "state", "poll_interval", "submitted_at", "created_at")
+            jobs.extend(
+                _PollJob(r["id"], r["provider_account_id"], r["provider_task_id"], r["model"], r["state"],
+                         r["poll_interval"], r["submitted_at"] or r["created_at"])
+                for r in mine.values(*fields)[: min(per_account, limit - len(jobs))]
+            )
+        if jobs:
+            Generation.objects.filter(pk__in=[j.generation_id for j in jobs]).update(
+                poll_lease_until=lease, poll_count=F("poll_count") + 1
+            )
+    return jobs
+
+
+async def _fetch_all(
+    jobs: list[_PollJob], adapters: dict, client=None
+) -> list[tuple[_PollJob, TaskUpdate | ProviderError]]:
+    """Fetch every job's status concurrently (one round: the claim already capped it per account).
+
+    ``client``: an open poll client to reuse across rounds; without one a client is made and
+    closed here. Returns ``(job, TaskUpdate or ProviderError)`` pairs; never raises.
+    """
+    limit = max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
+    if client is None:
+        async with make_poll_client(max_connections=limit * max(1, len(adapters))) as own:
+            return await _fetch_all(jobs, adapters, own)
+    https = {
+        account_id: ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
+        for account_id, adapter in adapters.items()
+    }
+    # The claim already caps a round per account; this keeps the cap for any other caller.
+    semaphores = {account_id: asyncio.Semaphore(limit) for account_id in adapters}
+
+    async def one(job: _PollJob):
+        adapter = adapters[job.account_id]
+        async with semaphores[job.account_id]:
+            try:
+                return job, await adapter.fetch_status(https[job.account_id], task_id=job.task_id, model=job.model)
+            except ProviderError as exc:
+                return job, exc
+            except Exception as exc:  # a parsing bug must not stop the sweep
+                log.exception("status of %s failed", job.generation_id)
+                return job, ProviderError(f"unexpected error: {exc!r}", code="unexpected")
+
+    return await asyncio.gather(*(one(job) for job in jobs))
+
+
+def generations_poll(*, ids: list | None = None, limit: int | None = None) -> dict[str, int]:
+    """Poll due in-flight generations (or exactly ``ids``) and apply the answers.
+
+    Works in rounds: claim at most ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT`` per provider
+    account, send all their status requests at once over one shared client, apply the
+    answers, claim the next round; until nothing is due or ``limit`` (default
+    ``HAILUO_POLL_BATCH``) generations were polled. Each claim's lease covers one request
+    (:func:`poll_lease_seconds`), so a slow provider never outlives it.
+
+    Returns counts by outcome, e.g. ``{"polled": 40, "succeeded": 3, "errors": 1}``.
+    """
+    budget = limit or settings.HAILUO_POLL_BATCH
+    per_account = max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
+    counts: dict[str, int] = defaultdict(int)
+    adapters: dict = {}
+    unusable: set = set()
+    polled: set = set()
+    accounts = _accounts_with_due_polls(ids=ids)
+    connections = per_account * max(1, len(accounts))  # one round's requests, at most, at once
+    loop = client = None
+    try:
+        while budget > 0 and accounts:
+            jobs = _claim_due(ids=ids, per_account=per_account, limit=budget, exclude=polled, accounts=accounts)
+            if not jobs:
+                break
+            # An account that gave fewer than a full round has nothing more due: stop asking.
+            per = defaultdict(int)
+            for job in jobs:
+                per[job.account_id] += 1
+            accounts = [a for a in accounts if per[a] >= per_account]
+            budget -= len(jobs)
+            polled.update(j.generation_id for j in jobs)
+            new = {j.account_id for j in jobs} - adapters.keys() - unusable
+            for account_id, account in ProviderAccount.objects.in_bulk(new).items():
+                try:
+                    adapters[account_id] = account.adapter()
+                except ValueError as exc:  # the key cannot be decrypted: its claims lapse, polled later
+                    unusable.add(account_id)
+                    log.error("provider account %s unusable: %s", account_id, exc)
+            runnable = [j for j in jobs if j.account_id in adapters]
+            if not runnable:
+                continue
+            if loop is None:
+                loop = asyncio.new_event_loop()
+                client = make_poll_client(max_connections=connections)
+            results = loop.run_until_complete(_fetch_all(runnable, adapters, client))
+            plain: list[tuple[_PollJob, TaskUpdate]] = []
+            for job, outcome in results:
+                counts["polled"] += 1
+                if isinstance(outcome, ProviderError):
+                    counts["errors"] += 1
+                    _poll_failed(job, outcome)
+                elif _is_plain_progress(job, outcome):
+                    plain.append((job, outcome))
+                else:
+                    counts[services.generation_apply_update(generation_id=job.generation_id, update=outcome)] += 1
+            if plain:
+                _apply_progress(plain)
+                counts["in_progress"] += len(plain)
+    finally:
+        if loop is not None:
+            loop.run_until_complete(client.aclose())
+            loop.close()
+    return dict(counts)
+
+
+def _is_plain_progress(job: _PollJob, update: TaskUpdate) -> bool:
+    """An answer that changes no state: still in progress (or an undocumented state), in the
+    state the row was claimed in, no provider cost to record. Most answers are like this."""
+    if update.provider_cost is not None:
+        return False
+    if update.state is TaskState.UNKNOWN:
+        return True
+    return update.state is TaskState.QUEUED or (update.state is TaskState.RUNNING and job.state == State.RUNNING)
+
+
+def _apply_progress(answers: list[tuple[_PollJob, TaskUpdate]]) -> None:
+    """Apply a round's "still in progress" answers in one UPDATE: next poll time, provider
+    state and progress, lease cleared. Rows that became final meanwhile are left alone."""
+    next_at, states, progress = [], [], []
+    for job, update in answers:
+        if update.state is TaskState.UNKNOWN:
+            log.warning("generation %s: undocumented provider state %r; polling again", job.generation_id, update.provider_state)
+        pk = job.generation_id
+        next_at.append(When(pk=pk, then=Value(_next_poll_at(job.poll_interval, job.started_at))))
+        states.append(When(pk=pk, then=Value(update.provider_state[:40])))
+        if update.progress is not None:
+            progress.append(When(pk=pk, then=Value(max(0, min(100, int(update.progress))))))
+    fields = {
+        "poll_lease_until": None,
+        "next_poll_at": Case(*next_at, output_field=models.DateTimeField()),
+        "provider_state": Case(*states, output_field=models.CharField()),
+    }
+    if progress:
+        fields["progress"] = Case(*progress, default=F("progress"), output_field=models.IntegerField())
+    Generation.objects.filter(
+        pk__in=[job.generation_id for job, _ in answers], state__in=[State.SUBMITTED, State.RUNNING]
+    ).update(**fields)
+
+
+def _next_poll(generation: Generation, retry_after: float | None = None) -> datetime:
+    """Next poll time of ``generation`` (see :func:`_next_poll_at`)."""
+    return _next_poll_at(generation.poll_interval, generation.submitted_at or generation.created_at, retry_after)
+
+
+def _next_poll_at(interval: float, started_at: datetime | None, retry_after: float | None = None) -> datetime:
+    """Next poll time: ``interval`` s (the provider's documented cadence) with ±20 % jitter,
+    twice as slow after 10 min and four times after 30 min of age, never before Retry-After."""
+    age = (timezone.now() - started_at).total_seconds() if started_at else 0.0
+    if age > 1800:
+        interval *= 4
+    elif age > 600:
+        interval *= 2
+    interval *= _time_scale() * random.uniform(0.8, 1.2)
+    if retry_after:
+        interval = max(interval, retry_after)
+    return timezone.now() + timedelta(seconds=interval)
+
+
+def _poll_failed(job: _PollJob, exc: ProviderError) -> None:
+    """Poll this generation later; a 429 pauses its whole provider account for the Retry-After."""
+    generation = Generation.objects.get(pk=job.generation_id)
+    if exc.http_status == 429:
+        _pause_account(job.account_id, exc.retry_after)
+    Generation.objects.filter(pk=job.generation_id).update(
+        poll_lease_until=None, next_poll_at=_next_poll(generation, exc.retry_after)
+    )
+    log.warning("poll of %s failed: %r", job.generation_id, exc)
+
+
+def generation_apply_update(*, generation_id, update: TaskUpdate) -> str:
+    """Apply a provider's TaskUpdate to a generation; returns the outcome name.
+
+    Success captures exactly once and queues the archive; failure and cancel release the
+    hold; an unknown provider state is logged and polled again, never taken as success.
+    """
+    generation = Generation.objects.get(pk=generation_id)
+    now = timezone.now()
+    common = {"poll_lease_until": None, "provider_state": update.provider_state[:40]}
+    if update.provider_cost is not None:
+        common["provider_cost"] = dict(update.provider_cost)
+    if update.state is TaskState.SUCCEEDED:
+        with transaction.atomic():
+            moved = _transition(
+                generation_id,
+                State.SUCCEEDED,
+                message=f"Succeeded at the provider ({update.provider_state})",
+                data={"result_urls": list(update.result_urls)},
+                result_urls=list(update.result_urls),
+                completed_at=update.completed_at or now,
+                progress=100,
+                archive_state=ArchiveState.PENDING,
+                next_archive_at=now,
+                charged_amount=generation.quoted_amount,
+                **common,
+            )
+            if moved:
+                billing_services.ledger_capture(generation=generation)
+                transaction.on_commit(lambda: services.enqueue_archive(generation_id))
+        return "succeeded" if moved else "ignored"
+    if update.state in (TaskState.FAILED, TaskState.CANCELED):
+        to = State.FAILED if update.state is TaskState.FAILED else State.CANCELED
+        with transaction.atomic():
+            moved = _transition(
+                generation_id,
+                to,
+                message=f"{update.fail_code or update.provider_state}: {update.fail_message}".strip(": "),
+                data={"fail_code": update.fail_code, "fail_message": update.fail_message},
+                fail_code=update.fail_code[:100],
+                fail_message=update.fail_message,
+                completed_at=update.completed_at or now,
+                **common,
+            )
+            if moved:
+                billing_services.ledger_release(generation=generation, reason=f"{to}: {update.fail_code}")
+        return to.value if moved else "ignored"
+    # Still in progress (or an unknown state): record progress, poll again.
+    fields = dict(common, next_poll_at=_next_poll(generation))
+    if update.progress is not None:
+        fields["progress"] = max(0, min(100, int(update.progress)))
+    if update.state is TaskState.UNKNOWN:
+        log.warning("generation %s: undocumented provider state %r; polling again", generation_id, update.provider_state)
+    moved = update.state is TaskState.RUNNING and _transition(
+        generation_id, State.RUNNING, message=f"Running ({update.provider_state})", **fields
+    )
+    if not moved:
+        Generation.objects.filter(pk=generation_id, state__in=[State.SUBMITTED, State.RUNNING]).update(**fields)
+    return "in_progress"
+
+
+def generations_expire(*, now: datetime | None = None) -> int:
+    """Mark in-flight generations older than ``HAILUO_MAX_TASK_LIFETIME`` expired and release their holds."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HAILUO_MAX_TASK_LIFETIME)
+    count = 0
+    for generation in Generation.objects.filter(state__in=[State.SUBMITTED, State.RUNNING], created_at__lt=cutoff):
+        with transaction.atomic():
+            if _transition(
+                generation.pk,
+                State.EXPIRED,
+                message=f"No final answer after {settings.HAILUO_MAX_TASK_LIFETIME} s",
+                completed_at=now,
+            ):
+                billing_services.ledger_release(generation=generation, reason="expired")
+                count += 1
+    return count
+
+
+def generations_stuck_submitting(*, older_than: float = 600.0) -> int:
+    """A submit whose worker died mid-flight: move to needs_reconciliation (never resent blindly)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    count = 0
+    for generation_id in Generation.objects.filter(state=State.SUBMITTING, updated_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            count += _transition(
+                generation_id,
+                State.NEEDS_RECONCILIATION,
+                message="The submit never finished (worker stopped?); the provider may have the task",
+                reconciliation_note="Submit interrupted: check the provider's dashboard for this prompt",
+            )
+    return count
