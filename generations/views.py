@@ -19,9 +19,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.money import format_usd
-from config.metrics import CALLBACKS_RECEIVED
 from billing.pricing import NoPriceRule, quote
 from billing.selectors import budget_statuses_for, entries_for_generation, price_rules_for
+from config.metrics import CALLBACKS_RECEIVED
 from generations import services
 from generations.forms import GalleryFilterForm, StudioForm
 from generations.models import State
