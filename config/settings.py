@@ -245,8 +245,9 @@ X_FRAME_OPTIONS = "DENY"
 
 # Content-Security-Policy (django-csp): scripts only from our own static files (no inline
 # script, no eval: htmx's hx-on is not used); inline styles are allowed (style attributes in
-# the pages, Swagger UI and htmx's indicator style). Images may come from any https URL (the
-# preview of a first-frame image URL) and blob: (the preview of a chosen file).
+# the pages, Swagger UI and htmx's indicator style). Images may come from any http(s) URL (the
+# preview of a first-frame image URL a member pastes; browsers upgrade or block plain-HTTP
+# images on an HTTPS page anyway) and blob: (the preview of a chosen file).
 from csp.constants import NONE, SELF  # noqa: E402
 
 CONTENT_SECURITY_POLICY = {
@@ -254,7 +255,7 @@ CONTENT_SECURITY_POLICY = {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF, "'unsafe-inline'"],
-        "img-src": [SELF, "data:", "blob:", "https:"] + (["http:"] if DEBUG else []),
+        "img-src": [SELF, "data:", "blob:", "https:", "http:"],
         "media-src": [SELF, "blob:"],
         "font-src": [SELF, "data:"],
         "connect-src": [SELF],
