@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "django_htmx",
     "django_q",
+    "csp",
     "ninja",  # serves Swagger UI's assets locally: the API docs work offline
     "accounts",
     "providers",
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -250,11 +252,85 @@ HAILUO_PROVIDER_READ_TIMEOUT = env_float("HAILUO_PROVIDER_READ_TIMEOUT", 60.0)
 # Default budget (USD per month) given to a new member by the demo seed.
 HAILUO_DEMO_BUDGET = env_decimal("HAILUO_DEMO_BUDGET", "25.00")
 
+# --- Security: secure by default whenever DEBUG is off (each opt-out is a variable) -----
+# Behind a TLS-terminating proxy, name the header it sets: "X-Forwarded-Proto" (value https)
+# or "X-Forwarded-Proto=https"; only set it when the proxy overwrites that header.
+_proxy_header = env_str("DJANGO_SECURE_PROXY_SSL_HEADER")
+if _proxy_header:
+    _name, _, _value = _proxy_header.partition("=")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _name.strip().upper().replace("-", "_"), _value.strip() or "https")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# Probes and scrapers inside the network speak plain HTTP: no redirect for them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/|$)", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp): scripts only from our own static files (no inline
+# script, no eval: htmx's hx-on is not used); inline styles are allowed (style attributes in
+# the pages, Swagger UI and htmx's indicator style). Images may come from any http(s) URL (the
+# preview of a first-frame image URL a member pastes; browsers upgrade or block plain-HTTP
+# images on an HTTPS page anyway) and blob: (the preview of a chosen file).
+from csp.constants import NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:", "blob:", "https:", "http:"],
+        "media-src": [SELF, "blob:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+if env_bool("DJANGO_CSP_REPORT_ONLY", False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY, CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY, None
+
+# django-q2 keeps its cluster statistics (the heartbeat /healthz reads) in a cache that every
+# process shares: a database table (created by `manage.py createcachetable`, a release step).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "django_q": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "hailuo_cache"},
+}
+Q_CLUSTER["cache"] = "django_q"
+
+# --- Operations: health, metrics, logs, errors -----------------------------------------
+# /healthz fails when the newest worker-cluster heartbeat or the poll sweep's last run is older than these (s).
+HAILUO_HEALTH_WORKER_MAX_AGE = env_int("HAILUO_HEALTH_WORKER_MAX_AGE", 60)
+HAILUO_HEALTH_SWEEP_MAX_AGE = env_int("HAILUO_HEALTH_SWEEP_MAX_AGE", 180)
+# /metrics: a bearer token and/or client addresses (IPs or CIDR networks) allowed without one.
+HAILUO_METRICS_TOKEN = env_str("HAILUO_METRICS_TOKEN")
+HAILUO_METRICS_ALLOWED_IPS = env_list("HAILUO_METRICS_ALLOWED_IPS")
+
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "django.db.backends": {"level": "WARNING"}},
 }
+
+SENTRY_DSN = env_str("SENTRY_DSN")
+if SENTRY_DSN:
+    from config.logging import init_sentry  # noqa: E402
+
+    init_sentry(SENTRY_DSN, environment=env_str("SENTRY_ENVIRONMENT", "production"),
+                traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0))

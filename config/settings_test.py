@@ -8,6 +8,10 @@ import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key")
 os.environ.setdefault("HAILUO_ENCRYPTION_KEYS", "fWilQaaKc5te8miPpq5M2Dw5WGSF9x2kO7HkcQNbDbY=")
+# The test client and the live server speak plain HTTP: the documented opt-outs of the
+# secure defaults (tests/test_deploy.py checks the defaults themselves).
+os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("DJANGO_SECURE_COOKIES", "0")
 
 from config.settings import *  # noqa: E402,F403
 

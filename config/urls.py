@@ -3,6 +3,8 @@ from django.urls import include, path
 
 from accounts import views as accounts_views
 from config.api import api
+from config.health import healthz, healthz_live
+from config.metrics import metrics_view
 from generations import views
 
 urlpatterns = [
@@ -25,4 +27,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("healthz", healthz, name="healthz"),
+    path("healthz/live", healthz_live, name="healthz_live"),
+    path("metrics", metrics_view, name="metrics"),
 ]

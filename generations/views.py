@@ -21,11 +21,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from billing.money import format_usd
 from billing.pricing import NoPriceRule, quote
 from billing.selectors import budget_statuses_for, entries_for_generation, price_rules_for
+from config.metrics import CALLBACKS_RECEIVED
 from generations import services
 from generations.forms import GalleryFilterForm, StudioForm
 from generations.models import State
 from generations.selectors import gallery_page, generation_for, teammates_of, teams_of
 from providers.base import GenerationRequest
+from providers.registry import ADAPTERS as PROVIDER_KINDS
 
 #: States a member may retry from (a new generation with the same parameters).
 RETRYABLE_STATES = frozenset({State.FAILED, State.EXPIRED})
@@ -372,7 +374,9 @@ def provider_callback(request, kind: str, generation_id, token: str):
             kind=kind, generation_id=generation_id, token=token, headers=request.headers, body=request.body
         )
     except services.CallbackRejected as exc:
+        CALLBACKS_RECEIVED.labels(kind if kind in PROVIDER_KINDS else "unknown", "rejected").inc()
         return JsonResponse({"ok": False, "error": str(exc)}, status=exc.status)
+    CALLBACKS_RECEIVED.labels(kind if kind in PROVIDER_KINDS else "unknown", "accepted").inc()
     return JsonResponse(answer if answer is not None else {"ok": True})
 
 

@@ -235,6 +235,20 @@ class ProviderAdapter(abc.ABC):
     default_base_url: ClassVar[str]
     capabilities: ClassVar[ProviderCapabilities]
 
+    def __init_subclass__(cls, **kwargs):
+        """Instrument the provider calls (submit, fetch_status, cancel, fetch_balance) for the metrics.
+
+        Each call labels its HTTP requests with its operation and counts its
+        ``ProviderError`` exceptions by class (``config.metrics.provider_operation``).
+        """
+        super().__init_subclass__(**kwargs)
+        from config.metrics import OPERATIONS, provider_operation
+
+        for name, operation in OPERATIONS.items():
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_hailuo_instrumented", False):
+                setattr(cls, name, provider_operation(method, operation))
+
     def __init__(self, *, api_key: str, base_url: str = "", options: Mapping[str, Any] | None = None):
         self.api_key = api_key
         self.base_url = (base_url or self.default_base_url).rstrip("/")

@@ -25,6 +25,8 @@ from urllib.parse import urljoin, urlsplit
 import httpcore
 import httpx
 
+from config.metrics import observe_provider_request
+
 PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 405, 409, 410, 413, 415, 422})
 
 
@@ -133,7 +135,8 @@ class ProviderHttp:
         timeout = httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect, pool=self.timeouts.connect)
         prefix = f"{self.provider}: " if self.provider else ""
         try:
-            return await self.client.request(method, url, headers=headers, json=json, params=params, timeout=timeout)
+            with observe_provider_request(self.provider):  # metrics: requests and latency per provider and operation
+                return await self.client.request(method, url, headers=headers, json=json, params=params, timeout=timeout)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol) as exc:
             raise ProviderError(
                 f"{prefix}could not connect ({exc.__class__.__name__}: {exc})", code="connect_error", sent=Sent.NO

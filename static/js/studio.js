@@ -2,7 +2,10 @@
  *  - first-frame image: drag and drop onto the upload, a preview with the image's dimensions
  *    (and a hint when the provider's documented rules would refuse it), for an upload or a URL;
  *  - gallery: "Clear" filters, focus after paging;
- *  - focus an element marked data-autofocus (an action's refusal on the detail page).
+ *  - focus an element marked data-autofocus (an action's refusal on the detail page);
+ *  - a form marked data-focus-error focuses its first error; a card marked data-final-notify
+ *    (its last poll) tells the page: budget-changed and generation-final on <body>.
+ * No inline script or hx-on attribute anywhere: the Content-Security-Policy forbids both.
  * Everything is (re)bound on htmx:load, which htmx fires for the page and for swapped content.
  */
 (function () {
@@ -162,6 +165,14 @@
     within("#gallery-filters").forEach(bindFilters);
     var autofocus = within("[data-autofocus]")[0];
     if (autofocus) autofocus.focus();
+    within("form[data-focus-error]").forEach(function (form) {
+      var bad = form.querySelector(".form-errors, [aria-invalid=true]");
+      if (bad) bad.focus();
+    });
+    within("[data-final-notify]").forEach(function () {
+      htmx.trigger(document.body, "budget-changed");
+      htmx.trigger(document.body, "generation-final");
+    });
   });
 
   // After paging, move focus to the gallery's heading so keyboard users start at the top.
