@@ -74,7 +74,10 @@ class StudioForm(forms.Form):
             self.fields["image_url"].widget = forms.HiddenInput()
             del self.fields["image_file"]
         self.option_names = []
-        for spec in (*self.mode_cap.options, *caps.account_options):
+        # Only options that change the member's video: account-level settings (qingbo's model
+        # naming) stay with the admin, and options without effect under them are left out.
+        self.member_options = self.account.adapter_cls.member_options(self.mode_cap, self.account.options or {})
+        for spec in self.member_options:
             self.fields[self.OPTION_PREFIX + spec.name] = self._option_field(spec)
             self.option_names.append(spec.name)
         if self.model_cap.prompt_max_chars:
@@ -95,18 +98,34 @@ class StudioForm(forms.Form):
             self.data = data
         else:
             initial = {**dict(self.initial or {}), **picks}
-            shown = source.get(self.OPTIONS_MARKER)
-            if shown is not None:
-                shown_names = set(str(shown).split(","))
-                for spec in (*self.mode_cap.options, *caps.account_options):
+            shown_account, shown = self._parse_marker(source.get(self.OPTIONS_MARKER))
+            if shown_account is not None and shown_account != str(self.account.pk):
+                # Another provider's options were on screen: its values mean nothing here (a
+                # PoYo checkbox left unchecked must not turn qingbo's default-on optimizer off).
+                # The new provider's options start at their documented defaults.
+                initial = {k: v for k, v in initial.items() if not str(k).startswith(self.OPTION_PREFIX)}
+            elif shown is not None:
+                shown_names = set(shown.split(","))
+                for spec in self.member_options:
                     if spec.kind == "bool" and spec.name in shown_names:
                         initial[self.OPTION_PREFIX + spec.name] = source.get(self.OPTION_PREFIX + spec.name) in _TRUE
             self.initial = initial
 
     @property
     def options_marker(self) -> str:
-        """The value of the hidden ``_options`` input: the options this form shows."""
-        return ",".join(getattr(self, "option_names", []))
+        """The value of the hidden ``_options`` input: ``"<account pk>:<option names, comma-separated>"``,
+        the options this form shows and whose provider account they belong to."""
+        account = self.account.pk if self.account is not None else ""
+        return f"{account}:" + ",".join(getattr(self, "option_names", []))
+
+    @staticmethod
+    def _parse_marker(value) -> tuple[str | None, str | None]:
+        """``"<account pk>:<names>"`` → (account pk, names); an older marker without the
+        account gives (None, names); no marker gives (None, None)."""
+        if value is None:
+            return None, None
+        account, sep, names = str(value).partition(":")
+        return (account, names) if sep else (None, account)
 
     @property
     def image_rules(self):
@@ -133,7 +152,7 @@ class StudioForm(forms.Form):
         options = generation.options or {}
         for name, value in options.items():
             initial[cls.OPTION_PREFIX + name] = value
-        initial[cls.OPTIONS_MARKER] = ",".join(options)
+        initial[cls.OPTIONS_MARKER] = f"{generation.provider_account_id}:" + ",".join(options)
         return initial
 
     def _option_field(self, spec):

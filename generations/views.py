@@ -92,6 +92,8 @@ def studio(request):
             except services.GenerationRefused as refused:
                 for field_name, messages_ in refused.fields.items():
                     target = field_name if field_name in form.fields else None
+                    if target == "image_url" and upload:
+                        target = "image_file"  # the rule was broken by the uploaded file, not the URL field
                     for message in messages_:
                         form.add_error(target, message)
             else:
@@ -222,17 +224,25 @@ def card(request, generation_id):
     return render(request, "generations/partials/card.html", {"g": generation, "detail_view": request.GET.get("detail") == "1"})
 
 
+def can_cancel(generation) -> bool:
+    """Whether cancel is offered: before it was sent (a local cancel), or in flight where the
+    provider documents a cancel for the task's current provider state (qingbo: queued only,
+    providers.md "Cancel Task")."""
+    if generation.state == State.QUEUED:
+        return True
+    return generation.state in (State.SUBMITTED, State.RUNNING) and generation.provider_account.adapter_cls.can_cancel_in(
+        generation.provider_state
+    )
+
+
 def _detail_context(generation) -> dict:
     account = generation.provider_account
-    can_cancel = generation.state == State.QUEUED or (
-        generation.state in (State.SUBMITTED, State.RUNNING) and account.adapter_cls.capabilities.cancel
-    )
     return {
         "g": generation,
         "events": list(generation.events.all()),
         "entries": entries_for_generation(generation_id=generation.pk),
         "can_retry": generation.state in RETRYABLE_STATES,
-        "can_cancel": can_cancel,
+        "can_cancel": can_cancel(generation),
         "provider_label": account.adapter_cls.label,
         "detail_view": True,
     }

@@ -89,6 +89,13 @@
     }
     zone.dataset.bound = "1";
     var objectUrl = null;
+    var clearStaleError = function () {
+      // A new file makes the server's error about the previous one stale.
+      var stale = document.getElementById(file.id + "_error");
+      if (stale) stale.remove();
+      file.removeAttribute("aria-invalid");
+      file.setAttribute("aria-describedby", "image-file-preview");
+    };
     var refreshFile = function () {
       if (objectUrl) { URL.revokeObjectURL(objectUrl); objectUrl = null; }
       var chosen = file.files && file.files[0];
@@ -97,7 +104,7 @@
       var type = (chosen.type || "").replace("image/", "");
       show(filePreview, objectUrl, function (w, h) { describe(filePreview, zone.rules, w, h, type, chosen.size); });
     };
-    file.addEventListener("change", refreshFile);
+    file.addEventListener("change", function () { clearStaleError(); refreshFile(); });
     zone.querySelector("[data-clear-file]").addEventListener("click", function () {
       file.value = "";
       refreshFile();
