@@ -81,7 +81,10 @@ class StudioForm(forms.Form):
             self.fields[self.OPTION_PREFIX + spec.name] = self._option_field(spec)
             self.option_names.append(spec.name)
         if self.model_cap.prompt_max_chars:
-            self.fields["prompt"].widget.attrs["maxlength"] = self.model_cap.prompt_max_chars
+            # No maxlength (it would cut a pasted prompt silently): a counter shows the limit and
+            # a longer prompt is refused with a message (clean_prompt, and the adapter's validate).
+            self.fields["prompt"].widget.attrs["data-max-chars"] = self.model_cap.prompt_max_chars
+            self.fields["prompt"].widget.attrs["aria-describedby"] = "prompt-counter"
         self.picked = {
             "provider_account_id": self.account.pk, "model": self.model_cap.id, "mode": self.mode_cap.id,
             "duration": duration, "resolution": resolution,
@@ -185,6 +188,17 @@ class StudioForm(forms.Form):
             out[name] = value
         return out
 
+    def clean_prompt(self) -> str:
+        """Refuse a prompt over the chosen model's documented limit (never cut it)."""
+        prompt = self.cleaned_data.get("prompt") or ""
+        limit = self.model_cap.prompt_max_chars if self.model_cap is not None else None
+        if limit and len(prompt) > limit:
+            raise forms.ValidationError(
+                f"The prompt has {len(prompt):,} characters; {self.account.adapter_cls.label} accepts at most {limit:,} "
+                f"for {self.model_cap.label}. Shorten it by {len(prompt) - limit:,}."
+            )
+        return prompt
+
     def clean(self):
         data = super().clean()
         if self.mode_cap is not None and self.mode_cap.image == "required":
@@ -237,8 +251,15 @@ class GalleryFilterForm(forms.Form):
         super().__init__(data, *args, **kwargs)
         self.fields["state"].choices = [("", "Any status"), ("in_progress", "In progress"), *State.choices]
         self.fields["provider"].choices = [("", "Any provider"), *[(cls.kind, cls.label) for cls in ADAPTERS.values()]]
-        models = sorted({m.id for cls in ADAPTERS.values() for m in cls.capabilities.models}, key=str.lower)
-        self.fields["model"].choices = [("", "Any model"), *[(m, m) for m in models]]
+        # One entry per model family and version, not one per provider id.
+        from providers.registry import model_families
+
+        families = model_families()
+        ids = {i: name for name, members in families.items() for i in members}
+        if data.get("model") in ids:  # a link with a provider's id: show its family
+            data["model"] = ids[data["model"]]
+            self.data = data
+        self.fields["model"].choices = [("", "Any model"), *[(name, name) for name in families]]
         if members is None:
             self.fields["member"] = forms.IntegerField(required=False, min_value=1)
         else:

@@ -138,6 +138,42 @@ class Generation(models.Model):
         return f"{self.model} {self.mode} {self.duration}s ({self.state})"
 
     @property
+    def cancel_offered(self) -> bool:
+        """Whether cancel is offered: before it was sent (a local cancel), or in flight where the
+        provider documents a cancel for the task's current provider state (qingbo: queued only,
+        providers.md "Cancel Task")."""
+        if self.state == State.QUEUED:
+            return True
+        if self.state not in IN_FLIGHT_STATES:
+            return False
+        from providers.registry import ADAPTERS
+
+        cls = ADAPTERS.get(self.provider_kind)
+        return cls is not None and cls.can_cancel_in(self.provider_state)
+
+    @property
+    def retry_offered(self) -> bool:
+        """Whether retry (a new generation with the same parameters) is offered: failed or expired."""
+        return self.state in (State.FAILED, State.EXPIRED)
+
+    @property
+    def model_label(self) -> str:
+        """The model's human name ("Hailuo 2.3 Fast"); ``model`` keeps the provider's id."""
+        from providers.registry import model_label
+
+        return model_label(self.provider_kind, self.model)
+
+    @property
+    def mode_label(self) -> str:
+        """The mode's human name ("Text-to-video"); the raw id when unknown."""
+        from providers.registry import ADAPTERS
+
+        cls = ADAPTERS.get(self.provider_kind)
+        model = cls.capabilities.model(self.model) if cls is not None else None
+        mode = model.mode(self.mode) if model is not None else None
+        return mode.label if mode is not None else self.mode
+
+    @property
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
 

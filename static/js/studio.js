@@ -157,6 +157,38 @@
     }
   }
 
+  /* The prompt's character counter (the chosen provider's limit; the server refuses more). */
+  function bindPrompt(textarea) {
+    if (textarea.dataset.bound) return;
+    textarea.dataset.bound = "1";
+    var counter = document.querySelector("[data-prompt-counter]");
+    var update = function () {
+      var max = parseInt(textarea.dataset.maxChars || "0", 10);
+      if (!counter || !max) return;
+      var n = Array.from(textarea.value).length;
+      counter.querySelector("[data-count]").textContent = n.toLocaleString();
+      counter.classList.toggle("over", n > max);
+    };
+    textarea.addEventListener("input", update);
+    update();
+  }
+
+  // Ctrl+Enter (⌘+Enter) in the create form submits it.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    var form = event.target.closest && event.target.closest("#create-form");
+    if (!form) return;
+    event.preventDefault();
+    var button = form.querySelector("button[type=submit]");
+    if (button && !button.disabled) form.requestSubmit(button);
+  });
+
+  // Dismissable messages.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-dismiss]");
+    if (button) button.closest("li").remove();
+  });
+
   document.addEventListener("htmx:load", function (event) {
     var root = event.detail.elt;
     var scope = root.querySelectorAll ? root : document;
@@ -167,6 +199,7 @@
     };
     within("[data-image-input]").forEach(bindImageInput);
     within("#gallery-filters").forEach(bindFilters);
+    within("#create-form textarea[name=prompt]").forEach(bindPrompt);
     var autofocus = within("[data-autofocus]")[0];
     if (autofocus) autofocus.focus();
   });
