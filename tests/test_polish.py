@@ -222,14 +222,21 @@ def test_the_start_sweep_ends_before_the_schedules_next_run(db):
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_run_workers_sweeps_as_soon_as_it_starts(tmp_path):
-    from django_q.models import Task
+    from django_q.models import Schedule, Task
+
+    # The schedule's next tick is a minute away: the start sweep runs until just before it.
+    Schedule.objects.create(func="generations.tasks.poll_sweep", schedule_type=Schedule.MINUTES, minutes=1,
+                            next_run=timezone.now() + timedelta(seconds=60))
 
     with qcluster_process(public_base_url="", media_root=tmp_path, log_path=tmp_path / "workers.log"):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not Task.objects.filter(name="poll sweep at start").exists():
-            time.sleep(0.3)
-    task = Task.objects.get(name="poll sweep at start")
-    assert task.success and task.func == "generations.tasks.poll_sweep_at_start"
+        from generations.models import SweepLease
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not SweepLease.objects.filter(expires_at__gt=timezone.now()).exclude(holder="").exists():
+            time.sleep(0.2)
+        # A sweep holds its slot within seconds of the start, long before the schedule's tick.
+        assert SweepLease.objects.filter(expires_at__gt=timezone.now()).exclude(holder="").exists()
+    assert not Task.objects.filter(func="generations.tasks.poll_sweep").exists()  # the schedule did not run it
 
 
 # --- bug 12: manage.py in the demo checkout --------------------------------------------------
