@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 
 
-def load_demo_env(path: Path = Path(__file__).resolve().parent / "var" / "dev.env") -> None:
+DEMO_ENV = Path(__file__).resolve().parent / "var" / "dev.env"
+
+
+def load_demo_env(path: Path = DEMO_ENV) -> None:
     """In the demo checkout (``make run`` wrote ``var/dev.env``: DJANGO_SECRET_KEY and
     HAILUO_ENCRYPTION_KEYS), use its values for any the environment does not set, so
     ``python manage.py create_api_token EMAIL`` works there as the README shows."""

@@ -317,3 +317,30 @@ def test_team_admins_get_a_team_menu(client, member, team):
     Membership.objects.filter(user=member).update(role=Membership.Role.TEAM_ADMIN)
     html = client.get("/studio/").content.decode()
     assert f'href="/team/{team.pk}/budgets/"' in html
+
+
+def test_the_api_docs_lead_back_to_the_studio(client, member):
+    client.force_login(member)
+    html = client.get("/api/v1/docs").content.decode()
+    assert 'href="/studio/"' in html and "Back to Hailuo Studio" in html
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "words"),
+    [
+        ("1026", "input new_sensitive", "safety check"),
+        ("402", "PiAPI: insufficient credits", "out of credit"),
+        ("401", "invalid api key", "was refused (its key)"),
+        ("E500", "internal error", "could not make this video"),
+    ],
+)
+def test_provider_failures_in_plain_sentences_with_the_code_as_detail(client, member, apixo_account, code, message, words):
+    generation = Generation.objects.create(
+        user=member, provider_account=apixo_account, provider_kind="apixo", model="hailuo-2-3", mode="standard-text-to-video",
+        prompt="a red kite", duration=6, resolution="768p", quoted_amount=Decimal("0.3"), state=State.FAILED,
+        fail_code=code, fail_message=message,
+    )
+    assert words in generation.fail_summary
+    client.force_login(member)
+    card = client.get(f"/g/{generation.pk}/card/").content.decode()
+    assert words in card and f">{code}</code>" in card

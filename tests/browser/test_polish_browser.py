@@ -134,3 +134,50 @@ def test_cancel_is_offered_on_a_queued_qingbo_task_only(new_page, login, member,
     page.goto(f"/g/{running.pk}/")
     expect(page.get_by_test_id("cancel")).to_have_count(0)
     expect(page.get_by_role("heading", level=1)).to_contain_text("running at qingbo")  # the title is the prompt
+
+
+def test_readme_screenshots(new_page, login, screenshot, member, teammate, team, budget, apixo_account, sandbox, qcluster):
+    """The README's screenshots (``HAILUO_SCREENSHOT_DIR=docs/screenshots`` refreshes them): the
+    studio on a desktop, a phone and in dark mode, a detail page and the reports."""
+    from accounts.models import Membership, User
+
+    prompts = [
+        "a paper boat drifting down a rainy street, macro shot",
+        "a tiktok dancer is dancing on a small drone, doing flips and tricks",
+        "一只白猫慵懒地躺在阳光下的窗台上 [fail]",
+    ]
+    page = new_page()
+    login(page, member.email, "pw-member-123", next_url="/studio/")
+    for prompt in prompts:
+        page.get_by_label("Prompt", exact=True).fill(prompt)
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("#gallery-grid .gen-card", has_text=prompt[:20])).to_be_visible()
+    for prompt in prompts[:2]:
+        expect(page.locator("#gallery-grid .gen-card", has_text=prompt[:20]).locator("video")).to_be_attached(timeout=40_000)
+    expect(page.locator("#gallery-grid .gen-card", has_text="白猫").get_by_test_id("state")).to_have_text("Failed", timeout=40_000)
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "studio")
+
+    dark = new_page(color_scheme="dark")
+    login(dark, member.email, "pw-member-123", next_url="/studio/")
+    dark.wait_for_load_state("networkidle")
+    assert dark.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(18, 20, 23)"
+    screenshot(dark, "studio-dark")
+
+    phone = new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    login(phone, member.email, "pw-member-123", next_url="/studio/")
+    phone.wait_for_load_state("networkidle")
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(phone, "studio-phone")
+
+    page.locator("#gallery-grid .gen-card", has_text=prompts[0][:20]).get_by_role("link", name="Details").click()
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "detail", full_page=True)
+
+    finance = User.objects.create_user("finance@example.com", "pw-finance-123")
+    Membership.objects.create(user=finance, team=team, role=Membership.Role.FINANCE)
+    reports = new_page()
+    login(reports, finance.email, "pw-finance-123", next_url="/reports/")
+    reports.wait_for_load_state("networkidle")
+    screenshot(reports, "reports", full_page=True)
