@@ -5,7 +5,6 @@ import os
 import sys
 from pathlib import Path
 
-
 DEMO_ENV = Path(__file__).resolve().parent / "var" / "dev.env"
 
 
