@@ -91,7 +91,7 @@ def test_member_makes_videos_filters_retries_remixes_and_meets_the_budget(
     assert info["readyState"] >= 1 and info["duration"] == pytest.approx(3.0, abs=0.2) and info["width"] == 320
     expect(card.get_by_test_id("state")).to_have_text("Succeeded")
     expect(card.get_by_test_id("card-price")).to_have_text("charged $0.336")
-    expect(card.get_by_test_id("specs")).to_have_text("APIXO · hailuo-2-3 · 6 s · 768p")
+    expect(card.get_by_test_id("specs")).to_have_text("APIXO · Hailuo 2.3 · 6 s · 768p")
     expect(card.locator("video")).to_have_attribute("poster", re.compile(r"/poster\.jpg$"))
     expect(page.locator("#budget-badge")).to_contain_text("$4.66 left")  # the header followed the capture
 
