@@ -64,6 +64,7 @@ def test_the_same_settings_send_the_same_request_whatever_the_click_order(
     bodies = []
     for order, prompt in (((poyo, qingbo), "a kite over the dunes, via PoYo"), ((qingbo,), "a kite over the dunes, directly")):
         page.goto("/studio/")
+        page.wait_for_function("() => window.htmx !== undefined")  # htmx is loaded (deferred)
         for account in order:
             _choose(page, account)
         optimizer = page.get_by_label("Prompt optimizer")
@@ -73,7 +74,6 @@ def test_the_same_settings_send_the_same_request_whatever_the_click_order(
         page.get_by_role("button", name="Generate").click()
         expect(page.locator("#gallery-grid .gen-card", has_text=prompt[:30])).to_be_visible()
         generation = Generation.objects.get(prompt=prompt)
-        page.wait_for_function("() => true")
         for _ in range(100):
             sent = [e for e in qingbo_sandbox.requests("api") if e["method"] == "POST" and (e.get("body") or {}).get("prompt") == prompt]
             if sent:
