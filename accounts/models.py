@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 
 class UserManager(BaseUserManager):
@@ -54,6 +55,11 @@ class User(AbstractUser):
         """The team a generation is booked to by default: the first membership's team."""
         membership = self.memberships.select_related("team").order_by("id").first()
         return membership.team if membership else None
+
+    @cached_property
+    def admin_teams(self) -> list["Team"]:
+        """The teams this user is a team admin of (for the "Team" menu), by name; read once per request."""
+        return [m.team for m in self.memberships.filter(role=Membership.Role.TEAM_ADMIN).select_related("team").order_by("team__name")]
 
 
 class Team(models.Model):

@@ -29,3 +29,15 @@ def format_usd(value) -> str:
     if len(frac) < 2:
         frac = frac.ljust(2, "0")
     return f"{sign}${int(whole):,}.{frac}"
+
+
+CENTS = Decimal("0.01")
+
+
+def format_cents(value) -> str:
+    """``$23.67``, ``$1,250.00``, ``-$1.20``: an amount rounded half-up to cents, for sums
+    (budgets used and left, balances, totals). Prices keep their real places (``format_usd``:
+    a per-second quote such as ``$0.336``)."""
+    amount = money(value).quantize(CENTS, rounding=ROUND_HALF_UP)
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}"

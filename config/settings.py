@@ -323,9 +323,16 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "json": {"()": "config.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "filters": {"quiet_client_errors": {"()": "config.logfilters.QuietClientErrors"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["quiet_client_errors"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+        # Django's own default handlers (console under DEBUG, mail_admins) would print each
+        # record a second time: everything goes through the root's one console handler.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 
 SENTRY_DSN = env_str("SENTRY_DSN")

@@ -7,6 +7,17 @@ from generations import services
 from generations.models import Generation, GenerationEvent, InputImage, State
 
 
+def poll_summary(counts: dict[str, int], *, in_flight: int, selected: int) -> str:
+    """The admin's "Poll now" outcome in words, e.g. "Polled 2 of the 3 selected generation(s)
+    (2 in flight): 1 in progress, 1 succeeded." ``counts`` is ``generations_poll``'s."""
+    polled = counts.get("polled", 0)
+    parts = [f"{n} {name.replace('_', ' ')}" for name, n in sorted(counts.items()) if name != "polled" and n]
+    lead = f"Polled {polled} of the {selected} selected generation(s) ({in_flight} in flight)"
+    if polled < in_flight:
+        lead += f"; {in_flight - polled} were being polled by a worker already"
+    return lead + (": " + ", ".join(parts) + "." if parts else ".")
+
+
 class GenerationEventInline(admin.TabularInline):
     model = GenerationEvent
     extra = 0
@@ -42,9 +53,17 @@ class GenerationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Poll now")
     def poll_now(self, request, queryset):
+        selected = queryset.count()
         ids = list(queryset.filter(state__in=[State.SUBMITTED, State.RUNNING]).values_list("pk", flat=True))
-        counts = services.generations_poll(ids=ids) if ids else {}
-        self.message_user(request, f"Polled {counts.get('polled', 0)} generation(s): {counts}")
+        if not ids:
+            self.message_user(
+                request,
+                f"Nothing to poll: none of the {selected} selected generation(s) is in flight (submitted or running).",
+                messages.WARNING,
+            )
+            return
+        counts = services.generations_poll(ids=ids)
+        self.message_user(request, poll_summary(counts, in_flight=len(ids), selected=selected))
 
     @admin.action(description="Resolve needs_reconciliation: mark failed and release the hold")
     def mark_failed_and_release(self, request, queryset):
@@ -75,7 +94,11 @@ class GenerationAdmin(admin.ModelAdmin):
         return render(request, "admin/generations/attach_task.html", context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = extra_context or {}
+        # Every field is read-only: no Save buttons for nothing to save.
+        extra_context = {
+            "show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False,
+            "show_delete": False, **(extra_context or {}),
+        }
         generation = Generation.objects.filter(pk=object_id).first()
         if generation and generation.state == State.NEEDS_RECONCILIATION:
             extra_context["attach_url"] = reverse("admin:generations_generation_attach_task", args=[generation.pk])

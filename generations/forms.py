@@ -74,11 +74,17 @@ class StudioForm(forms.Form):
             self.fields["image_url"].widget = forms.HiddenInput()
             del self.fields["image_file"]
         self.option_names = []
-        for spec in (*self.mode_cap.options, *caps.account_options):
+        # Only options that change the member's video: account-level settings (qingbo's model
+        # naming) stay with the admin, and options without effect under them are left out.
+        self.member_options = self.account.adapter_cls.member_options(self.mode_cap, self.account.options or {})
+        for spec in self.member_options:
             self.fields[self.OPTION_PREFIX + spec.name] = self._option_field(spec)
             self.option_names.append(spec.name)
         if self.model_cap.prompt_max_chars:
-            self.fields["prompt"].widget.attrs["maxlength"] = self.model_cap.prompt_max_chars
+            # No maxlength (it would cut a pasted prompt silently): a counter shows the limit and
+            # a longer prompt is refused with a message (clean_prompt, and the adapter's validate).
+            self.fields["prompt"].widget.attrs["data-max-chars"] = self.model_cap.prompt_max_chars
+            self.fields["prompt"].widget.attrs["aria-describedby"] = "prompt-counter"
         self.picked = {
             "provider_account_id": self.account.pk, "model": self.model_cap.id, "mode": self.mode_cap.id,
             "duration": duration, "resolution": resolution,
@@ -95,18 +101,34 @@ class StudioForm(forms.Form):
             self.data = data
         else:
             initial = {**dict(self.initial or {}), **picks}
-            shown = source.get(self.OPTIONS_MARKER)
-            if shown is not None:
-                shown_names = set(str(shown).split(","))
-                for spec in (*self.mode_cap.options, *caps.account_options):
+            shown_account, shown = self._parse_marker(source.get(self.OPTIONS_MARKER))
+            if shown_account is not None and shown_account != str(self.account.pk):
+                # Another provider's options were on screen: its values mean nothing here (a
+                # PoYo checkbox left unchecked must not turn qingbo's default-on optimizer off).
+                # The new provider's options start at their documented defaults.
+                initial = {k: v for k, v in initial.items() if not str(k).startswith(self.OPTION_PREFIX)}
+            elif shown is not None:
+                shown_names = set(shown.split(","))
+                for spec in self.member_options:
                     if spec.kind == "bool" and spec.name in shown_names:
                         initial[self.OPTION_PREFIX + spec.name] = source.get(self.OPTION_PREFIX + spec.name) in _TRUE
             self.initial = initial
 
     @property
     def options_marker(self) -> str:
-        """The value of the hidden ``_options`` input: the options this form shows."""
-        return ",".join(getattr(self, "option_names", []))
+        """The value of the hidden ``_options`` input: ``"<account pk>:<option names, comma-separated>"``,
+        the options this form shows and whose provider account they belong to."""
+        account = self.account.pk if self.account is not None else ""
+        return f"{account}:" + ",".join(getattr(self, "option_names", []))
+
+    @staticmethod
+    def _parse_marker(value) -> tuple[str | None, str | None]:
+        """``"<account pk>:<names>"`` → (account pk, names); an older marker without the
+        account gives (None, names); no marker gives (None, None)."""
+        if value is None:
+            return None, None
+        account, sep, names = str(value).partition(":")
+        return (account, names) if sep else (None, account)
 
     @property
     def image_rules(self):
@@ -134,7 +156,7 @@ class StudioForm(forms.Form):
         options = generation.options or {}
         for name, value in options.items():
             initial[cls.OPTION_PREFIX + name] = value
-        initial[cls.OPTIONS_MARKER] = ",".join(options)
+        initial[cls.OPTIONS_MARKER] = f"{generation.provider_account_id}:" + ",".join(options)
         return initial
 
     def _option_field(self, spec):
@@ -166,6 +188,17 @@ class StudioForm(forms.Form):
                 continue
             out[name] = value
         return out
+
+    def clean_prompt(self) -> str:
+        """Refuse a prompt over the chosen model's documented limit (never cut it)."""
+        prompt = self.cleaned_data.get("prompt") or ""
+        limit = self.model_cap.prompt_max_chars if self.model_cap is not None else None
+        if limit and len(prompt) > limit:
+            raise forms.ValidationError(
+                f"The prompt has {len(prompt):,} characters; {self.account.adapter_cls.label} accepts at most {limit:,} "
+                f"for {self.model_cap.label}. Shorten it by {len(prompt) - limit:,}."
+            )
+        return prompt
 
     def clean(self):
         data = super().clean()
@@ -219,8 +252,15 @@ class GalleryFilterForm(forms.Form):
         super().__init__(data, *args, **kwargs)
         self.fields["state"].choices = [("", "Any status"), ("in_progress", "In progress"), *State.choices]
         self.fields["provider"].choices = [("", "Any provider"), *[(cls.kind, cls.label) for cls in ADAPTERS.values()]]
-        models = sorted({m.id for cls in ADAPTERS.values() for m in cls.capabilities.models}, key=str.lower)
-        self.fields["model"].choices = [("", "Any model"), *[(m, m) for m in models]]
+        # One entry per model family and version, not one per provider id.
+        from providers.registry import model_families
+
+        families = model_families()
+        ids = {i: name for name, members in families.items() for i in members}
+        if data.get("model") in ids:  # a link with a provider's id: show its family
+            data["model"] = ids[data["model"]]
+            self.data = data
+        self.fields["model"].choices = [("", "Any model"), *[(name, name) for name in families]]
         if members is None:
             self.fields["member"] = forms.IntegerField(required=False, min_value=1)
         else:

@@ -138,6 +138,68 @@ class Generation(models.Model):
         return f"{self.model} {self.mode} {self.duration}s ({self.state})"
 
     @property
+    def cancel_offered(self) -> bool:
+        """Whether cancel is offered: before it was sent (a local cancel), or in flight where the
+        provider documents a cancel for the task's current provider state (qingbo: queued only,
+        providers.md "Cancel Task")."""
+        if self.state == State.QUEUED:
+            return True
+        if self.state not in IN_FLIGHT_STATES:
+            return False
+        from providers.registry import ADAPTERS
+
+        cls = ADAPTERS.get(self.provider_kind)
+        return cls is not None and cls.can_cancel_in(self.provider_state)
+
+    #: (words in the provider's fail code or message, the sentence a member is shown).
+    FAIL_SENTENCES = (
+        (("sensitive", "moderation", "content policy", "nsfw", "safety", "1026", "1027"),
+         "The provider's safety check refused this prompt or image. Try different wording or another image."),
+        (("insufficient", "credit", "balance", "402", "1008", "quota"),
+         "The company's account at this provider is out of credit; admins can top it up. Nothing was charged."),
+        (("401", "1004", "unauthor", "api key", "invalid key", "authentication"),
+         "The company's account at this provider was refused (its key); admins can fix it. Nothing was charged."),
+        (("timeout", "timed out", "expired"),
+         "The provider did not finish in time. Retry it; nothing was charged."),
+    )
+
+    @property
+    def fail_summary(self) -> str:
+        """The failure in a plain sentence for members (the provider's own code and message stay
+        in ``fail_code``/``fail_message``, shown as detail); "" when nothing failed."""
+        if self.state not in (State.FAILED, State.EXPIRED):
+            return ""
+        text = f"{self.fail_code} {self.fail_message}".lower()
+        for words, sentence in self.FAIL_SENTENCES:
+            if any(word in text for word in words):
+                return sentence
+        if self.state == State.EXPIRED:
+            return "The provider did not finish in time. Retry it; nothing was charged."
+        return "The provider could not make this video. Retry it, or change the prompt; nothing was charged."
+
+    @property
+    def retry_offered(self) -> bool:
+        """Whether retry (a new generation with the same parameters) is offered: failed or expired."""
+        return self.state in (State.FAILED, State.EXPIRED)
+
+    @property
+    def model_label(self) -> str:
+        """The model's human name ("Hailuo 2.3 Fast"); ``model`` keeps the provider's id."""
+        from providers.registry import model_label
+
+        return model_label(self.provider_kind, self.model)
+
+    @property
+    def mode_label(self) -> str:
+        """The mode's human name ("Text-to-video"); the raw id when unknown."""
+        from providers.registry import ADAPTERS
+
+        cls = ADAPTERS.get(self.provider_kind)
+        model = cls.capabilities.model(self.model) if cls is not None else None
+        mode = model.mode(self.mode) if model is not None else None
+        return mode.label if mode is not None else self.mode
+
+    @property
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
 

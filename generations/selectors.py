@@ -116,7 +116,10 @@ def filter_generations(queryset: QuerySet[Generation], filters: GalleryFilters) 
     if filters.provider:
         queryset = queryset.filter(provider_kind=filters.provider)
     if filters.model:
-        queryset = queryset.filter(model=filters.model)
+        # A human model name ("Hailuo 2.3") covers every provider's id for it; an id still works.
+        from providers.registry import model_families
+
+        queryset = queryset.filter(model__in=model_families().get(filters.model, [filters.model]))
     if filters.member:
         queryset = queryset.filter(user_id=filters.member)
     if filters.date_from:

@@ -106,3 +106,23 @@ def poll_sweep(run_seconds: float | None = None) -> dict:
                 time.sleep(settings.HAILUO_POLL_SWEEP_INTERVAL)
         finally:
             services.sweep_slot_release(slot=slot)
+
+
+def poll_sweep_at_start() -> dict:
+    """The sweep ``run_workers`` starts with the cluster: generations submitted right after a
+    start are polled at their documented cadence, not at the schedule's next minute tick.
+
+    It runs until shortly before the schedule's next ``poll_sweep`` (django-q2's ``next_run``;
+    at most :data:`SWEEP_RUN_SECONDS`), so that run finds its sweep slot free and takes over.
+    Returns :func:`poll_sweep`'s counts.
+    """
+    from django.utils import timezone
+    from django_q.models import Schedule
+
+    next_run = (
+        Schedule.objects.filter(func="generations.tasks.poll_sweep").order_by("next_run").values_list("next_run", flat=True).first()
+    )
+    run_seconds = SWEEP_RUN_SECONDS
+    if next_run is not None:
+        run_seconds = min(SWEEP_RUN_SECONDS, max((next_run - timezone.now()).total_seconds() - 2.0, 0.0))
+    return poll_sweep(run_seconds=run_seconds)

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing.money import format_usd
+from billing.money import format_cents
 from billing.pricing import NoPriceRule, quote
 from billing.selectors import budget_statuses_for, entries_for_generation, price_rules_for
 from config.metrics import CALLBACKS_RECEIVED
@@ -59,7 +59,7 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
     return {
         "price": priced.display,
         "price_rule": priced.snapshot,
-        "remaining": format_usd(remaining) if remaining is not None else None,
+        "remaining": format_cents(remaining) if remaining is not None else None,
         "fits": remaining is None or priced.amount <= remaining,
     }
 
@@ -94,11 +94,14 @@ def studio(request):
             except services.GenerationRefused as refused:
                 for field_name, messages_ in refused.fields.items():
                     target = field_name if field_name in form.fields else None
+                    if target == "image_url" and upload:
+                        target = "image_file"  # the rule was broken by the uploaded file, not the URL field
                     for message in messages_:
                         form.add_error(target, message)
             else:
                 if request.htmx:
-                    fresh = StudioForm(initial={k: v for k, v in request.POST.items() if k not in {"prompt", "csrfmiddlewaretoken"}})
+                    # The prompt stays: iterating on it is the main loop (the image is not kept).
+                    fresh = StudioForm(initial={k: v for k, v in request.POST.items() if k not in {"csrfmiddlewaretoken", "image_url"}})
                     response = render(
                         request,
                         "generations/partials/created.html",
@@ -226,15 +229,12 @@ def card(request, generation_id):
 
 def _detail_context(generation) -> dict:
     account = generation.provider_account
-    can_cancel = generation.state == State.QUEUED or (
-        generation.state in (State.SUBMITTED, State.RUNNING) and account.adapter_cls.capabilities.cancel
-    )
     return {
         "g": generation,
         "events": list(generation.events.all()),
         "entries": entries_for_generation(generation_id=generation.pk),
-        "can_retry": generation.state in RETRYABLE_STATES,
-        "can_cancel": can_cancel,
+        "can_retry": generation.retry_offered,
+        "can_cancel": generation.cancel_offered,
         "provider_label": account.adapter_cls.label,
         "detail_view": True,
     }
@@ -342,8 +342,18 @@ def video(request, generation_id):
     response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=86400"
     if request.GET.get("download"):
-        response["Content-Disposition"] = f'attachment; filename="hailuo-{generation.pk}{os.path.splitext(storage_file.name)[1]}"'
+        response["Content-Disposition"] = f'attachment; filename="{download_name(generation, os.path.splitext(storage_file.name)[1])}"'
     return response
+
+
+def download_name(generation, ext: str = ".mp4") -> str:
+    """The downloaded file's name: a slug of the prompt (at most 60 characters, ASCII) and the
+    creation date (UTC), e.g. ``a-paper-boat-drifting-2025-06-01.mp4``; ``hailuo-video`` when
+    the prompt has no ASCII letters (a Chinese prompt)."""
+    from django.utils.text import slugify
+
+    slug = slugify(generation.prompt)[:60].strip("-") or "hailuo-video"
+    return f"{slug}-{generation.created_at:%Y-%m-%d}{ext or '.mp4'}"
 
 
 @login_required

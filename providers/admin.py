@@ -18,6 +18,13 @@ class ProviderAccountForm(forms.ModelForm):
         model = ProviderAccount
         fields = ["kind", "label", "new_api_key", "base_url", "enabled", "priority", "options", "fallback", "down"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.api_key_encrypted:
+            self.fields["new_api_key"].help_text = (
+                f"Stored key: {self.instance.masked_key}. Write-only: type a new key to replace it; leave blank to keep it."
+            )
+
     def clean(self):
         data = super().clean()
         fallback = data.get("fallback")

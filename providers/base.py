@@ -124,6 +124,10 @@ class ProviderCapabilities:
     models: tuple[ModelCapability, ...]
     callbacks: bool = False
     cancel: bool = False
+    #: The provider states (its own spelling, as stored in ``Generation.provider_state``) in
+    #: which its documented cancel applies; empty = any in-flight state. "" stands for "not
+    #: polled yet" (just accepted).
+    cancel_states: tuple[str, ...] = ()
     #: Options an admin may set on the provider account as defaults (a request may override).
     account_options: tuple[OptionSpec, ...] = ()
 
@@ -254,6 +258,25 @@ class ProviderAdapter(abc.ABC):
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.options = dict(options or {})
 
+    # -- what the studio offers --------------------------------------------------------
+    @classmethod
+    def member_options(cls, mode: ModeCapability, account_options: Mapping[str, Any] | None = None) -> tuple[OptionSpec, ...]:
+        """The options a member is shown for ``mode`` given the account's options: the ones
+        that change the video. Account-level settings (``capabilities.account_options``) are
+        an admin's, never shown; adapters drop options that have no effect under the
+        account's settings (qingbo's ``aspect_ratio`` without its "minimax" model naming)."""
+        return tuple(mode.options)
+
+    @classmethod
+    def can_cancel_in(cls, provider_state: str) -> bool:
+        """Whether the provider's documented cancel applies to a task in ``provider_state``
+        (its own state string, "" before the first poll): ``capabilities.cancel`` and, when
+        ``capabilities.cancel_states`` is set, the state is one of them."""
+        caps = cls.capabilities
+        if not caps.cancel:
+            return False
+        return not caps.cancel_states or (provider_state or "").lower() in caps.cancel_states
+
     # -- validation ------------------------------------------------------------------
     def validate(self, request: GenerationRequest) -> None:
         """Raise :class:`RequestRefused` listing every rule of the provider the request breaks.
@@ -379,6 +402,9 @@ class ProviderAdapter(abc.ABC):
         """Cancel a task at the provider (only when ``capabilities.cancel``). Raises ProviderError."""
         raise NotImplementedError(f"{self.label} documents no cancel")
 
+    #: The unit ``fetch_balance`` answers in ("USD", or "credits" where the provider counts credits).
+    balance_unit: ClassVar[str] = "USD"
+
     async def fetch_balance(self, http: ProviderHttp):
-        """Return the account balance (provider unit) or None when the provider documents none."""
+        """Return the account balance (in ``balance_unit``) or None when the provider documents none."""
         return None

@@ -35,12 +35,28 @@ def provider_account_check(*, account: ProviderAccount) -> ConnectionCheck:
             )
             return await account.adapter().fetch_balance(http)
 
+    # The admin capitalises a message's first letter: start with our words, not the provider's
+    # own spelling ("qingbo").
+    name = f"“{account}”"
     try:
         balance = asyncio.run(go())
     except ProviderError as exc:
-        return ConnectionCheck(False, None, f"{account}: {exc.message}")
+        return ConnectionCheck(False, None, f"Connection to {name} failed: {exc.message}")
     except ValueError as exc:  # the stored key cannot be decrypted
-        return ConnectionCheck(False, None, f"{account}: {exc}")
+        return ConnectionCheck(False, None, f"Connection to {name} failed: {exc}")
     if balance is None:
-        return ConnectionCheck(True, None, f"{account}: connected (the provider reports no balance)")
-    return ConnectionCheck(True, balance, f"{account}: connected, balance {balance}")
+        return ConnectionCheck(True, None, f"Connected to {name} (the provider reports no balance)")
+    return ConnectionCheck(True, balance, f"Connected to {name}: balance {format_balance(balance, account.adapter_cls.balance_unit)}")
+
+
+def format_balance(balance, unit: str) -> str:
+    """A balance with its unit: USD as money with cents ("$73.53"), credits as a count ("9,965 credits")."""
+    from decimal import Decimal
+
+    from billing.money import format_cents
+
+    if unit == "USD":
+        return format_cents(Decimal(str(balance)))
+    value = Decimal(str(balance))
+    text = f"{value:,f}".rstrip("0").rstrip(".") if "." in f"{value:f}" else f"{value:,f}"
+    return f"{text} {unit}"

@@ -29,7 +29,7 @@ def test_admin_never_shows_the_key_and_tests_the_connection(admin_client, apixo_
         {"action": "test_connection", "_selected_action": [apixo_account.pk]},
         follow=True,
     )
-    assert "connected, balance 74.87" in response.content.decode()
+    assert "Connected to “APIXO · APIXO test”: balance $74.87" in response.content.decode()
 
 
 def test_admin_keeps_the_key_when_left_blank_and_replaces_it_when_typed(admin_client, apixo_account):
@@ -46,4 +46,4 @@ def test_check_reports_errors_instead_of_raising(apixo_account):
     apixo_account.set_api_key("sk-wrong")
     check = provider_account_check(account=apixo_account)
     assert not check.ok
-    assert check.message.startswith("APIXO · APIXO test: APIXO:") and check.balance is None
+    assert check.message.startswith("Connection to “APIXO · APIXO test” failed: APIXO:") and check.balance is None

@@ -2,7 +2,7 @@
 
 from django import template
 
-from billing.money import format_usd
+from billing.money import format_cents, format_usd
 
 register = template.Library()
 
@@ -13,3 +13,11 @@ def usd(value) -> str:
     if value is None or value == "":
         return ""
     return format_usd(value)
+
+
+@register.filter
+def cents(value) -> str:
+    """Decimal USD rounded to cents, ``$23.67`` (sums: budgets, totals); empty for None."""
+    if value is None or value == "":
+        return ""
+    return format_cents(value)

@@ -92,6 +92,13 @@
     }
     zone.dataset.bound = "1";
     var objectUrl = null;
+    var clearStaleError = function () {
+      // A new file makes the server's error about the previous one stale.
+      var stale = document.getElementById(file.id + "_error");
+      if (stale) stale.remove();
+      file.removeAttribute("aria-invalid");
+      file.setAttribute("aria-describedby", "image-file-preview");
+    };
     var refreshFile = function () {
       if (objectUrl) { URL.revokeObjectURL(objectUrl); objectUrl = null; }
       var chosen = file.files && file.files[0];
@@ -100,7 +107,7 @@
       var type = (chosen.type || "").replace("image/", "");
       show(filePreview, objectUrl, function (w, h) { describe(filePreview, zone.rules, w, h, type, chosen.size); });
     };
-    file.addEventListener("change", refreshFile);
+    file.addEventListener("change", function () { clearStaleError(); refreshFile(); });
     zone.querySelector("[data-clear-file]").addEventListener("click", function () {
       file.value = "";
       refreshFile();
@@ -153,6 +160,38 @@
     }
   }
 
+  /* The prompt's character counter (the chosen provider's limit; the server refuses more). */
+  function bindPrompt(textarea) {
+    if (textarea.dataset.bound) return;
+    textarea.dataset.bound = "1";
+    var counter = document.querySelector("[data-prompt-counter]");
+    var update = function () {
+      var max = parseInt(textarea.dataset.maxChars || "0", 10);
+      if (!counter || !max) return;
+      var n = Array.from(textarea.value).length;
+      counter.querySelector("[data-count]").textContent = n.toLocaleString();
+      counter.classList.toggle("over", n > max);
+    };
+    textarea.addEventListener("input", update);
+    update();
+  }
+
+  // Ctrl+Enter (⌘+Enter) in the create form submits it.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    var form = event.target.closest && event.target.closest("#create-form");
+    if (!form) return;
+    event.preventDefault();
+    var button = form.querySelector("button[type=submit]");
+    if (button && !button.disabled) form.requestSubmit(button);
+  });
+
+  // Dismissable messages.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-dismiss]");
+    if (button) button.closest("li").remove();
+  });
+
   document.addEventListener("htmx:load", function (event) {
     var root = event.detail.elt;
     var scope = root.querySelectorAll ? root : document;
@@ -163,6 +202,7 @@
     };
     within("[data-image-input]").forEach(bindImageInput);
     within("#gallery-filters").forEach(bindFilters);
+    within("#create-form textarea[name=prompt]").forEach(bindPrompt);
     var autofocus = within("[data-autofocus]")[0];
     if (autofocus) autofocus.focus();
     within("form[data-focus-error]").forEach(function (form) {

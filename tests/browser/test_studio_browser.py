@@ -86,14 +86,14 @@ def test_member_makes_videos_filters_retries_remixes_and_meets_the_budget(
     card = card_for(page, T2V_PROMPT)
     expect(card).to_be_visible()
     expect(page.get_by_test_id("gallery-empty")).to_be_hidden()
-    expect(page.get_by_label("Prompt", exact=True)).to_have_value("")  # the form is ready for the next one
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value(T2V_PROMPT)  # kept: iterate on it
     info = wait_playable(card)
     assert info["readyState"] >= 1 and info["duration"] == pytest.approx(3.0, abs=0.2) and info["width"] == 320
     expect(card.get_by_test_id("state")).to_have_text("Succeeded")
     expect(card.get_by_test_id("card-price")).to_have_text("charged $0.336")
-    expect(card.get_by_test_id("specs")).to_have_text("APIXO · hailuo-2-3 · 6 s · 768p")
+    expect(card.get_by_test_id("specs")).to_have_text("APIXO · Hailuo 2.3 · 6 s · 768p")
     expect(card.locator("video")).to_have_attribute("poster", re.compile(r"/poster\.jpg$"))
-    expect(page.locator("#budget-badge")).to_contain_text("$4.664 left")  # the header followed the capture
+    expect(page.locator("#budget-badge")).to_contain_text("$4.66 left")  # the header followed the capture
 
     # Image-to-video: the mode narrows the form to the image inputs; a dropped image that is
     # too small is previewed with its size and the rule it breaks; the upload is previewed too.
@@ -148,6 +148,8 @@ def test_member_makes_videos_filters_retries_remixes_and_meets_the_budget(
     page.get_by_label("Search prompts").fill("drone")
     expect(page.locator("#gallery-grid .gen-card")).to_have_count(1)
     expect(page).to_have_url(re.compile(r"/studio/\?q=drone$"))
+    expect(page.get_by_label("Status")).to_be_hidden()  # folded into "More filters"
+    page.get_by_text("More filters", exact=True).click()
     page.get_by_label("Status").select_option("failed")
     expect(page.get_by_test_id("gallery-empty")).to_contain_text("No videos match these filters")
     page.get_by_role("link", name="Clear the filters", exact=True).first.click()
@@ -218,9 +220,9 @@ def test_member_makes_videos_filters_retries_remixes_and_meets_the_budget(
     expect(phone.locator("#gallery-grid .gen-card")).to_have_count(4)  # the team's videos
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     expect(phone.get_by_label("Status")).to_be_hidden()  # the filters fold away on a phone…
-    phone.get_by_text("Filters", exact=True).click()
+    phone.get_by_text("More filters", exact=True).click()
     expect(phone.get_by_label("Status")).to_be_visible()  # …and open with a tap
-    phone.get_by_text("Filters", exact=True).click()
+    phone.get_by_text("More filters", exact=True).click()
     phone.wait_for_load_state("networkidle")  # the poster frames
     phone.evaluate("document.getElementById('gallery-h').scrollIntoView({block: 'start'})")
     phone.wait_for_timeout(500)

@@ -6,6 +6,9 @@ signal also reached its children (``honcho``, ``systemd``'s control-group kill a
 terminal's Ctrl-C all signal the whole group): a child that died while waiting on the
 stop event leaves ``Event.set()`` waiting for it forever. Only SIGKILL then ends it.
 
+It also enqueues one poll sweep as the cluster starts (``generations.tasks.poll_sweep_at_start``),
+so nothing waits for the schedule's next minute tick.
+
 This command starts the same ``django_q.cluster.Cluster`` but handles SIGTERM and SIGINT
 itself: the handler only notes the signal; the main loop then sends SIGTERM to every
 process of the cluster (the sentinel, the workers, the monitor, the pusher) and waits for
@@ -67,6 +70,10 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda signum, frame: stop.set())
         cluster.start()
+        # A first sweep now: the schedule's next tick may be up to a minute away.
+        from django_q.tasks import async_task
+
+        async_task("generations.tasks.poll_sweep_at_start", task_name="poll sweep at start")
         while not stop.wait(0.5):
             if not cluster.sentinel.is_alive():
                 self.stderr.write("run_workers: the cluster's sentinel exited; stopping")

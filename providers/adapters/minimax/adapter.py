@@ -270,7 +270,9 @@ class MiniMaxAdapter(ProviderAdapter):
 
         ``Success`` needs ``file.download_url`` (from ``/v1/files/retrieve``) to be SUCCEEDED;
         without it the update is UNKNOWN (polled again). ``Fail``: FAILED with
-        ``base_resp.status_code``/``status_msg`` as the provider's code and message.
+        ``base_resp.status_code``/``status_msg`` as the provider's code and message; a ``Fail``
+        whose ``status_code`` is 0 (the query itself succeeded, ``status_msg`` "success") gets
+        code "fail" and a message saying MiniMax gave no error code.
         ``completed_at`` is the file's ``created_at`` (Unix seconds) when known.
         """
         provider_state = str(body.get("status") or "")
@@ -282,8 +284,14 @@ class MiniMaxAdapter(ProviderAdapter):
         fail_code, fail_message = "", ""
         if state is TaskState.FAILED:
             code, message = base_resp(body)
-            fail_code = str(code) if code else ""
-            fail_message = message or (ERROR_CODES[code][1] if code in ERROR_CODES else "")
+            if code:
+                fail_code = str(code)
+                fail_message = message or (ERROR_CODES[code][1] if code in ERROR_CODES else "")
+            else:
+                # status_code 0 is "success" ("Error Codes"): its status_msg is about the query,
+                # not the task, so it is no failure message.
+                fail_code = "fail"
+                fail_message = "MiniMax reported the task as failed without an error code."
         raw = dict(body)
         if file is not None:
             raw["file"] = dict(file)

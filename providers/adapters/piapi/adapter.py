@@ -96,7 +96,7 @@ _MODES = (
 
 HAILUO_V2_3 = ModelCapability(
     id="v2.3",
-    label="Hailuo v2.3",
+    label="Hailuo 2.3",
     modes=_MODES,
     prompt_max_chars=2000,
     image_rules=PIAPI_IMAGE_RULES,
@@ -104,7 +104,7 @@ HAILUO_V2_3 = ModelCapability(
 
 HAILUO_V2_3_FAST = ModelCapability(
     id="v2.3-fast",
-    label="Hailuo v2.3-fast",
+    label="Hailuo 2.3 Fast",
     modes=_MODES,
     prompt_max_chars=2000,
     image_rules=PIAPI_IMAGE_RULES,

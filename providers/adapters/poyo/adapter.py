@@ -125,6 +125,8 @@ class PoyoAdapter(ProviderAdapter):
     label = "PoYo"
     default_base_url = "https://api.poyo.ai"
     capabilities = ProviderCapabilities(models=(HAILUO_2_3,), callbacks=True, cancel=False)
+    #: providers.md, PoYo: balances and prices are in credits (1 credit = 0.005 USD).
+    balance_unit = "credits"
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}

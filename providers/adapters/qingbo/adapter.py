@@ -258,8 +258,18 @@ class QingboAdapter(ProviderAdapter):
         models=(HAILUO_2_3, HAILUO_2_3_FAST, HAILUO_02, T2V_01_DIRECTOR, I2V_01_DIRECTOR, S2V_01),
         callbacks=True,
         cancel=True,
+        # providers.md, qingbo "Cancel Task": only a queued task can be cancelled ("" = just
+        # accepted, not polled yet: the submit answer's status is queued).
+        cancel_states=("", "queued"),
         account_options=(MODEL_NAMING,),
     )
+
+    @classmethod
+    def member_options(cls, mode, account_options=None):
+        """Drop ``aspect_ratio`` unless the account's model naming is "minimax" (the only API
+        it is documented with, providers.md qingbo): elsewhere it would be refused."""
+        naming = str((account_options or {}).get("model_naming") or "seed")
+        return tuple(o for o in mode.options if o.name != "aspect_ratio" or naming == "minimax")
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
