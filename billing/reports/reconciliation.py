@@ -56,7 +56,8 @@ class ReconciliationRow:
     - Balance (:class:`~billing.models.BalanceSnapshot`): ``opening`` = the last snapshot at
       or before the start (else the first in the period), ``closing`` = the last one before
       the end. ``balance_drop`` = opening − closing in the provider's ``balance_unit``,
-      ``balance_drop_usd`` converted (None for an unknown unit); ``captured_between`` = our
+      ``balance_drop_usd`` converted at the rate the adapter reports
+      (:func:`billing.balances.balance_unit`; None without one); ``captured_between`` = our
       captures between the two snapshots' times; ``balance_difference`` = captured_between −
       balance_drop_usd (a top-up inside the window makes it positive).
     """
@@ -182,14 +183,15 @@ def reconciliation(*, period: Period, provider_account_id: int | None = None) ->
             row.reported_usd = money(row.reported_usd)
         if row.reported_credits is not None:
             row.reported_credits = money(row.reported_credits)
-        unit, usd_per_unit = balance_unit(row.account.kind)
-        row.balance_unit = unit
+        unit = balance_unit(row.account)
+        row.balance_unit = unit.name
         if row.account.pk in with_snapshots:
             row.opening, row.closing = _snapshots(row.account, period)
         if row.opening is not None and row.closing is not None:
             row.balance_drop = money(row.opening.balance - row.closing.balance)
-            if usd_per_unit is not None:
-                row.balance_drop_usd = money(row.balance_drop * usd_per_unit)
+            drop_usd = unit.usd(row.balance_drop)
+            if drop_usd is not None:
+                row.balance_drop_usd = money(drop_usd)
             between = LedgerEntry.objects.filter(
                 kind=Kind.CAPTURE, provider_account_id=row.account.pk,
                 created_at__gte=row.opening.taken_at, created_at__lt=row.closing.taken_at,

@@ -27,6 +27,7 @@ import httpx
 
 from providers.adapters.common import epoch_to_datetime, http_error, read_json, to_decimal
 from providers.base import (
+    BalanceUnit,
     CallbackHint,
     GenerationRequest,
     ModeCapability,
@@ -278,6 +279,9 @@ class PoyoAdapter(ProviderAdapter):
     def poll_cadence(self, request: GenerationRequest) -> PollCadence:
         """PoYo gives no polling advice (NOT FOUND): first poll 20 s after submit, then every 10 s."""
         return PollCadence(first_delay=20.0, interval=10.0)
+
+    #: ``user/info`` answers PoYo credits; providers.md, PoYo, "Price": 1 credit = 0.005 USD.
+    balance_unit = BalanceUnit("credits", USD_PER_CREDIT)
 
     async def fetch_balance(self, http: ProviderHttp) -> Decimal | None:
         """``GET /api/user/info`` (providers.md, PoYo, "Account"; its shape is NOT FOUND).
