@@ -295,5 +295,5 @@ class ApixoSandbox(TaskSandbox):
         if task.image_url:
             url, timeout = task.image_url, self.knobs["image_fetch_timeout"]
             self.check_image_later(task, lambda: fetch_and_inspect_image(url, timeout))
-        self.hang_if_asked(marks)
+        self.hang_if_asked(marks, request)
         return json_response(200, {"code": 200, "message": "success", "data": {"taskId": task.task_id}})

@@ -414,5 +414,5 @@ class MiniMaxSandbox(TaskSandbox):
                 task.channel.start()
         self.log.update(request.log_entry, task_id=task.task_id)
 
-        self.hang_if_asked(marks)
+        self.hang_if_asked(marks, request)
         return json_response(200, {"task_id": task.task_id, "base_resp": base_resp(0)})

@@ -351,7 +351,7 @@ class PoyoSandbox(TaskSandbox):
         if task.start_image_url:
             url, timeout = task.start_image_url, self.knobs["image_fetch_timeout"]
             self.check_image_later(task, lambda: check_start_image(url, timeout))
-        self.hang_if_asked(marks)
+        self.hang_if_asked(marks, request)
         return json_response(
             200, {"code": 200, "data": {"task_id": task_id, "status": "not_started", "created_time": iso_time(now)}}
         )

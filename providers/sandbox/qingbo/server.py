@@ -349,7 +349,7 @@ class QingboSandbox(TaskSandbox):
         if task.images:
             images, timeout = list(task.images), self.knobs["image_fetch_timeout"]
             self.check_image_later(task, lambda: _load_images(images, timeout))
-        self.hang_if_asked(marks)
+        self.hang_if_asked(marks, request)
         body = {
             "task_id": task.task_id,
             "model": task.model,
