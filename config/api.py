@@ -80,8 +80,8 @@ class TokenRateThrottle(SimpleRateThrottle):
 class StudioApi(NinjaAPI):
     """The NinjaAPI whose OpenAPI document also lists the answers every operation may give:
     401 ``unauthorized`` and 429 ``rate_limited`` (with ``Retry-After``) on every secured
-    operation, 403 ``insufficient_scope`` on every write, 422 ``invalid_request`` wherever
-    there are parameters or a body."""
+    operation, 403 ``insufficient_scope`` on every write, 400 ``bad_request`` (not JSON) wherever
+    there is a body, 422 ``invalid_request`` wherever there are parameters or a body."""
 
     def get_openapi_schema(self, *, path_prefix=None, path_params=None):
         schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
@@ -103,6 +103,8 @@ class StudioApi(NinjaAPI):
                     })
                     if method.upper() not in READ_METHODS:
                         add(403, "`insufficient_scope` (a read-only token) or `forbidden`")
+                if operation.get("requestBody"):
+                    add(400, "`bad_request`: the body is not JSON")
                 if operation.get("parameters") or operation.get("requestBody") or "{" in path:
                     add(422, "`invalid_request`: malformed parameters or body, with `fields`")
         return schema
