@@ -10,6 +10,7 @@ it answers with. The ninja API has one exception handler for it (``config.api``)
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 
 from django.http import Http404, JsonResponse
@@ -130,4 +131,53 @@ class ApiJsonErrorsMiddleware:
         return JsonResponse(error_body(500, "An unexpected error occurred; it was logged."), status=500)
 
 
-__all__ = ["ApiJsonErrorsMiddleware", "DomainError", "ErrorOut", "Forbidden", "NotFound", "error_body"]
+class UnknownQueryParameterMiddleware:
+    """Under ``/api/v1/``, a query parameter the operation does not declare answers 422.
+
+    The body is :class:`ErrorOut` with code ``unknown_parameter`` and each unknown name in
+    ``fields``, so a typo (``?stat=failed``) is refused instead of silently listing everything.
+    The declared names are read once from the API's own OpenAPI document (path templates and
+    their ``in: query`` parameters); paths outside it (the docs, the document itself) pass.
+    """
+
+    PREFIX = "/api/v1/"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self._routes: list[tuple[re.Pattern, dict[str, frozenset[str]]]] | None = None
+
+    def _table(self) -> list[tuple[re.Pattern, dict[str, frozenset[str]]]]:
+        if self._routes is None:
+            from config.api import api
+
+            routes = []
+            for path, operations in api.get_openapi_schema()["paths"].items():
+                pattern = "".join(
+                    "[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]+\})", path)
+                )
+                allowed = {
+                    method.upper(): frozenset(p["name"] for p in op.get("parameters", []) if p.get("in") == "query")
+                    for method, op in operations.items()
+                    if isinstance(op, dict)
+                }
+                routes.append((re.compile(f"^{pattern}$"), allowed))
+            self._routes = routes
+        return self._routes
+
+    def __call__(self, request):
+        if request.GET and request.path.startswith(self.PREFIX):
+            for pattern, allowed in self._table():
+                if pattern.match(request.path) and request.method in allowed:
+                    unknown = sorted(set(request.GET) - allowed[request.method])
+                    if unknown:
+                        body = {
+                            "code": "unknown_parameter",
+                            "message": f"Unknown query parameter(s): {', '.join(repr(n) for n in unknown)}.",
+                            "fields": {name: ["Not a parameter of this operation."] for name in unknown},
+                        }
+                        return JsonResponse(body, status=422)
+                    break
+        return self.get_response(request)
+
+
+__all__ = ["ApiJsonErrorsMiddleware", "UnknownQueryParameterMiddleware", "DomainError", "ErrorOut", "Forbidden", "NotFound", "error_body"]

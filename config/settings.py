@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.errors.ApiJsonErrorsMiddleware",
+    "config.errors.UnknownQueryParameterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
