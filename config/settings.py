@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "providers",
     "billing",
     "generations",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -247,6 +248,16 @@ for _entry in HAILUO_ALLOWED_PRIVATE_HOSTS:
 # Provider HTTP timeouts (seconds).
 HAILUO_PROVIDER_CONNECT_TIMEOUT = env_float("HAILUO_PROVIDER_CONNECT_TIMEOUT", 10.0)
 HAILUO_PROVIDER_READ_TIMEOUT = env_float("HAILUO_PROVIDER_READ_TIMEOUT", 60.0)
+# Outbound webhooks (webhooks/): seconds to wait after each failed automatic attempt (the
+# last delay repeats until the list ends: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h = 27.6 h of
+# retries over 8 attempts); an endpoint whose attempts have all failed for DISABLE_AFTER
+# seconds is disabled and its owner emailed; TIMEOUT bounds one POST (connect 10 s).
+HAILUO_WEBHOOK_RETRY_DELAYS = [int(v) for v in env_list("HAILUO_WEBHOOK_RETRY_DELAYS", ["5", "300", "1800", "7200", "18000", "36000", "36000"])]
+HAILUO_WEBHOOK_DISABLE_AFTER = env_int("HAILUO_WEBHOOK_DISABLE_AFTER", 3 * 24 * 3600)
+HAILUO_WEBHOOK_TIMEOUT = env_float("HAILUO_WEBHOOK_TIMEOUT", 15.0)
+# A generation.succeeded message waits for the video to be archived (so its video_url works),
+# at most this many seconds; then it is sent anyway.
+HAILUO_WEBHOOK_HOLD_MAX = env_int("HAILUO_WEBHOOK_HOLD_MAX", 900)
 # Default budget (USD per month) given to a new member by the demo seed.
 HAILUO_DEMO_BUDGET = env_decimal("HAILUO_DEMO_BUDGET", "25.00")
 
