@@ -22,6 +22,7 @@ urlpatterns = [
     path("hooks/<slug:kind>/<uuid:generation_id>/<str:token>/", views.provider_callback, name="provider_callback"),
     path("team/<int:team_id>/budgets/", accounts_views.team_budgets, name="team_budgets"),
     path("reports/", include("billing.urls")),
+    path("webhooks/", include("webhooks.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
