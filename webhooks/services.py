@@ -435,6 +435,9 @@ def _post(endpoint: Endpoint, delivery: Delivery, *, now: datetime) -> dict:
         result["error"] = f"Refused by the SSRF guard: {exc}"
     except (httpx.HTTPError, OSError) as exc:
         result["error"] = f"{exc.__class__.__name__}: {exc}"[:EXCERPT_CHARS]
+    except Exception as exc:  # e.g. a secret no configured key decrypts: logged as a failed attempt, retried on schedule
+        log.exception("webhook delivery %s: attempt failed before or while sending", delivery.pk)
+        result["error"] = f"{exc.__class__.__name__}: {exc}"[:EXCERPT_CHARS]
     result["latency_ms"] = int((time.monotonic() - started) * 1000)
     return result
 
