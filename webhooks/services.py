@@ -410,15 +410,15 @@ def send_test_ping(endpoint: Endpoint, *, actor, now: datetime | None = None) ->
 def _post(endpoint: Endpoint, delivery: Delivery, *, now: datetime) -> dict:
     """POST the delivery once; returns Attempt fields (status_code, latency_ms, response_excerpt, error, ok)."""
     timestamp = int(now.timestamp())
-    headers = {
-        "content-type": "application/json",
-        "user-agent": "HailuoStudio-Webhooks/1",
-        **signing.headers(endpoint.secret, msg_id=delivery.pk, timestamp=timestamp, body=delivery.body),
-    }
     timeout = httpx.Timeout(float(settings.HAILUO_WEBHOOK_TIMEOUT), connect=min(10.0, float(settings.HAILUO_WEBHOOK_TIMEOUT)))
     started = time.monotonic()
     result = {"status_code": None, "response_excerpt": "", "error": "", "ok": False}
     try:
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "HailuoStudio-Webhooks/1",
+            **signing.headers(endpoint.secret, msg_id=delivery.pk, timestamp=timestamp, body=delivery.body),
+        }
         with make_public_client(allowed_private_hosts=settings.HAILUO_ALLOWED_PRIVATE_HOSTS, timeout=timeout) as client:
             with client.stream("POST", endpoint.url, content=delivery.body.encode(), headers=headers) as response:
                 received = b""
