@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "providers",
     "billing",
     "generations",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -254,6 +255,16 @@ HAILUO_PROVIDER_READ_TIMEOUT = env_float("HAILUO_PROVIDER_READ_TIMEOUT", 60.0)
 # REST API rate limits per token ("count/period", period s, min, h or d): every request, and writes (POST/DELETE).
 HAILUO_API_RATE_LIMIT = env_str("HAILUO_API_RATE_LIMIT", "600/min")
 HAILUO_API_WRITE_RATE_LIMIT = env_str("HAILUO_API_WRITE_RATE_LIMIT", "60/min")
+# Outbound webhooks (webhooks/): seconds to wait after each failed automatic attempt (the
+# last delay repeats until the list ends: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h = 27.6 h of
+# retries over 8 attempts); an endpoint whose attempts have all failed for DISABLE_AFTER
+# seconds is disabled and its owner emailed; TIMEOUT bounds one POST (connect 10 s).
+HAILUO_WEBHOOK_RETRY_DELAYS = [int(v) for v in env_list("HAILUO_WEBHOOK_RETRY_DELAYS", ["5", "300", "1800", "7200", "18000", "36000", "36000"])]
+HAILUO_WEBHOOK_DISABLE_AFTER = env_int("HAILUO_WEBHOOK_DISABLE_AFTER", 3 * 24 * 3600)
+HAILUO_WEBHOOK_TIMEOUT = env_float("HAILUO_WEBHOOK_TIMEOUT", 15.0)
+# A generation.succeeded message waits for the video to be archived (so its video_url works),
+# at most this many seconds; then it is sent anyway.
+HAILUO_WEBHOOK_HOLD_MAX = env_int("HAILUO_WEBHOOK_HOLD_MAX", 900)
 # Default budget (USD per month) given to a new member by the demo seed.
 HAILUO_DEMO_BUDGET = env_decimal("HAILUO_DEMO_BUDGET", "25.00")
 

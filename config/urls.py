@@ -25,6 +25,7 @@ urlpatterns = [
     path("team/<int:team_id>/budgets/", accounts_views.team_budgets, name="team_budgets"),
     path("tokens/", accounts_views.api_tokens, name="api_tokens"),
     path("reports/", include("billing.urls")),
+    path("webhooks/", include("webhooks.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

@@ -13,6 +13,7 @@ PREFIX = "hailuo:"
 SCHEDULES = {
     f"{PREFIX}poll-sweep": ("generations.tasks.poll_sweep", Schedule.MINUTES, 1),
     f"{PREFIX}balance-snapshots": ("billing.tasks.snapshot_balances", Schedule.MINUTES, 60),
+    f"{PREFIX}webhook-deliveries": ("webhooks.tasks.deliveries_sweep", Schedule.MINUTES, 1),
 }
 
 
