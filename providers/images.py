@@ -18,7 +18,7 @@ from fractions import Fraction
 from PIL import Image, UnidentifiedImageError
 
 from providers.base import ImageRules, RuleViolation
-from providers.http import DownloadFailed, download_public
+from providers.download import DownloadFailed, download_public
 
 #: Pillow format name → our format name (the spelling ImageRules.formats uses).
 FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "MPO": "jpeg"}
@@ -95,7 +95,7 @@ def fetch_image(url: str, *, allowed_private_hosts=frozenset(), timeout: float =
 
     ``allowed_private_hosts``: ``host:port`` entries (``HAILUO_ALLOWED_PRIVATE_HOSTS``).
 
-    One bounded download (:func:`providers.http.download_public`): at most ``MAX_REDIRECTS``
+    One bounded download (:func:`providers.download.download_public`): at most ``MAX_REDIRECTS``
     redirects, each re-checked; ``timeout`` seconds in all. Raises :class:`ImageUnavailable`
     with a member-readable reason.
     """

@@ -1,4 +1,4 @@
-"""The one bounded public download (providers.http.download_public), over real loopback HTTP.
+"""The one bounded public download (providers.download.download_public), over real loopback HTTP.
 
 Used by the archive (result videos) and the image check (input images); each caller words
 the failure for its reader, so this tests the reasons, and the image wording end to end.
@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from providers.http import DownloadFailed, download_public
+from providers.download import DownloadFailed, download_public
 from providers.images import ImageUnavailable, fetch_image
 
 LOOPBACK = {"127.0.0.1:*"}  # host:port entries (providers.http.parse_allowed_private_hosts)

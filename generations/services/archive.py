@@ -1,5 +1,5 @@
 """Archive: download a succeeded generation's video into our storage, once at a time, with
-retries; streamed, size-capped, deadline-bound and SSRF-guarded (``providers.http.download_public``).
+retries; streamed, size-capped, deadline-bound and SSRF-guarded (``providers.download.download_public``).
 
 Result URLs expire (providers.md: "Result URLs expire: download the video into our storage
 as soon as the task succeeds"), so the copy in MEDIA storage is what the gallery plays.
@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from generations.models import ArchiveState, Generation, State
 from generations.services.lifecycle import _event, _time_scale
-from providers.http import DownloadFailed, download_public
+from providers.download import DownloadFailed, download_public
 
 MAX_REDIRECTS = 5
 #: After this many failed attempts a download is given up: "succeeded, archive failed".
