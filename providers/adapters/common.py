@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -80,3 +81,34 @@ def to_decimal(value: Any) -> Decimal | None:
         return Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
+
+
+def int_or_none(value: Any) -> int | None:
+    """An integer field as the providers send it (``5``, ``"5"``); None when absent, empty,
+    a boolean or not a whole number."""
+    if value is None or isinstance(value, bool) or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def progress_percent(value: Any) -> int | None:
+    """A ``progress`` field 0-100 (PoYo "Status", qingbo "Query Task Status"), clamped; None
+    when absent or not a number."""
+    if value in (None, "") or isinstance(value, bool):
+        return None
+    try:
+        return max(0, min(100, int(float(value))))
+    except (TypeError, ValueError):
+        return None
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value looked up case-insensitively (Django's and httpx's maps are; a dict is not)."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if str(key).lower() == wanted:
+            return value
+    return None

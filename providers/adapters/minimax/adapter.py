@@ -23,11 +23,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 import httpx
 
-from providers.adapters.common import epoch_to_datetime, http_error, read_json
+from providers.adapters.common import epoch_to_datetime, http_error, int_or_none, read_json
 from providers.base import (
     CallbackHint,
     GenerationRequest,
@@ -120,27 +119,12 @@ ERROR_CODES: dict[int, tuple[bool, str]] = {
 }
 
 
-def _int_or_none(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
 
 def base_resp(body: Mapping) -> tuple[int, str]:
     """``(status_code, status_msg)`` of an answer's ``base_resp`` (``(0, "")`` when absent)."""
     resp = body.get("base_resp") if isinstance(body.get("base_resp"), dict) else {}
-    return _int_or_none(resp.get("status_code")) or 0, str(resp.get("status_msg") or "")
+    return int_or_none(resp.get("status_code")) or 0, str(resp.get("status_msg") or "")
 
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    for key, value in headers.items():
-        if str(key).lower() == wanted:
-            return value
-    return None
 
 
 class MiniMaxAdapter(ProviderAdapter):

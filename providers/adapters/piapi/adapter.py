@@ -34,7 +34,14 @@ from urllib.parse import quote
 
 import httpx
 
-from providers.adapters.common import epoch_to_datetime, http_error, read_json, to_decimal
+from providers.adapters.common import (
+    epoch_to_datetime,
+    header_value,
+    http_error,
+    int_or_none,
+    read_json,
+    to_decimal,
+)
 from providers.base import (
     USD_BALANCE,
     CallbackHint,
@@ -160,23 +167,6 @@ def parse_time(value: Any) -> datetime | None:
     return when.astimezone(UTC)
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header's value, whatever the mapping's letter case."""
-    lowered = name.lower()
-    for key, value in headers.items():
-        if str(key).lower() == lowered:
-            return value
-    return None
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
 
 class PiapiAdapter(ProviderAdapter):
     """PiAPI (``x-api-key: KEY``): ``POST /api/v1/task``, ``GET /api/v1/task/{task_id}``, ``GET /account/info``."""
@@ -242,7 +232,7 @@ class PiapiAdapter(ProviderAdapter):
         that HTTP status when it is one (400-599), else transient.
         """
         body = read_json(response, "PiAPI")
-        body_code = _int_or_none(body.get("code"))
+        body_code = int_or_none(body.get("code"))
         if response.status_code < 400 and (body_code is None or body_code == 200):
             return body
         message = self._error_text(body)
@@ -347,7 +337,7 @@ class PiapiAdapter(ProviderAdapter):
         """
         if not secret:
             return None
-        given = _header(headers, "x-webhook-secret")
+        given = header_value(headers, "x-webhook-secret")
         if given is None:
             raise ValueError("PiAPI callback has no x-webhook-secret header")
         if not hmac.compare_digest(str(given).encode("utf-8"), secret.encode("utf-8")):

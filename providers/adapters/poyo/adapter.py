@@ -25,7 +25,15 @@ from typing import Any
 
 import httpx
 
-from providers.adapters.common import epoch_to_datetime, http_error, read_json, to_decimal
+from providers.adapters.common import (
+    epoch_to_datetime,
+    header_value,
+    http_error,
+    int_or_none,
+    progress_percent,
+    read_json,
+    to_decimal,
+)
 from providers.base import (
     BalanceUnit,
     CallbackHint,
@@ -83,14 +91,6 @@ STATE_MAP = {
 }
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header's value, looked up case-insensitively (Django's and httpx's maps are; a dict is not)."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        if str(key).lower() == wanted:
-            return value
-    return None
-
 
 def parse_time(value: Any) -> datetime | None:
     """An ISO time without zone (read as UTC), with a zone (kept), or a Unix timestamp; else None.
@@ -108,15 +108,6 @@ def parse_time(value: Any) -> datetime | None:
         return epoch_to_datetime(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
-
-def _progress(value: Any) -> int | None:
-    """providers.md, PoYo, "Status": ``progress`` 0-100 (clamped; None when absent or not a number)."""
-    if value in (None, "") or isinstance(value, bool):
-        return None
-    try:
-        return max(0, min(100, int(float(value))))
-    except (TypeError, ValueError):
-        return None
 
 
 class PoyoAdapter(ProviderAdapter):
@@ -176,7 +167,7 @@ class PoyoAdapter(ProviderAdapter):
         transient (``providers.http.classify_status``).
         """
         body = read_json(response, "PoYo")
-        body_code = _int_or_none(body.get("code"))
+        body_code = int_or_none(body.get("code"))
         if response.status_code < 400 and (body_code is None or body_code == 200):
             return body
         status = response.status_code if response.status_code >= 400 else body_code
@@ -226,7 +217,7 @@ class PoyoAdapter(ProviderAdapter):
             task_id=str(data.get("task_id") or ""),
             state=state,
             provider_state=provider_state,
-            progress=_progress(data.get("progress")),
+            progress=progress_percent(data.get("progress")),
             result_urls=urls,
             fail_message=str(data.get("error_message") or "") if state is TaskState.FAILED else "",
             created_at=parse_time(data.get("created_time")),
@@ -260,7 +251,7 @@ class PoyoAdapter(ProviderAdapter):
         a hint confirmed by re-reading the status with our key. No timestamp: accepted (the
         per-generation URL token already authenticated the delivery).
         """
-        raw = _header(headers, "x-webhook-timestamp")
+        raw = header_value(headers, "x-webhook-timestamp")
         if raw is None or str(raw).strip() == "":
             return None
         when = epoch_to_datetime(str(raw).strip())
@@ -296,14 +287,6 @@ class PoyoAdapter(ProviderAdapter):
                 return value
         return None
 
-
-def _int_or_none(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _plain(value: Decimal) -> int | str:

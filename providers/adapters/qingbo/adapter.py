@@ -40,7 +40,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from providers.adapters.common import epoch_to_datetime, http_error, read_json
+from providers.adapters.common import epoch_to_datetime, http_error, progress_percent, read_json
 from providers.adapters.qingbo.capabilities import (  # noqa: F401  (re-exported: tests and callers read them here)
     HAILUO_02,
     HAILUO_2_3,
@@ -253,7 +253,7 @@ class QingboAdapter(ProviderAdapter):
             task_id=str(task.get("task_id") or ""),
             state=state,
             provider_state=provider_state,
-            progress=_progress(task.get("progress")),
+            progress=progress_percent(task.get("progress")),
             result_urls=urls,
             fail_code=fail_code,
             fail_message=fail_message,
@@ -389,13 +389,3 @@ def _error_text(body: Any) -> tuple[str, str]:
     if not code and body.get("code") not in (None, "") and not isinstance(body.get("code"), bool):
         code = str(body["code"])
     return message, code
-
-
-def _progress(value: Any) -> int | None:
-    """``progress`` 0-100 (clamped; None when absent or not a number)."""
-    if value in (None, "") or isinstance(value, bool):
-        return None
-    try:
-        return max(0, min(100, int(float(value))))
-    except (TypeError, ValueError):
-        return None

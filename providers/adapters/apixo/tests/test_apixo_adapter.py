@@ -194,6 +194,7 @@ def test_every_documented_combination_is_accepted(model, mode, duration, resolut
 
 
 def test_submit_and_poll_to_success_over_http(sandbox):
+    sandbox.configure(generation_seconds=30)  # the first read must see it in flight, however loaded the machine
     a = adapter(sandbox.base_url)
     result = run(kit.submit(a, req()))
     assert result.task_id.startswith("task_")
