@@ -33,6 +33,7 @@ __all__ = [
     "generation_apply_update",
     "generations_expire",
     "generations_poll",
+    "generations_resolve_reported",
     "generations_stuck_submitting",
     "poll_lease_seconds",
     # callbacks
@@ -93,6 +94,7 @@ from generations.services.poll import (
     generation_apply_update,
     generations_expire,
     generations_poll,
+    generations_resolve_reported,
     generations_stuck_submitting,
     poll_lease_seconds,
 )

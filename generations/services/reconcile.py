@@ -41,6 +41,23 @@ def generation_reconcile_attach(*, generation_id, provider_task_id: str, admin) 
         )
 
 
+def cancel_at_provider(generation: Generation) -> None:
+    """Send the provider's documented cancel for ``generation``'s task with our own key
+    (``capabilities.cancel``: qingbo's ``POST /v1/tasks/{id}/cancel``, providers.md "Cancel Task").
+
+    Changes nothing here. Raises ``ProviderError`` (refused, e.g. the task already started;
+    or a transport error) and ``ValueError`` (the stored key cannot be decrypted).
+    """
+    account = generation.provider_account
+
+    async def go(adapter):
+        async with make_submit_client() as client:
+            http = ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
+            await adapter.cancel(http, task_id=generation.provider_task_id, model=generation.model)
+
+    asyncio.run(go(account.adapter()))
+
+
 # --- cancel ------------------------------------------------------------------------------------------------
 def generation_cancel(*, generation_id, user) -> str:
     """Cancel a generation: before it was sent, locally; at the provider where it documents a
@@ -61,13 +78,8 @@ def generation_cancel(*, generation_id, user) -> str:
     account = generation.provider_account
     if not account.adapter_cls.capabilities.cancel:
         raise GenerationRefused("cannot_cancel", f"{account.adapter_cls.label} documents no way to cancel a task.")
-
-    async def go(adapter):
-        async with make_submit_client() as client:
-            await adapter.cancel(ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label), task_id=generation.provider_task_id, model=generation.model)
-
     try:
-        asyncio.run(go(account.adapter()))
+        cancel_at_provider(generation)
     except ProviderError as exc:
         raise GenerationRefused("cannot_cancel", exc.message) from exc
     with transaction.atomic():
