@@ -43,13 +43,20 @@ __all__ = [
     # archive
     "ARCHIVE_MAX_ATTEMPTS",
     "ArchiveError",
+    "archive_retry_offered",
     "download_video",
     "generation_archive",
+    "generation_archive_retry",
     "make_poster",
+    "measure_seconds",
     # reconcile and cancel
+    "cancel_at_provider",
     "generation_cancel",
+    "generation_credit_unsaved",
     "generation_reconcile_attach",
     "generation_reconcile_failed",
+    "reconciliation_digest_send",
+    "reconciliation_open",
     # the queue (generations.queue)
     "SUBMIT_REQUEUE_AFTER",
     "archives_enqueue_due",
@@ -74,9 +81,12 @@ from generations.queue import (
 from generations.services.archive import (
     ARCHIVE_MAX_ATTEMPTS,
     ArchiveError,
+    archive_retry_offered,
     download_video,
     generation_archive,
+    generation_archive_retry,
     make_poster,
+    measure_seconds,
 )
 from generations.services.callbacks import CallbackRejected, callback_secret, generation_callback
 from generations.services.create import (
@@ -99,9 +109,13 @@ from generations.services.poll import (
     poll_lease_seconds,
 )
 from generations.services.reconcile import (
+    cancel_at_provider,
     generation_cancel,
+    generation_credit_unsaved,
     generation_reconcile_attach,
     generation_reconcile_failed,
+    reconciliation_digest_send,
+    reconciliation_open,
 )
 from generations.services.submit import generation_submit
 from providers.base import RuleViolation
