@@ -199,6 +199,14 @@ class Generation(models.Model):
         return self.state in (State.FAILED, State.EXPIRED)
 
     @property
+    def save_retry_offered(self) -> bool:
+        """Whether "try saving again" is offered: succeeded, its download failed for good, and the
+        provider's result URL may still be valid (``services.archive_retry_offered``)."""
+        from generations.services.archive import archive_retry_offered
+
+        return archive_retry_offered(self)
+
+    @property
     def model_label(self) -> str:
         """The model's human name ("Hailuo 2.3 Fast"); ``model`` keeps the provider's id."""
         from providers.registry import model_label
