@@ -27,23 +27,27 @@ from billing.selectors import committed_in
 from generations import services, tasks
 from generations.models import ArchiveState, Generation, State
 
-from .test_faults import (  # noqa: F401  (fixtures)
+from . import test_faults
+from .test_faults import (
     PROMPT,
-    _documented_cadence,
-    _quick_tasks,
     callback_path,
     create,
     ledger,
     make_due,
-    other_provider,
     poll_until_final,
-    queued,
     status_gets,
     submits,
     submitted,
     sweep,
     wait_for,
 )
+
+# test_faults' fixtures, used here too: the documented cadence, quick sandbox tasks, the
+# recorded queue, and sandboxes of the other providers.
+_documented_cadence = test_faults._documented_cadence
+_quick_tasks = test_faults._quick_tasks
+queued = test_faults.queued
+other_provider = test_faults.other_provider
 
 pytestmark = pytest.mark.django_db
 
