@@ -23,6 +23,7 @@ from django.core import mail
 from django.utils import timezone
 
 from billing.models import Budget, LedgerEntry
+from billing.money import format_usd
 from billing.selectors import committed_in
 from generations import services, tasks
 from generations.models import ArchiveState, Generation, State
@@ -50,10 +51,6 @@ queued = test_faults.queued
 other_provider = test_faults.other_provider
 
 pytestmark = pytest.mark.django_db
-
-
-def _sandbox_task(handle, task_id: str, key: str = "taskId") -> dict:
-    return next(t for t in handle.tasks() if t.get(key) == task_id)
 
 
 def _expire_now(settings) -> int:
@@ -150,7 +147,7 @@ def test_expiry_cancels_at_the_provider_where_documented(member, other_provider,
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_callback_before_the_submit_timed_out_resolves_it_without_an_admin(
-    member, apixo_account, sandbox, live_server, settings, monkeypatch, media_root
+    member, apixo_account, sandbox, live_server, settings, monkeypatch, media_root, queued
 ):
     """The sandbox calls back (over real HTTP) while our submit waits; then our submit times out."""
     settings.HAILUO_PUBLIC_BASE_URL = live_server.url
@@ -245,7 +242,7 @@ def test_open_reconciliations_show_age_and_amount_and_staff_get_a_daily_email(me
     assert len(mail.outbox) == 1
     sent = mail.outbox[0]
     assert sent.to == ["ops@example.com"]
-    amount = f"${generation.quoted_amount:.2f}"
+    amount = format_usd(generation.quoted_amount)
     assert "1 generation(s) need reconciliation" in sent.subject and amount in sent.subject
     assert str(generation.pk) in sent.body and "open 5.0 h" in sent.body
 
@@ -268,7 +265,9 @@ def _archive_until_failed(generation) -> Generation:
     return generation
 
 
-def test_a_video_not_saved_is_shown_saved_again_and_credited(member, other_provider, settings, client, media_root, queued):
+def test_a_video_not_saved_is_shown_saved_again_and_credited(
+    member, other_provider, settings, client, media_root, queued, django_capture_on_commit_callbacks
+):
     from accounts.models import User
 
     handle, account = other_provider("minimax", result_ttl=0)
@@ -282,8 +281,9 @@ def test_a_video_not_saved_is_shown_saved_again_and_credited(member, other_provi
     assert "The video could not be saved" in card and 'data-testid="save-retry"' in card
     # MiniMax signs a fresh download URL on every read: the retry reads the task again.
     handle.configure(result_ttl=3600)
-    response = client.post(f"/g/{generation.pk}/save-again/")
-    assert response.status_code == 302
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/g/{generation.pk}/save-again/")
+    assert response.status_code == 302 and ("archive", generation.pk) in queued
     queued.run()
     generation.refresh_from_db()
     assert generation.archive_state == ArchiveState.DONE and generation.has_video
