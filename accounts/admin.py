@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils import timezone
 
 from accounts.models import ApiToken, Membership, Team, User
 from billing.models import Budget
@@ -42,10 +43,21 @@ class TeamAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["user", "name", "last4", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["token_hash", "last4", "created_at", "last_used_at"]
-    list_filter = ["revoked_at"]
+    """Every member's tokens: staff see them all and revoke them (the action or the field)."""
+
+    list_display = ["user", "name", "scope", "last4", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["user", "token_hash", "last4", "scope", "created_at", "last_used_at"]
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__email", "name", "last4"]
+    list_select_related = ["user"]
+    actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:
-        # A raw token must be shown exactly once: use `manage.py create_api_token EMAIL`.
+        # A raw token must be shown exactly once: the studio's token page, /api/v1/tokens
+        # or `manage.py create_api_token EMAIL`.
         return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} token(s).")

@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
@@ -100,24 +101,60 @@ def hash_token(raw: str) -> str:
 
 
 class ApiToken(models.Model):
-    """A per-user bearer token for the REST API. Only the SHA-256 hash is stored."""
+    """A per-user bearer token for the REST API. Only the SHA-256 hash is stored.
+
+    ``scope`` is ``read`` (GET only) or ``read_write``; ``expires_at`` (UTC, optional) and
+    ``revoked_at`` end it (the API answers 401). ``last_used_at`` is refreshed at most once
+    per :attr:`TOUCH_EVERY` (a conditional UPDATE), never on every request.
+    """
 
     PREFIX = "hs_"
+    #: How stale ``last_used_at`` may get before a request writes it again.
+    TOUCH_EVERY = timedelta(minutes=1)
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        READ_WRITE = "read_write", "Read and write"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, blank=True)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     last4 = models.CharField(max_length=4, editable=False)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ_WRITE)
     created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.user} …{self.last4}"
 
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_active(self) -> bool:
+        """Neither revoked nor expired."""
+        return self.revoked_at is None and not self.is_expired
+
+    @property
+    def can_write(self) -> bool:
+        return self.scope == self.Scope.READ_WRITE
+
     @classmethod
-    def issue(cls, *, user, name: str = "") -> tuple["ApiToken", str]:
-        """Create a token for ``user``; returns ``(row, raw_token)``. The raw token is shown once."""
+    def issue(
+        cls, *, user, name: str = "", scope: str = Scope.READ_WRITE, expires_at: datetime | None = None
+    ) -> tuple["ApiToken", str]:
+        """Create a token for ``user``; returns ``(row, raw_token)``. The raw token is shown once.
+
+        ``scope``: a :class:`ApiToken.Scope` value; ``expires_at``: an aware datetime or None.
+        """
         raw = cls.PREFIX + secrets.token_urlsafe(32)
-        row = cls.objects.create(user=user, name=name, token_hash=hash_token(raw), last4=raw[-4:])
+        row = cls.objects.create(
+            user=user, name=name, scope=scope, expires_at=expires_at, token_hash=hash_token(raw), last4=raw[-4:]
+        )
         return row, raw

@@ -1,7 +1,8 @@
-"""Team pages: a team admin sets the budgets of the team's members."""
+"""Account pages: a team admin sets the budgets of the team's members; a member manages their API tokens."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django import forms
@@ -9,11 +10,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
 
-from accounts.models import Membership, Team, User
+from accounts.models import ApiToken, Membership, Team, User
+from accounts.selectors import api_tokens_of
+from accounts.services import api_token_create, api_token_revoke
 from billing.models import Budget
 from billing.selectors import budget_statuses_for
 from billing.services import BudgetPermissionDenied, budget_set_for_member
+from config.errors import DomainError
 
 
 class MemberBudgetForm(forms.Form):
@@ -55,3 +60,50 @@ def team_budgets(request, team_id: int):
         rows.append({"membership": membership, "statuses": statuses})
     team_statuses = [s for s in budget_statuses_for(user=request.user, team=team) if s.budget.team_id]
     return render(request, "accounts/team_budgets.html", {"team": team, "rows": rows, "form": form, "team_statuses": team_statuses})
+
+
+class ApiTokenForm(forms.Form):
+    """The token page's create form: a name, a scope, an optional expiry (days from now)."""
+
+    name = forms.CharField(max_length=100, label="Name", help_text="What script or integration will use it.")
+    scope = forms.ChoiceField(choices=ApiToken.Scope.choices, initial=ApiToken.Scope.READ_WRITE, label="Scope")
+    expires_in_days = forms.IntegerField(
+        required=False, min_value=1, max_value=3650, label="Expires after (days)", help_text="Empty: never expires."
+    )
+
+
+@login_required
+def api_tokens(request):
+    """GET: the member's API tokens. POST: create one (its secret shown on this answer only) or,
+    with ``revoke=<id>``, revoke one of theirs."""
+    form = ApiTokenForm()
+    created_secret = None
+    if request.method == "POST" and request.POST.get("revoke"):
+        try:
+            token = api_token_revoke(user=request.user, token_id=int(request.POST["revoke"]))
+        except (ValueError, DomainError):
+            raise Http404 from None
+        messages.success(request, f"Revoked “{token.name}”: it no longer works.")
+        return redirect("api_tokens")
+    if request.method == "POST":
+        form = ApiTokenForm(request.POST)
+        if form.is_valid():
+            days = form.cleaned_data["expires_in_days"]
+            try:
+                _, created_secret = api_token_create(
+                    user=request.user, name=form.cleaned_data["name"], scope=form.cleaned_data["scope"],
+                    expires_at=timezone.now() + timedelta(days=days) if days else None,
+                )
+            except DomainError as refused:
+                for field_name, texts in refused.fields.items():
+                    for text in texts:
+                        form.add_error(field_name if field_name in form.fields else None, text)
+            else:
+                form = ApiTokenForm()
+    response = render(
+        request, "accounts/api_tokens.html",
+        {"form": form, "tokens": api_tokens_of(user=request.user), "created_secret": created_secret},
+        status=422 if form.errors else 200,
+    )
+    response["Cache-Control"] = "no-store"
+    return response

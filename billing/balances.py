@@ -13,26 +13,22 @@ from django.utils import timezone
 
 from billing.models import BalanceSnapshot
 from billing.money import money
-from providers.adapters.poyo.adapter import USD_PER_CREDIT
+from providers.base import BalanceUnit
 from providers.models import ProviderAccount
 
 log = logging.getLogger(__name__)
 
-#: The unit each provider's balance endpoint answers in, and its value in USD per unit.
-#: APIXO ``current-balance`` and PiAPI ``equivalent_in_usd`` are USD; PoYo ``user/info``
-#: answers credits (1 credit = 0.005 USD, ``providers.adapters.poyo.adapter.USD_PER_CREDIT``).
-#: qingbo and MiniMax have no balance endpoint. A kind missing here is stored in its own
-#: ``"units"`` and never converted.
-BALANCE_UNITS: dict[str, tuple[str, Decimal]] = {
-    "apixo": ("USD", Decimal(1)),
-    "piapi": ("USD", Decimal(1)),
-    "poyo": ("credits", USD_PER_CREDIT),
-}
 
-
-def balance_unit(kind: str) -> tuple[str, Decimal | None]:
-    """``(unit, USD per unit)`` for a provider kind; ``("units", None)`` when unknown (no conversion)."""
-    return BALANCE_UNITS.get(kind, ("units", None))
+def balance_unit(account: ProviderAccount) -> BalanceUnit:
+    """The unit ``account``'s balance endpoint answers in and its USD value, as its adapter
+    reports it (``ProviderAdapter.balance_unit``: APIXO and PiAPI USD, PoYo credits at the
+    documented 0.005 USD each, qingbo and MiniMax "units" with no conversion, having no
+    balance endpoint). An account of an unregistered kind gets "units", never converted.
+    """
+    try:
+        return account.adapter_cls.balance_unit
+    except KeyError:
+        return BalanceUnit("units")
 
 
 def balance_snapshot_take(*, account: ProviderAccount) -> BalanceSnapshot | None:
@@ -56,7 +52,7 @@ def balance_snapshot_take(*, account: ProviderAccount) -> BalanceSnapshot | None
     except (ArithmeticError, ValueError, TypeError):
         log.warning("balance snapshot skipped: %s answered a non-numeric balance %r", account, check.balance)
         return None
-    unit, _ = balance_unit(account.kind)
+    unit = balance_unit(account).name
     return BalanceSnapshot.objects.create(provider_account=account, balance=balance, unit=unit, taken_at=timezone.now())
 
 

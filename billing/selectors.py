@@ -1,11 +1,14 @@
-"""Reads about prices, the ledger and budgets."""
+"""Reads about prices, the ledger and budgets.
+
+A budget's period comes from the one period calculator, :func:`billing.reports.periods.period_bounds`
+(re-exported here for callers of ``billing.selectors.period_bounds``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.db.models import Case, DecimalField, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
@@ -13,6 +16,12 @@ from django.utils import timezone
 
 from billing.models import Budget, LedgerEntry, PriceRule
 from billing.money import DECIMAL_PLACES, MAX_DIGITS, ZERO, money
+from billing.reports.periods import period_bounds
+
+__all__ = [
+    "COMMITTED_DELTA", "BudgetStatus", "budget_statuses_for", "budget_time_zone", "committed_in",
+    "entries_for_generation", "period_bounds", "price_rules_for",
+]
 
 _MONEY = DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
 
@@ -38,34 +47,6 @@ def price_rules_for(*, provider_kind: str, model: str, at: datetime | None = Non
             Q(valid_to__isnull=True) | Q(valid_to__gt=at)
         )
     )
-
-
-def period_bounds(period: str, *, tz_name: str = "UTC", now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
-    """Start (inclusive) and end (exclusive) of the current ``period`` in zone ``tz_name``, as aware datetimes.
-
-    ``none`` → (None, None). Weeks start on Monday. Raises ``ValueError`` for an unknown period.
-    """
-    now = now or timezone.now()
-    zone = ZoneInfo(tz_name or "UTC")
-    local = now.astimezone(zone)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "none":
-        return None, None
-    if period == "day":
-        start = midnight
-        end = start + timedelta(days=1)
-    elif period == "week":
-        start = midnight - timedelta(days=local.weekday())
-        end = start + timedelta(days=7)
-    elif period == "month":
-        start = midnight.replace(day=1)
-        end = (start + timedelta(days=32)).replace(day=1)
-    else:
-        raise ValueError(f"unknown budget period {period!r}")
-    # Re-attach the zone after arithmetic so DST changes inside the period are honoured.
-    start = start.replace(tzinfo=None).replace(tzinfo=zone)
-    end = end.replace(tzinfo=None).replace(tzinfo=zone)
-    return start, end
 
 
 def budget_time_zone(budget: Budget) -> str:

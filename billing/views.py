@@ -4,8 +4,6 @@ team statements and reconciliation. Only :func:`billing.reports.can_view_reports
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from functools import wraps
 
 from django.contrib import messages
@@ -18,7 +16,6 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import exports
-from billing.money import format_usd
 from billing.reports import (
     DIMENSION_LABELS,
     PERIOD_KINDS,
@@ -29,6 +26,7 @@ from billing.reports import (
     cost_report,
     reconciliation,
     report_query_from_params,
+    spend_chart,
     spend_over_time,
     statement_period,
     time_zone_names,
@@ -38,8 +36,6 @@ PERIOD_LABELS = {
     "this_month": "This month", "last_month": "Last month", "this_quarter": "This quarter",
     "month": "A month…", "custom": "Custom dates…",
 }
-#: Line colours of the chart, one per provider (colour-blind-safe Okabe–Ito palette).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
 
 
 def finance_required(view):
@@ -95,68 +91,6 @@ def _form_context(request, params) -> dict:
         "kinds": kind_choices(),
         "accounts": ProviderAccount.objects.order_by("kind", "label"),
         "time_zones": time_zone_names(),
-    }
-
-
-def _nice_step(span: Decimal) -> Decimal:
-    """A round tick step (1, 2 or 5 × 10^n) giving about five ticks over ``span``."""
-    raw = span / 5
-    if raw <= 0:
-        return Decimal(1)
-    exponent = raw.adjusted()
-    base = Decimal(10) ** exponent
-    for mult in (1, 2, 5, 10):
-        if raw <= base * mult:
-            return base * mult
-    return base * 10
-
-
-def spend_chart(bucket: str, starts: list[datetime], series, zone) -> dict:
-    """Geometry of the spend-over-time SVG line chart (viewBox 0 0 760 260), one line per provider.
-
-    Returns ``{width, height, lines: [{label, color, points, dots: [{x, y, title}]}],
-    y_ticks: [{y, label}], x_ticks: [{x, label}], plot: {left, right, top, bottom}, empty}``.
-    """
-    width, height = 760, 260
-    left, right, top, bottom = 70, width - 12, 14, height - 34
-    values = [v for s in series for _, v in s.points] or [Decimal(0)]
-    low, high = min(Decimal(0), min(values)), max(Decimal(0), max(values))
-    step = _nice_step(high - low if high > low else Decimal("1"))
-    low = (low / step).to_integral_value(rounding="ROUND_FLOOR") * step
-    high = (high / step).to_integral_value(rounding="ROUND_CEILING") * step
-    if high == low:
-        high = low + step
-    n = len(starts)
-
-    def x(i: int) -> float:
-        return left + (right - left) * (i / (n - 1) if n > 1 else 0.5)
-
-    def y(v: Decimal) -> float:
-        return bottom - (bottom - top) * float((v - low) / (high - low))
-
-    fmt = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}[bucket]
-    lines = []
-    for i, s in enumerate(series):
-        pts = [(x(j), y(v)) for j, (_, v) in enumerate(s.points)]
-        lines.append({
-            "label": s.label, "color": PALETTE[i % len(PALETTE)], "total": s.total,
-            "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in pts),
-            "dots": [
-                {"x": f"{px:.1f}", "y": f"{py:.1f}", "title": f"{s.label}, {start.astimezone(zone):{fmt}}: {format_usd(v)}"}
-                for (px, py), (start, v) in zip(pts, s.points, strict=True)
-            ],
-        })
-    y_ticks = []
-    tick = low
-    while tick <= high:
-        y_ticks.append({"y": f"{y(tick):.1f}", "label": format_usd(tick)})
-        tick += step
-    every = max(1, -(-n // 8))
-    x_ticks = [{"x": f"{x(i):.1f}", "label": f"{starts[i].astimezone(zone):{fmt}}"} for i in range(0, n, every)]
-    return {
-        "width": width, "height": height, "lines": lines, "y_ticks": y_ticks, "x_ticks": x_ticks,
-        "plot": {"left": left, "right": right, "top": top, "bottom": bottom, "zero": f"{y(Decimal(0)):.1f}"},
-        "empty": not series, "bucket": bucket, "center_x": (left + right) // 2, "center_y": (top + bottom) // 2,
     }
 
 

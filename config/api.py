@@ -1,25 +1,125 @@
-"""The ninja API object at /api/v1 (OpenAPI docs at /api/v1/docs)."""
+"""The ninja API object at /api/v1 (OpenAPI docs at /api/v1/docs).
 
+Bearer tokens (``accounts.ApiToken``): a read-scoped token may only read (GET/HEAD); writes
+answer 403 ``insufficient_scope``. Every request is counted against the token's rate limits
+(``HAILUO_API_RATE_LIMIT``, and ``HAILUO_API_WRITE_RATE_LIMIT`` for writes); beyond them,
+429 ``rate_limited`` with ``Retry-After``. Every error is an ``ErrorOut``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import Http404
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
+from ninja.throttling import SimpleRateThrottle
 
-from accounts.selectors import user_for_api_token
-from config.errors import DomainError
+from accounts.selectors import api_token_for
+from config.errors import DomainError, error_body
+
+log = logging.getLogger(__name__)
+
+#: Methods a read-scoped token may use.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class TokenAuth(HttpBearer):
-    """``Authorization: Bearer hs_...`` — a per-user token from ``manage.py create_api_token``."""
+    """``Authorization: Bearer hs_...``: a token made on the studio's token page, at
+    ``/api/v1/tokens`` or with ``manage.py create_api_token``.
+
+    Sets ``request.auth`` (the user) and ``request.api_token``. Unknown, revoked or expired
+    tokens: 401 ``unauthorized``; a read-scoped token on a write: 403 ``insufficient_scope``.
+    """
 
     def authenticate(self, request, token):
-        return user_for_api_token(raw_token=token)
+        row = api_token_for(raw_token=token)
+        if row is None:
+            return None
+        request.api_token = row
+        if request.method not in READ_METHODS and not row.can_write:
+            raise DomainError(
+                "insufficient_scope", "This token is read-only: make a read-and-write token to change anything.",
+                status=403,
+            )
+        return row.user
 
 
-api = NinjaAPI(
+class TokenRateThrottle(SimpleRateThrottle):
+    """Requests per API token (django-ninja's cache-based throttle, keyed on the token id).
+
+    ``setting`` names the Django setting holding the rate ("count/period"), read on every
+    request so tests and deployments can change it. ``writes_only`` counts POST/PUT/PATCH/
+    DELETE only. Counts live in Django's cache (``CACHES``; per process with the default
+    local-memory cache).
+    """
+
+    def __init__(self, setting: str, *, writes_only: bool = False):
+        self.setting = setting
+        self.writes_only = writes_only
+        self.scope = setting.lower()
+        self.rate = None
+        self.num_requests = self.duration = None
+
+    def allow_request(self, request) -> bool:
+        self.rate = getattr(settings, self.setting, None)
+        if not self.rate:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request)
+
+    def get_cache_key(self, request) -> str | None:
+        token = getattr(request, "api_token", None)
+        if token is None or (self.writes_only and request.method in READ_METHODS):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": token.pk}
+
+
+class StudioApi(NinjaAPI):
+    """The NinjaAPI whose OpenAPI document also lists the answers every operation may give:
+    401 ``unauthorized`` and 429 ``rate_limited`` (with ``Retry-After``) on every secured
+    operation, 403 ``insufficient_scope`` on every write, 400 ``bad_request`` (not JSON) wherever
+    there is a body, 422 ``invalid_request`` wherever there are parameters or a body."""
+
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for path, methods in schema.get("paths", {}).items():
+            for method, operation in methods.items():
+                responses = operation.setdefault("responses", {})
+
+                def add(status: int, description: str, headers=None, responses=responses) -> None:
+                    entry = responses.setdefault(status, responses.pop(str(status), {"description": description}))
+                    entry.setdefault("content", error)
+                    if headers:
+                        entry.setdefault("headers", headers)
+
+                if operation.get("security"):
+                    add(401, "`unauthorized`: no, an unknown, a revoked or an expired token")
+                    add(429, "`rate_limited`: over this token's rate limit", {
+                        "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}},
+                    })
+                    if method.upper() not in READ_METHODS:
+                        add(403, "`insufficient_scope` (a read-only token) or `forbidden`")
+                if operation.get("requestBody"):
+                    add(400, "`bad_request`: the body is not JSON")
+                if operation.get("parameters") or operation.get("requestBody") or "{" in path:
+                    add(422, "`invalid_request`: malformed parameters or body, with `fields`")
+        return schema
+
+
+api = StudioApi(
     title="Hailuo Studio API",
     version="1",
-    description="Create Hailuo video generations, read their state, price and video. Bearer token auth.",
+    description=(
+        "Create Hailuo video generations, read their state, price and video; cancel and retry them; "
+        "manage your API tokens. Bearer token auth (`Authorization: Bearer hs_...`). Every error is "
+        "`{code, message, fields}`; rate limits per token answer 429 with `Retry-After`."
+    ),
     auth=TokenAuth(),
+    throttle=[TokenRateThrottle("HAILUO_API_RATE_LIMIT"), TokenRateThrottle("HAILUO_API_WRITE_RATE_LIMIT", writes_only=True)],
     urls_namespace="api-v1",
 )
 
@@ -27,7 +127,11 @@ api = NinjaAPI(
 @api.exception_handler(AuthenticationError)
 def _unauthorized(request, exc):
     """Stable error shape: ``{"code": "unauthorized", "message": ...}``."""
-    return api.create_response(request, {"code": "unauthorized", "message": "A valid bearer token is required."}, status=401)
+    return api.create_response(
+        request,
+        {"code": "unauthorized", "message": "A valid bearer token is required (unknown, revoked or expired).", "fields": {}},
+        status=401,
+    )
 
 
 @api.exception_handler(DomainError)
@@ -48,10 +152,30 @@ def _invalid(request, exc):
     )
 
 
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    """ninja's own refusals (429 from the throttles, 400 for unparsable JSON...) in ``ErrorOut``."""
+    return api.create_response(request, error_body(exc.status_code, str(exc)), status=exc.status_code)
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return api.create_response(request, error_body(404, "Not found."), status=404)
+
+
+@api.exception_handler(Exception)
+def _server_error(request, exc):
+    """Anything unexpected: logged, answered 500 ``server_error`` (never a traceback)."""
+    log.exception("Unhandled API error on %s %s", request.method, request.path)
+    return api.create_response(request, error_body(500, "An unexpected error occurred; it was logged."), status=500)
+
+
+from accounts.api import router as tokens_router  # noqa: E402
 from billing.api import router as reports_router  # noqa: E402
 from generations.api import router as generations_router  # noqa: E402
 from providers.api import router as providers_router  # noqa: E402
 
 api.add_router("/", generations_router)
+api.add_router("/", tokens_router)
 api.add_router("/", providers_router)
 api.add_router("/", reports_router)

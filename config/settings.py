@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "config.errors.ApiJsonErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -257,6 +258,9 @@ for _entry in HAILUO_ALLOWED_PRIVATE_HOSTS:
 # Provider HTTP timeouts (seconds).
 HAILUO_PROVIDER_CONNECT_TIMEOUT = env_float("HAILUO_PROVIDER_CONNECT_TIMEOUT", 10.0)
 HAILUO_PROVIDER_READ_TIMEOUT = env_float("HAILUO_PROVIDER_READ_TIMEOUT", 60.0)
+# REST API rate limits per token ("count/period", period s, min, h or d): every request, and writes (POST/DELETE).
+HAILUO_API_RATE_LIMIT = env_str("HAILUO_API_RATE_LIMIT", "600/min")
+HAILUO_API_WRITE_RATE_LIMIT = env_str("HAILUO_API_WRITE_RATE_LIMIT", "60/min")
 # Default budget (USD per month) given to a new member by the demo seed.
 HAILUO_DEMO_BUDGET = env_decimal("HAILUO_DEMO_BUDGET", "25.00")
 

@@ -24,6 +24,7 @@ urlpatterns = [
     path("u/<uuid:image_id>.<slug:ext>", views.input_image, name="input_image"),
     path("hooks/<slug:kind>/<uuid:generation_id>/<str:token>/", views.provider_callback, name="provider_callback"),
     path("team/<int:team_id>/budgets/", accounts_views.team_budgets, name="team_budgets"),
+    path("tokens/", accounts_views.api_tokens, name="api_tokens"),
     path("reports/", include("billing.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

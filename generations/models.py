@@ -115,7 +115,12 @@ class Generation(models.Model):
     archive_error = models.TextField(blank=True)
     next_archive_at = models.DateTimeField(null=True, blank=True)
 
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (NULL: no key, unique otherwise)
+    # The API's Idempotency-Key (IETF draft "The Idempotency-Key HTTP Header Field"): at most
+    # 255 characters, bound to the request it came with by ``request_fingerprint`` (SHA-256 of
+    # the canonical JSON body); ``idempotent_response`` is the first answer, replayed as is.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: no key, unique otherwise)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    idempotent_response = models.JSONField(null=True, blank=True, help_text="{status, body} of the first answer to the key.")
     callback_token_hash = models.CharField(max_length=64, blank=True)
     submit_attempts = models.PositiveSmallIntegerField(default=0)
     next_submit_at = models.DateTimeField(null=True, blank=True)

@@ -21,16 +21,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from billing.money import format_cents
 from billing.pricing import NoPriceRule, quote
 from billing.selectors import budget_statuses_for, entries_for_generation, price_rules_for
+from config.errors import Forbidden
 from config.metrics import CALLBACKS_RECEIVED
-from generations import services
+from generations import actions, services
 from generations.forms import GalleryFilterForm, StudioForm
 from generations.models import State
 from generations.selectors import gallery_page, generation_for, teammates_of, teams_of
 from providers.base import GenerationRequest
 from providers.registry import ADAPTERS as PROVIDER_KINDS
-
-#: States a member may retry from (a new generation with the same parameters).
-RETRYABLE_STATES = frozenset({State.FAILED, State.EXPIRED})
 
 
 def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
@@ -227,14 +225,15 @@ def card(request, generation_id):
     return render(request, "generations/partials/card.html", {"g": generation, "detail_view": request.GET.get("detail") == "1"})
 
 
-def _detail_context(generation) -> dict:
+def _detail_context(generation, user=None) -> dict:
     account = generation.provider_account
+    may_act = user is None or actions.may_act_on(user=user, generation=generation)
     return {
         "g": generation,
         "events": list(generation.events.all()),
         "entries": entries_for_generation(generation_id=generation.pk),
-        "can_retry": generation.retry_offered,
-        "can_cancel": generation.cancel_offered,
+        "can_retry": may_act and generation.retry_offered,
+        "can_cancel": may_act and generation.cancel_offered,
         "provider_label": account.adapter_cls.label,
         "detail_view": True,
     }
@@ -245,23 +244,20 @@ def _detail_context(generation) -> dict:
 def detail(request, generation_id):
     """The full record: parameters, timeline, task id, failure, ledger entries; remix, retry, cancel."""
     generation = _visible_or_404(request, generation_id)
-    return render(request, "generations/detail.html", _detail_context(generation))
+    return render(request, "generations/detail.html", _detail_context(generation, request.user))
 
 
 @login_required
 @require_POST
 def retry(request, generation_id):
-    """A new generation with the same parameters as a failed one (budgets apply as usual)."""
+    """A new generation with the same parameters as a failed one (budgets apply as usual).
+
+    The rules are ``generations.actions.generation_retry``'s (owner or team admin only)."""
     generation = _visible_or_404(request, generation_id)
-    if generation.state not in RETRYABLE_STATES:
-        return _detail_refusal(request, generation, f"A {generation.get_state_display().lower()} generation cannot be retried.")
-    params = services.CreateParams(
-        provider_account_id=generation.provider_account_id, model=generation.model, mode=generation.mode,
-        prompt=generation.prompt, duration=generation.duration, resolution=generation.resolution,
-        image_url=generation.image_url, options=dict(generation.options or {}),
-    )
     try:
-        new = services.generation_create(user=request.user, params=params)
+        new = actions.generation_retry(user=request.user, generation=generation)
+    except Forbidden as refused:
+        return _detail_refusal(request, generation, refused.message, status=403)
     except services.GenerationRefused as refused:
         return _detail_refusal(request, generation, _refusal_text(refused))
     messages.success(request, "Retry submitted: a new generation with the same parameters.")
@@ -284,10 +280,14 @@ def archive_retry(request, generation_id):
 @login_required
 @require_POST
 def cancel(request, generation_id):
-    """Cancel: locally before it was sent, at the provider where it documents a cancel."""
+    """Cancel: locally before it was sent, at the provider where it documents a cancel.
+
+    The rules are ``generations.actions.generation_cancel``'s (owner or team admin only)."""
     generation = _visible_or_404(request, generation_id)
     try:
-        state = services.generation_cancel(generation_id=generation.pk, user=request.user)
+        state = actions.generation_cancel(user=request.user, generation=generation)
+    except Forbidden as refused:
+        return _detail_refusal(request, generation, refused.message, status=403)
     except services.GenerationRefused as refused:
         return _detail_refusal(request, generation, refused.message)
     if state == State.CANCELED:
@@ -302,24 +302,28 @@ def _refusal_text(refused) -> str:
     return " ".join(dict.fromkeys(texts)) or refused.message
 
 
-def _detail_refusal(request, generation, message: str):
+def _detail_refusal(request, generation, message: str, *, status: int = 422):
     generation.refresh_from_db()
-    return render(request, "generations/detail.html", {**_detail_context(generation), "action_error": message}, status=422)
+    return render(
+        request, "generations/detail.html", {**_detail_context(generation, request.user), "action_error": message},
+        status=status,
+    )
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
-@login_required
-@require_GET
-def video(request, generation_id):
-    """Stream the archived MP4 (from our storage, never the provider's URL), with HTTP Range support."""
-    generation = _visible_or_404(request, generation_id)
-    if not generation.has_video:
-        raise Http404
-    storage_file = generation.video
+def serve_file(
+    request, storage_file, *, content_type: str, cache_control: str, download_name: str | None = None
+) -> HttpResponse:
+    """Stream ``storage_file`` (from our storage, any backend) with HTTP Range support.
+
+    ``Range: bytes=a-b`` / ``a-`` / ``-n`` answers 206 with ``Content-Range``; a range past
+    the end answers 416 with ``Content-Range: bytes */size``; otherwise 200 with the whole
+    file. ``download_name``: send ``Content-Disposition: attachment`` with that file name.
+    Used by the studio's video and poster pages and by the API's ``/video`` and ``/poster``.
+    """
     size = storage_file.size
-    content_type = mimetypes.guess_type(storage_file.name)[0] or "video/mp4"
     match = _RANGE.match(request.headers.get("Range", "").strip())
     if match and (match.group(1) or match.group(2)):
         start_s, end_s = match.groups()
@@ -353,9 +357,9 @@ def video(request, generation_id):
         response = FileResponse(storage_file.open("rb"), content_type=content_type)
         response["Content-Length"] = str(size)
     response["Accept-Ranges"] = "bytes"
-    response["Cache-Control"] = "private, max-age=86400"
-    if request.GET.get("download"):
-        response["Content-Disposition"] = f'attachment; filename="{download_name(generation, os.path.splitext(storage_file.name)[1])}"'
+    response["Cache-Control"] = cache_control
+    if download_name:
+        response["Content-Disposition"] = f'attachment; filename="{download_name}"'
     return response
 
 
@@ -369,16 +373,38 @@ def download_name(generation, ext: str = ".mp4") -> str:
     return f"{slug}-{generation.created_at:%Y-%m-%d}{ext or '.mp4'}"
 
 
+def video_response(request, generation, *, download: bool = False):
+    """The archived MP4 of a visible ``generation`` (``serve_file``); Http404 until archived.
+    ``download``: as an attachment."""
+    if not generation.has_video:
+        raise Http404
+    storage_file = generation.video
+    return serve_file(
+        request, storage_file, content_type=mimetypes.guess_type(storage_file.name)[0] or "video/mp4",
+        cache_control="private, max-age=86400",
+        download_name=download_name(generation, os.path.splitext(storage_file.name)[1]) if download else None,
+    )
+
+
+def poster_response(request, generation):
+    """The poster frame (JPEG) of a visible ``generation`` (``serve_file``); Http404 without one."""
+    if not generation.poster:
+        raise Http404
+    return serve_file(request, generation.poster, content_type="image/jpeg", cache_control="private, max-age=604800")
+
+
+@login_required
+@require_GET
+def video(request, generation_id):
+    """Stream the archived MP4 (from our storage, never the provider's URL), with HTTP Range support."""
+    return video_response(request, _visible_or_404(request, generation_id), download=bool(request.GET.get("download")))
+
+
 @login_required
 @require_GET
 def poster(request, generation_id):
     """The archived video's poster frame (JPEG)."""
-    generation = _visible_or_404(request, generation_id)
-    if not generation.poster:
-        raise Http404
-    response = FileResponse(generation.poster.open("rb"), content_type="image/jpeg")
-    response["Cache-Control"] = "private, max-age=604800"
-    return response
+    return poster_response(request, _visible_or_404(request, generation_id))
 
 
 @login_required

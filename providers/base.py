@@ -13,6 +13,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from providers.http import ProviderHttp
@@ -167,6 +168,27 @@ class RequestRefused(Exception):
     def __init__(self, violations: list[RuleViolation]):
         self.violations = violations
         super().__init__("; ".join(v.message for v in violations))
+
+
+@dataclass(frozen=True)
+class BalanceUnit:
+    """The unit an adapter's :meth:`ProviderAdapter.fetch_balance` answers in, and what one is worth.
+
+    ``name``: "USD", "credits", … ("units" when the provider documents none);
+    ``usd_per_unit``: the USD value of one unit as the provider documents it (``Decimal(1)``
+    for USD), None when it documents no conversion.
+    """
+
+    name: str
+    usd_per_unit: Decimal | None = None
+
+    def usd(self, amount: Decimal) -> Decimal | None:
+        """``amount`` (in this unit) in USD, unrounded; None without a documented conversion."""
+        return None if self.usd_per_unit is None else amount * self.usd_per_unit
+
+
+#: A balance in US dollars (APIXO ``current-balance``, PiAPI ``equivalent_in_usd``).
+USD_BALANCE = BalanceUnit("USD", Decimal(1))
 
 
 @dataclass(frozen=True)
@@ -402,9 +424,18 @@ class ProviderAdapter(abc.ABC):
         """Cancel a task at the provider (only when ``capabilities.cancel``). Raises ProviderError."""
         raise NotImplementedError(f"{self.label} documents no cancel")
 
-    #: The unit ``fetch_balance`` answers in ("USD", or "credits" where the provider counts credits).
-    balance_unit: ClassVar[str] = "USD"
+    #: The unit :meth:`fetch_balance` answers in and its documented USD value (override per provider).
+    balance_unit: ClassVar[BalanceUnit] = BalanceUnit("units")
 
-    async def fetch_balance(self, http: ProviderHttp):
-        """Return the account balance (in ``balance_unit``) or None when the provider documents none."""
+    async def fetch_balance(self, http: ProviderHttp) -> Decimal | None:
+        """Return the account balance in :attr:`balance_unit`, or None when the provider documents none.
+
+        Callers convert with ``balance_unit.usd(amount)`` (see :meth:`balance_in_usd`); they
+        never read a provider's own constants. Raises :class:`providers.http.ProviderError`.
+        """
         return None
+
+    @classmethod
+    def balance_in_usd(cls, amount: Decimal) -> Decimal | None:
+        """A balance (or a change of balance) in :attr:`balance_unit`, in USD; None without a documented conversion."""
+        return cls.balance_unit.usd(amount)

@@ -1,10 +1,17 @@
-"""The README's provider matrix, generated from the adapters' capabilities so it cannot drift."""
+"""The README's provider matrix, generated from the adapters' capabilities so it cannot drift.
+
+This module knows capabilities only. The price column is billing's: the caller passes a
+``price`` function (``billing.price_matrix`` passes the seeded price rules), so providers/
+never imports billing.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+from providers.base import ModeCapability, ModelCapability
 from providers.images import describe_image_rules
 from providers.registry import ADAPTERS
 
@@ -19,31 +26,14 @@ def _combos(mode) -> str:
     return "; ".join(f"{res}: {'/'.join(str(d) for d in sorted(ds))} s" for res, ds in sorted(by_res.items(), key=lambda kv: int(kv[0].rstrip("p"))))
 
 
-def _prices(kind: str, model, mode) -> str:
-    """The seeded price of each (resolution, duration) of a mode, from the price rules in the database."""
-    from django.utils import timezone
-
-    from billing.pricing import NoPriceRule, quote
-    from billing.selectors import price_rules_for
-    from providers.base import BillingFacts
-
-    now = timezone.now()
-    rules = price_rules_for(provider_kind=kind, model=model.id, at=now)
-    parts = []
-    for duration, resolution in sorted(mode.combos, key=lambda c: (int(c[1].rstrip("p")), c[0])):
-        try:
-            amount = quote(facts=BillingFacts(kind, model.id, mode.id, duration, resolution), rules=rules, at=now).display
-        except NoPriceRule:
-            return "no documented price: admin sets a rule"
-        parts.append(f"{resolution} {duration} s {amount}")
-    return "; ".join(parts)
+#: The price cell of one (provider kind, model, mode) row: text, e.g. "768p 6 s $0.28; …".
+PriceCell = Callable[[str, ModelCapability, ModeCapability], str]
 
 
-def render_matrix() -> str:
+def render_matrix(price: PriceCell) -> str:
     """Markdown: one table per provider (model, mode, image, durations × resolutions, price, options).
 
-    Prices come from the price rules in the database (the seeded, documented prices on a
-    freshly migrated database).
+    ``price(kind, model, mode)`` gives each row's price cell (see ``billing.price_matrix``).
     """
     out: list[str] = []
     for cls in ADAPTERS.values():
@@ -65,8 +55,8 @@ def render_matrix() -> str:
                 options = ", ".join(f"`{o.name}`" + (" (required)" if o.required else "") for o in mode.options) or "—"
                 image = {"none": "—", "required": "first frame required", "optional": "first frame optional"}[mode.image]
                 limit = f"{model.prompt_max_chars:,} chars" if model.prompt_max_chars else "—"
-                price = _prices(cls.kind, model, mode)
-                out.append(f"| `{model.id}` | `{mode.id}` | {image} | {_combos(mode)} | {price} | {limit} | {options} |")
+                price_cell = price(cls.kind, model, mode)
+                out.append(f"| `{model.id}` | `{mode.id}` | {image} | {_combos(mode)} | {price_cell} | {limit} | {options} |")
         rules = {m.image_rules for m in caps.models if m.image_rules}
         for rules_ in rules:
             out.append("")
@@ -79,10 +69,11 @@ def render_matrix() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def update_readme(path: Path) -> bool:
-    """Rewrite the block between the markers in ``path``; returns True when it changed."""
+def update_readme(path: Path, matrix: str) -> bool:
+    """Rewrite the block between the markers in ``path`` with ``matrix`` (a :func:`render_matrix`
+    result); returns True when it changed. Raises ``ValueError`` when the markers are missing."""
     text = path.read_text()
-    block = f"{START}\n\n{render_matrix()}\n{END}"
+    block = f"{START}\n\n{matrix}\n{END}"
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
     if not pattern.search(text):
         raise ValueError(f"{path} has no provider-matrix markers")

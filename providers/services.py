@@ -46,11 +46,11 @@ def provider_account_check(*, account: ProviderAccount) -> ConnectionCheck:
         return ConnectionCheck(False, None, f"Connection to {name} failed: {exc}")
     if balance is None:
         return ConnectionCheck(True, None, f"Connected to {name} (the provider reports no balance)")
-    return ConnectionCheck(True, balance, f"Connected to {name}: balance {format_balance(balance, account.adapter_cls.balance_unit)}")
+    return ConnectionCheck(True, balance, f"Connected to {name}: balance {format_balance(balance, account.adapter_cls.balance_unit.name)}")
 
 
 def format_balance(balance, unit: str) -> str:
-    """A balance with its unit: USD as money with cents ("$73.53"), credits as a count ("9,965 credits")."""
+    """A balance with its unit name (``ProviderAdapter.balance_unit.name``): USD as money with cents ("$73.53"), credits as a count ("9,965 credits")."""
     from decimal import Decimal
 
     from billing.money import format_cents

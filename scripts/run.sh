@@ -36,6 +36,13 @@ HAILUO_ALLOWED_PRIVATE_HOSTS=${HAILUO_ALLOWED_PRIVATE_HOSTS:-$SANDBOX_HOSTS}
 HAILUO_POLL_TIME_SCALE=${HAILUO_POLL_TIME_SCALE:-0.1}
 HAILUO_POLL_SWEEP_INTERVAL=${HAILUO_POLL_SWEEP_INTERVAL:-1}
 PYTHONUNBUFFERED=1
+# A [hang] submit must outlast the web app's provider read timeout (config/settings.py,
+# HAILUO_PROVIDER_READ_TIMEOUT) so the card shows needs reconciliation; the sandbox lets go
+# as soon as the app hangs up, so this is only the bound that frees its thread.
+SANDBOX_HANG_SECONDS=${SANDBOX_HANG_SECONDS:-$(DJANGO_SETTINGS_MODULE=config.settings .venv/bin/python -c '
+from django.conf import settings
+from providers.sandbox import hang_seconds_outlasting
+print(hang_seconds_outlasting(settings.HAILUO_PROVIDER_READ_TIMEOUT))')}
 set +a
 
 .venv/bin/python manage.py migrate --noinput -v 0
@@ -47,7 +54,8 @@ cat <<MSG
   Hailuo Studio is starting:  http://127.0.0.1:$WEB_PORT/
   Log in as the member above (or the admin: /admin/).
   Sandboxes: APIXO :$SANDBOX_BASE_PORT, PoYo :$((SANDBOX_BASE_PORT + 1)), qingbo :$((SANDBOX_BASE_PORT + 2)), PiAPI :$((SANDBOX_BASE_PORT + 3)), MiniMax :$((SANDBOX_BASE_PORT + 4))
-  Sandbox prompt markers: [fail] or [fail:CODE] fails the task, [seconds:N] sets its generation time.
+  Sandbox prompt markers: [fail] or [fail:CODE] fails the task, [seconds:N] sets its generation time,
+  [hang] holds the submit's answer past the read timeout (needs reconciliation).
   Ctrl-C stops everything.
 
 MSG

@@ -102,4 +102,7 @@ def test_api_create_to_video_url(client, api_token, apixo_account, sandbox, medi
     wait_for(generation, lambda g: g.archive_state == "done")
     data = client.get(f"/api/v1/generations/{generation.pk}", **headers).json()
     assert data["state"] == "succeeded" and data["charged_usd"] == "0.560000"
-    assert data["video_url"].endswith(f"/g/{generation.pk}/video.mp4")
+    assert data["video_url"].endswith(f"/api/v1/generations/{generation.pk}/video")
+    video = client.get(data["video_url"], HTTP_AUTHORIZATION=f"Bearer {api_token}")
+    assert video.status_code == 200 and video["Content-Type"] == "video/mp4"
+    assert b"".join(video.streaming_content) == generation.video.open("rb").read()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.matrix import END, START, render_matrix
+from billing.price_matrix import END, START, render_matrix
 from providers.registry import ADAPTERS
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -14,7 +14,8 @@ from generations import services, tasks
 from generations.models import Generation, State
 from providers.models import ProviderAccount
 from providers.registry import ADAPTERS
-from providers.sandbox import sandbox_kinds, start_sandbox
+from providers.sandbox import hang_seconds_outlasting, sandbox_kinds, start_sandbox
+from providers.sandbox.testing import wait_for
 
 from .conftest import record_queue
 
@@ -181,3 +182,37 @@ def test_cancel_is_refused_where_the_provider_has_none(provider, member):
         services.generation_cancel(generation_id=generation.pk, user=member)
     queued = services.generation_create(user=member, params=params(kind, account))
     assert services.generation_cancel(generation_id=queued.pk, user=member) == State.CANCELED
+
+
+def _submits(handle):
+    return [r for r in handle.requests("api") if r["method"] == "POST"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("provider", KINDS, indirect=True)
+def test_hang_marker_needs_reconciliation_with_the_demos_timeouts(provider, member, settings):
+    """README, "Making the sandbox fail": ``[hang]`` never answers in time, so the generation
+    becomes needs_reconciliation and is never resent.  The demo (scripts/run.sh) derives the
+    sandboxes' ``hang_seconds`` from HAILUO_PROVIDER_READ_TIMEOUT; here scaled down to 1 s."""
+    kind, handle, account = provider
+    settings.HAILUO_PROVIDER_READ_TIMEOUT = 1.0
+    hang = hang_seconds_outlasting(settings.HAILUO_PROVIDER_READ_TIMEOUT)
+    handle.configure(hang_seconds=hang)
+    generation = services.generation_create(user=member, params=params(kind, account, prompt="a slow tide [hang]"))
+    started = time.monotonic()
+    assert services.generation_submit(generation_id=generation.pk) == State.NEEDS_RECONCILIATION
+    assert time.monotonic() - started < hang
+    # The sandbox let go as soon as the client gave up, not after ``hang_seconds``.
+    assert wait_for(lambda: "hang" in _submits(handle)[0])
+    held = _submits(handle)[0]["hang"]
+    assert held["ended"] == "client hung up" and held["seconds"] < hang / 2, held
+    for _ in range(3):  # sweeps, a redelivered submit job and the stuck-submit check send nothing more
+        Generation.objects.filter(pk=generation.pk).update(next_submit_at=None, next_poll_at=None)
+        tasks.sweep_once()
+        _QUEUE[0].run()
+        services.generation_submit(generation_id=generation.pk)
+        services.generations_stuck_submitting(older_than=0)
+    generation.refresh_from_db()
+    assert generation.state == State.NEEDS_RECONCILIATION and generation.poll_count == 0
+    assert "no answer within 1 s" in generation.reconciliation_note
+    assert len(_submits(handle)) == 1 and len(handle.tasks()) == 1

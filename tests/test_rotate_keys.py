@@ -35,7 +35,7 @@ def test_rotate_then_retire_the_old_key_and_still_call_the_provider(settings, ap
     assert account.api_key == APIXO_KEY and account.api_key_last4 == "0042"
     check = provider_account_check(account=account)  # real HTTP to the APIXO sandbox with the decrypted key
     assert check.ok, check.message
-    assert "connected, balance 74.87" in check.message
+    assert "balance $74.87" in check.message
 
 
 def test_a_key_no_configured_key_opens_is_reported_and_the_others_rotated(settings, apixo_account):

@@ -163,17 +163,21 @@ def check_request_images(*, adapter_cls, request: GenerationRequest) -> list[Rul
     return out
 
 
-def generation_create(*, user, params: CreateParams, idempotency_key: str | None = None, team=None) -> Generation:
+def generation_create(
+    *, user, params: CreateParams, idempotency_key: str | None = None, team=None, fingerprint: str = ""
+) -> Generation:
     """Validate, quote, check budgets, write the generation and its hold, and enqueue the submit.
 
-    With an ``idempotency_key`` already used by this user, returns that generation when the
-    parameters match and raises ``idempotency_conflict`` when they differ. Raises
+    With an ``idempotency_key`` already used by this user, returns that generation (marked
+    ``replayed``) when the request matches and raises ``idempotency_conflict`` when it differs:
+    "matches" is the same ``fingerprint`` (the API's SHA-256 of the whole body, stored with the
+    generation) when both have one, else the same parameters, ``options`` included. Raises
     :class:`GenerationRefused` for anything refused; nothing is written then.
     """
     if idempotency_key:
         existing = Generation.objects.filter(user=user, idempotency_key=idempotency_key).first()
         if existing is not None:
-            return _same_or_conflict(existing, params)
+            return _same_or_conflict(existing, params, fingerprint)
     account = ProviderAccount.objects.filter(pk=params.provider_account_id).first()
     priced = generation_quote(params=params, account=account)
     team = team if team is not None else user.primary_team
@@ -194,6 +198,7 @@ def generation_create(*, user, params: CreateParams, idempotency_key: str | None
                 quoted_amount=priced.amount,
                 price_rule=priced.snapshot,
                 idempotency_key=idempotency_key or None,
+                request_fingerprint=fingerprint if idempotency_key else "",
             )
             _event(generation.pk, State.QUEUED, f"Quoted {priced.display}; hold placed")
             _, warnings = billing_services.ledger_hold(generation=generation, quote=priced)
@@ -210,22 +215,25 @@ def generation_create(*, user, params: CreateParams, idempotency_key: str | None
         if isinstance(exc, IntegrityError) and idempotency_key:
             existing = Generation.objects.filter(user=user, idempotency_key=idempotency_key).first()
             if existing is not None:
-                return _same_or_conflict(existing, params)
+                return _same_or_conflict(existing, params, fingerprint)
         raise
     generation.warnings = warnings
     return generation
 
 
-def _same_or_conflict(existing: Generation, params: CreateParams) -> Generation:
-    same = (
-        existing.provider_account_id == params.provider_account_id
-        and existing.model == params.model
-        and existing.mode == params.mode
-        and existing.prompt == params.prompt
-        and existing.duration == int(params.duration)
-        and existing.resolution == params.resolution
-        and existing.image_url == (params.image_url or "")
-    )
+def _same_or_conflict(existing: Generation, params: CreateParams, fingerprint: str = "") -> Generation:
+    if fingerprint and existing.request_fingerprint:
+        same = fingerprint == existing.request_fingerprint
+    else:
+        same = (
+            existing.options == dict(params.options) and existing.provider_account_id == params.provider_account_id
+            and existing.model == params.model
+            and existing.mode == params.mode
+            and existing.prompt == params.prompt
+            and existing.duration == int(params.duration)
+            and existing.resolution == params.resolution
+            and existing.image_url == (params.image_url or "")
+        )
     if not same:
         raise GenerationRefused(
             "idempotency_conflict", "This idempotency key was already used with different parameters."

@@ -37,6 +37,8 @@ import math
 import random
 import re
 import secrets
+import select
+import socket
 import sys
 import threading
 import time
@@ -72,6 +74,7 @@ __all__ = [
     "UrlSigner",
     "COMMON_KNOBS",
     "fetch_image",
+    "hang_seconds_outlasting",
     "image_size",
     "is_http_url",
     "json_dumps",
@@ -232,11 +235,27 @@ COMMON_KNOBS: dict[str, Knob] = {
         Knob("callback_retry_delays", [1.0, 2.0, 4.0], _float_list, "delays before each callback retry, seconds"),
         Knob("callback_timeout", 30.0, _number(min_value=0.01), "seconds a callback receiver has to answer"),
         Knob("balance", None, _optional(_number()), "account balance in USD; when set, submits beyond it are refused"),
-        Knob("hang_seconds", 60.0, _number(min_value=0), "how long a [hang] submit sleeps before answering"),
+        Knob("hang_seconds", 300.0, _number(min_value=0),
+             "longest a [hang] submit holds its answer (it stops as soon as the client hangs up)"),
         Knob("image_fetch_timeout", 5.0, _number(min_value=0.01), "timeout when fetching an input image, seconds"),
         Knob("public_origin", None, _optional(_origin), "origin used in result URLs (default: the bound address)"),
     ]
 }
+
+
+def hang_seconds_outlasting(read_timeout: float) -> float:
+    """A ``hang_seconds`` knob value clearly past a client's read timeout (both in seconds).
+
+    ``2 * read_timeout + 10``: a ``[hang]`` submit then never answers within the client's
+    wait, whatever the scheduling jitter, and still frees its thread in bounded time (it
+    ends sooner anyway, as soon as the client hangs up).  The demo (``scripts/run.sh``)
+    and the tests derive the sandboxes' hang from HAILUO_PROVIDER_READ_TIMEOUT with it.
+    Raises ``ValueError`` for a negative timeout.
+    """
+    read_timeout = float(read_timeout)
+    if read_timeout < 0:
+        raise ValueError("read_timeout must be >= 0")
+    return 2 * read_timeout + 10
 
 
 def with_defaults(specs: Mapping[str, Knob], **defaults: Any) -> dict[str, Knob]:
@@ -706,6 +725,7 @@ class ApiRequest:
     headers: Mapping[str, str]
     body: bytes
     log_entry: dict
+    connection: socket.socket | None = None  # the client's socket, to notice a hang-up
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name, default)
@@ -1001,7 +1021,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             srv.sleep(latency / 1000.0)
         resp = srv.injected_fault()
         if resp is None:
-            request = ApiRequest(self.command, path, query, self.headers, body, entry)
+            request = ApiRequest(self.command, path, query, self.headers, body, entry, self.connection)
             resp = srv.handle_api(request)
         srv.log.update(entry, status=resp.status, response=_loggable(resp))
         return resp
@@ -1237,10 +1257,45 @@ class TaskSandbox(SandboxServer):
         """``[seconds:N]`` if given, else the ``generation_seconds`` knob."""
         return markers.seconds if markers.seconds is not None else float(self.knobs["generation_seconds"])
 
-    def hang_if_asked(self, markers: PromptMarkers) -> None:
-        """Sleep ``hang_seconds`` when the prompt had ``[hang]`` (the task already exists)."""
-        if markers.hang:
-            self.sleep(self.knobs["hang_seconds"])
+    def hang_if_asked(self, markers: PromptMarkers, request: ApiRequest | None = None) -> None:
+        """Hold the answer when the prompt had ``[hang]`` (the task already exists).
+
+        Waits until the client hangs up (its read timeout ran out), ``hang_seconds``
+        pass or the server stops, whichever comes first, and records on the request's
+        log entry ``hang: {"seconds": <float>, "ended": "client hung up" | "hang_seconds"
+        | "server stopping"}``.  Without ``request`` it only waits ``hang_seconds``.
+        """
+        if not markers.hang:
+            return
+        started = time.monotonic()
+        ended = self._wait_while_connected(request.connection if request else None, self.knobs["hang_seconds"])
+        if request is not None:
+            self.log.update(request.log_entry, hang={"seconds": round(time.monotonic() - started, 3), "ended": ended})
+
+    def _wait_while_connected(self, conn: socket.socket | None, seconds: float) -> str:
+        """Wait up to ``seconds`` while ``conn`` stays open; returns why the wait ended.
+
+        A hang-up shows as the socket turning readable with nothing to read (or an
+        error); bytes from the client (a pipelined request) end the watch, not the wait.
+        """
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "hang_seconds"
+            if conn is None:
+                return "server stopping" if self.sleep(remaining) else "hang_seconds"
+            if self.stop_event.is_set():
+                return "server stopping"
+            try:
+                readable, _, _ = select.select([conn], [], [], min(0.2, remaining))
+                if not readable:
+                    continue
+                if not conn.recv(1, socket.MSG_PEEK):
+                    return "client hung up"
+            except (OSError, ValueError):
+                return "client hung up"
+            conn = None
 
     def check_image_later(self, task: Any, inspect: Callable[[], tuple[str | None, Any]]) -> None:
         """Run ``inspect() -> (error or None, info)`` in a thread, then record it on ``task``.

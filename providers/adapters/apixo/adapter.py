@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from providers.adapters.common import http_error, ms_to_datetime, read_json, to_decimal
 from providers.base import (
+    USD_BALANCE,
     CallbackHint,
     GenerationRequest,
     ImageRules,
@@ -239,6 +240,9 @@ class ApixoAdapter(ProviderAdapter):
         if request.mode.startswith("pro-"):
             return PollCadence(first_delay=50.0, interval=12.5)
         return PollCadence(first_delay=30.0, interval=12.5)
+
+    #: APIXO ``current-balance`` answers USD (providers.md, APIXO).
+    balance_unit = USD_BALANCE
 
     async def fetch_balance(self, http: ProviderHttp) -> Decimal | None:
         """``GET /apikeys/current-balance`` → ``{code: 200, data: 74.87}`` in USD (providers.md, APIXO)."""

@@ -36,6 +36,7 @@ import httpx
 
 from providers.adapters.common import epoch_to_datetime, http_error, read_json, to_decimal
 from providers.base import (
+    USD_BALANCE,
     CallbackHint,
     GenerationRequest,
     ImageRules,
@@ -372,6 +373,9 @@ class PiapiAdapter(ProviderAdapter):
     def poll_cadence(self, request: GenerationRequest) -> PollCadence:
         """Not documented by PiAPI: first poll 20 s after submit, then every 10 s."""
         return PollCadence(first_delay=20.0, interval=10.0)
+
+    #: PiAPI ``equivalent_in_usd`` is USD (providers.md, PiAPI, "Account").
+    balance_unit = USD_BALANCE
 
     async def fetch_balance(self, http: ProviderHttp) -> Decimal | None:
         """``GET /account/info`` → ``data.equivalent_in_usd`` in USD (providers.md, PiAPI, "Account"), if present."""

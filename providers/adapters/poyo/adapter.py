@@ -27,6 +27,7 @@ import httpx
 
 from providers.adapters.common import epoch_to_datetime, http_error, read_json, to_decimal
 from providers.base import (
+    BalanceUnit,
     CallbackHint,
     GenerationRequest,
     ModeCapability,
@@ -125,9 +126,6 @@ class PoyoAdapter(ProviderAdapter):
     label = "PoYo"
     default_base_url = "https://api.poyo.ai"
     capabilities = ProviderCapabilities(models=(HAILUO_2_3,), callbacks=True, cancel=False)
-    #: providers.md, PoYo: balances and prices are in credits (1 credit = 0.005 USD).
-    balance_unit = "credits"
-
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
 
@@ -280,6 +278,9 @@ class PoyoAdapter(ProviderAdapter):
     def poll_cadence(self, request: GenerationRequest) -> PollCadence:
         """PoYo gives no polling advice (NOT FOUND): first poll 20 s after submit, then every 10 s."""
         return PollCadence(first_delay=20.0, interval=10.0)
+
+    #: ``user/info`` answers PoYo credits; providers.md, PoYo, "Price": 1 credit = 0.005 USD.
+    balance_unit = BalanceUnit("credits", USD_PER_CREDIT)
 
     async def fetch_balance(self, http: ProviderHttp) -> Decimal | None:
         """``GET /api/user/info`` (providers.md, PoYo, "Account"; its shape is NOT FOUND).

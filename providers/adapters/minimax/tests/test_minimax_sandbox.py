@@ -313,7 +313,7 @@ def test_image_rules_by_url_and_data_url(sb, monkeypatch):
         code, data, _ = submit(sb, model=FAST, prompt="p", first_frame_image=image)
         assert code == 200
         assert_code(data, 2013, fragment)
-    monkeypatch.setattr(mm, "MAX_IMAGE_BYTES", 1000)
+    monkeypatch.setattr(mm.server, "MAX_IMAGE_BYTES", 1000)  # the image check lives in minimax/server.py
     _, data, _ = submit(sb, model=FAST, prompt="p", first_frame_image=png_url(1280, 720))
     assert_code(data, 2013, "smaller than 20MB")
     assert len(sb.tasks()) == len(good)

@@ -1,308 +1,51 @@
-"""PoYo sandbox: PoYo's Hailuo 2.3 protocol (``/api/generate/submit``, ``/api/generate/status``).
-
-The protocol as implemented, its knobs and prompt markers are described in
-README.md ("PoYo protocol").  Written only from PoYo's docs (seed ``000``
-"Submit Hailuo 2.3 Task"; ``providers.md``, section PoYo).  Specific here:
-errors ``{"code", "error": {"message", "type"}}`` (only ``invalid_request_error``
-is documented, the other types are invented); strict validation (unknown keys
-refused); credits held at submit and given back on failure; a task belongs to
-its API key (403 for another); callbacks signed with an ARBITRARY scheme,
-:func:`sign_webhook` (PoYo does not document one), with optional duplicates;
-``error_5xx_every`` answers 502; ``[fail:TEXT]`` takes free text.
-"""
+"""PoYo sandbox: the protocol (submit, status, account), credits held and given back, signed callbacks."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from .common import (
-    COMMON_KNOBS,
-    MAX_IMAGE_BYTES,
+from ..common import (
     ApiRequest,
-    Knob,
-    KnobError,
     Refused,
     Response,
     TaskSandbox,
-    fetch_image,
     is_http_url,
     json_dumps,
     json_response,
     register_sandbox,
-    sniff_image,
-    with_defaults,
 )
-
-__all__ = [
-    "PoyoSandbox",
-    "credits_for",
-    "credits_to_usd",
-    "sign_webhook",
-    "sniff_image",
-]
-
-DEFAULT_API_KEY = "sk-sandbox-poyo"
-MODEL = "hailuo-2.3"
-DURATIONS = (6, 10)
-RESOLUTIONS = ("768p", "1080p")
-MAX_PROMPT_CHARS = 5000  # images: at most common.MAX_IMAGE_BYTES, an arbitrary cap (the docs give no limit)
-
-#: Capability catalogue prices, in credits.
-PRICE_CREDITS: dict[tuple[str, int], int] = {
-    ("768p", 6): 35,
-    ("768p", 10): 70,
-    ("1080p", 6): 60,
-}
-USD_PER_CREDIT = Decimal("0.005")
-
-#: Invented: the docs do not say what an account starts with.
-INITIAL_CREDITS = 10_000
-USER_EMAIL = "sandbox@poyo.local"
-
-TOP_LEVEL_KEYS = frozenset({"model", "callback_url", "input"})
-INPUT_KEYS = frozenset({"prompt", "duration", "resolution", "start_image_url", "prompt_optimizer"})
-
-#: ``error.type`` per HTTP status; only ``invalid_request_error`` is documented.
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "insufficient_credits_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "server_error",
-    502: "upstream_error",
-    503: "server_error",
-    504: "upstream_error",
-}
-
-#: Messages for ``[http:STATUS]`` (the status codes PoYo lists, plus a few).
-HTTP_MESSAGES = {
-    400: "Invalid request",
-    401: "Invalid API key",
-    402: "Insufficient credits",
-    403: "Forbidden",
-    404: "Not found",
-    429: "Too many requests",
-    500: "Internal server error",
-    502: "Bad gateway: service temporarily unavailable",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-}
-
-FAIL_DEFAULT_MESSAGE = "Content moderation failed"
-FAIL_RANDOM_MESSAGE = "Video generation failed"
-
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-FINAL_STATES = ("finished", "failed")
-
-
-def credits_for(resolution: str, duration: int) -> int:
-    """Credits of one hailuo-2.3 task (capability catalogue)."""
-    return PRICE_CREDITS[(resolution, duration)]
-
-
-def credits_to_usd(credits: int) -> Decimal:
-    """1 credit = 0.005 USD."""
-    return USD_PER_CREDIT * credits
-
-
-def sign_webhook(secret: str, timestamp: str, body: bytes) -> str:
-    """The sandbox's (arbitrary, undocumented by PoYo) webhook signature.
-
-    Lowercase hex of HMAC-SHA256(secret, ``timestamp + "." + body``).
-    """
-    msg = timestamp.encode("ascii") + b"." + body
-    return hmac.new(secret.encode("utf-8"), msg, hashlib.sha256).hexdigest()
-
-
-def iso_time(ts: float) -> str:
-    """``YYYY-MM-DDTHH:MM:SS`` in UTC, without a zone (as the docs' examples)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
-
-
-def new_task_id(now: float) -> str:
-    """``task-unified-<unix seconds>-<8 lowercase alphanumerics>`` (the docs' example)."""
-    suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
-    return f"task-unified-{int(now)}-{suffix}"
-
-
-# --------------------------------------------------------------------------
-# Knob parsers (local: PoYo-specific knobs)
-# --------------------------------------------------------------------------
-
-
-def _optional_credits(value: Any) -> int | None:
-    if value is None or value == "" or (isinstance(value, str) and value.lower() in {"none", "null"}):
-        return None
-    if isinstance(value, bool):
-        raise KnobError("expected an integer, got a boolean")
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise KnobError(f"expected an integer, got {value!r}") from None
-    if not isinstance(value, (int, float)) or float(value) != int(value):
-        raise KnobError(f"expected an integer, got {value!r}")
-    if value < 0:
-        raise KnobError("must be >= 0")
-    return int(value)
-
-
-def _count(value: Any) -> int:
-    parsed = _optional_credits(value)
-    if parsed is None:
-        raise KnobError("expected an integer >= 0")
-    return parsed
-
-
-def _optional_secret(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise KnobError("expected a string")
-    return value
-
-
-def _knob_specs() -> dict[str, Knob]:
-    specs = with_defaults(COMMON_KNOBS, api_keys=[DEFAULT_API_KEY])
-    specs.pop("balance", None)  # PoYo counts credits, see "credits"
-    specs["credits"] = Knob(
-        "credits", None, _optional_credits,
-        "credit balance; when set, resets the balance and refuses (400) submits that cost more than is left",
-    )
-    specs["duplicate_callbacks"] = Knob(
-        "duplicate_callbacks", 0, _count, "extra duplicate deliveries of each callback (the docs say duplicates happen)",
-    )
-    specs["webhook_secret"] = Knob(
-        "webhook_secret", None, _optional_secret, "HMAC key of x-webhook-signature (default: random per sandbox)",
-    )
-    return specs
-
-
-# --------------------------------------------------------------------------
-# Input image
-# --------------------------------------------------------------------------
-
-
-def check_start_image(url: str, timeout: float) -> tuple[str | None, dict[str, Any]]:
-    """Fetch ``start_image_url``; return ``(error_message or None, info)``."""
-    got = fetch_image(url, timeout, "poyo-sandbox/1 (image check)")
-    info: dict[str, Any] = {"url": url}
-    if got.http_status is not None:
-        info["http_status"] = got.http_status
-    if got.data is None:
-        if got.error:
-            info["error"] = got.error
-            return "Failed to download start_image_url: the URL is not reachable", info
-        return f"Failed to download start_image_url: HTTP {got.http_status}", info
-    info["content_type"] = got.content_type
-    info["bytes"] = len(got.data)
-    if len(got.data) > MAX_IMAGE_BYTES:
-        return "start_image_url is too large", info
-    fmt = sniff_image(got.data)
-    info["format"] = fmt
-    if fmt is None:
-        return "start_image_url is not a valid image", info
-    return None, info
-
-
-# --------------------------------------------------------------------------
-# Tasks
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class PoyoTask:
-    """One accepted generation task and its simulated timeline."""
-
-    task_id: str
-    prompt: str
-    duration: int
-    resolution: str
-    prompt_optimizer: bool | None
-    start_image_url: str | None
-    callback_url: str | None
-    api_key: str
-    price: int
-    created: float
-    generation_seconds: float
-    planned_fail: str | None = None
-    image_check: str = "n/a"  # n/a | pending | ok | failed
-    image_info: dict[str, Any] = field(default_factory=dict)
-    image_error: str | None = None
-    image_done_at: float | None = None
-    status: str = "not_started"
-    progress: int = 0
-    completed: float | None = None
-    error_message: str | None = None
-    result_url: str | None = None
-    result_expires: int | None = None
-    callback_attempts: list[dict] = field(default_factory=list)
-
-    @property
-    def credits_amount(self) -> int:
-        return 0 if self.status == "failed" else self.price
-
-    def status_data(self) -> dict[str, Any]:
-        """``data`` of ``GET /api/generate/status/{task_id}`` (and of callbacks)."""
-        files = [{"file_url": self.result_url, "file_type": "video"}] if self.status == "finished" else []
-        return {
-            "task_id": self.task_id,
-            "status": self.status,
-            "progress": self.progress,
-            "files": files,
-            "created_time": iso_time(self.created),
-            "error_message": self.error_message if self.status == "failed" else None,
-            "credits_amount": self.credits_amount,
-            "finished_time": iso_time(self.completed) if self.completed is not None else None,
-        }
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "task_id": self.task_id,
-            "model": MODEL,
-            "prompt": self.prompt,
-            "duration": self.duration,
-            "resolution": self.resolution,
-            "prompt_optimizer": self.prompt_optimizer,
-            "start_image_url": self.start_image_url,
-            "image_check": self.image_check,
-            "image_info": dict(self.image_info),
-            "callback_url": self.callback_url,
-            "api_key": self.api_key,
-            "price_credits": self.price,
-            "price_usd": float(credits_to_usd(self.price)),
-            "created": self.created,
-            "generation_seconds": self.generation_seconds,
-            "status": self.status,
-            "result_url": self.result_url,
-            "result_expires": self.result_expires,
-            "callback_attempts": [dict(a) for a in self.callback_attempts],
-            "data": self.status_data(),
-        }
+from .rules import (
+    DURATIONS,
+    ERROR_TYPES,
+    FAIL_DEFAULT_MESSAGE,
+    FAIL_RANDOM_MESSAGE,
+    FINAL_STATES,
+    HTTP_MESSAGES,
+    INITIAL_CREDITS,
+    INPUT_KEYS,
+    MAX_PROMPT_CHARS,
+    MODEL,
+    RESOLUTIONS,
+    TOP_LEVEL_KEYS,
+    USER_EMAIL,
+    _knob_specs,
+    check_start_image,
+    credits_for,
+    iso_time,
+    new_task_id,
+    sign_webhook,
+)
+from .tasks import PoyoTask
 
 
 def _invalid(message: str) -> Refused:
     return Refused(400, message)
-
-
-# --------------------------------------------------------------------------
-# Server
-# --------------------------------------------------------------------------
 
 
 @register_sandbox("poyo")
@@ -608,7 +351,7 @@ class PoyoSandbox(TaskSandbox):
         if task.start_image_url:
             url, timeout = task.start_image_url, self.knobs["image_fetch_timeout"]
             self.check_image_later(task, lambda: check_start_image(url, timeout))
-        self.hang_if_asked(marks)
+        self.hang_if_asked(marks, request)
         return json_response(
             200, {"code": 200, "data": {"task_id": task_id, "status": "not_started", "created_time": iso_time(now)}}
         )

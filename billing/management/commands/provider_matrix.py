@@ -1,11 +1,11 @@
-"""``manage.py provider_matrix [--write]``: print the provider matrix, or rewrite it in README.md."""
+"""``manage.py provider_matrix [--write]``: print the provider matrix (capabilities and prices), or rewrite it in README.md."""
 
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from providers.matrix import render_matrix, update_readme
+from billing.price_matrix import render_matrix, update_readme
 
 
 class Command(BaseCommand):

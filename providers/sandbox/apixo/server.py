@@ -1,290 +1,40 @@
-"""APIXO sandbox: APIXO's Hailuo 2.3 protocol (``/api/v1/generateTask``, ``statusTask``, balance).
-
-The protocol as implemented, its knobs and prompt markers are described in
-README.md ("APIXO protocol").  Written only from APIXO's pages (seeds ``001``
-"Hailuo 2.3" and ``002`` "hailuo-2-3-fast"; ``providers.md``, section APIXO).
-Specific here: errors ``{"code", "message", "data": {"error"}}``; ``resultJson``
-is a JSON *string*; the balance is charged on success only; input images must
-be JPEG/PNG, short side > 300 px, aspect ratio strictly inside 2:5..5:2, at most
-20 MB (fail codes ``INVALID_IMAGE_URL``, ``ImageFormatIncorrect``,
-``InvalidImageSize``); callbacks count as received on HTTP 200 only.
-"""
+"""APIXO sandbox: the protocol (``generateTask``, ``statusTask``, balance), timeline and callbacks."""
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .common import (
+from ..common import (
     COMMON_KNOBS,
-    MAX_IMAGE_BYTES,
     ApiRequest,
     Refused,
     Response,
     TaskSandbox,
-    fetch_image,
-    image_size,
     is_http_url,
     json_response,
     register_sandbox,
-    sniff_image,
     with_defaults,
 )
-
-__all__ = ["ApixoSandbox", "MODELS", "image_dimensions", "inspect_image_bytes", "price_for"]
-
-DEFAULT_API_KEY = "sk-sandbox-apixo"
-
-#: The example balance of "System APIs" / ``providers.md`` (USD).
-INITIAL_BALANCE = Decimal("74.87")
-
-
-@dataclass(frozen=True)
-class ModeRule:
-    """One mode of one model, per the docs' mode tables."""
-
-    family: str  # "standard" or "pro"
-    needs_image: bool
-    resolution: str
-    fixed_seconds: int | None  # pro modes: fixed output length; standard: None (duration 6|10)
-
-
-#: "Request body" mode table (hailuo-2-3) and "Parameters" (hailuo-2-3-fast).
-MODELS: dict[str, dict[str, ModeRule]] = {
-    "hailuo-2-3": {
-        "standard-text-to-video": ModeRule("standard", False, "768p", None),
-        "standard-image-to-video": ModeRule("standard", True, "768p", None),
-        "pro-text-to-video": ModeRule("pro", False, "1080p", 5),
-        "pro-image-to-video": ModeRule("pro", True, "1080p", 5),
-    },
-    # "This model only supports image-to-video"; pro output "fixed ... 6 seconds".
-    "hailuo-2-3-fast": {
-        "standard-image-to-video": ModeRule("standard", True, "768p", None),
-        "pro-image-to-video": ModeRule("pro", True, "1080p", 6),
-    },
-}
-
-STANDARD_DURATIONS = (6, 10)
-REQUEST_TYPES = ("async", "callback")
-ROUTING_PROVIDERS = ("auto", "value", "official")
-
-#: "Billing" table of the Hailuo 2.3 page.
-STANDARD_USD_PER_SECOND = Decimal("0.056")
-PRO_USD_PER_TASK = Decimal("0.49")
-
-#: failMsg for the documented fail codes ("Task failure codes"; fast page "Error Codes").
-FAIL_MESSAGES = {
-    "PromptInvalid": "Prompt is invalid or rejected by provider",
-    "SensitiveContent": "Prompt, input image, or output failed content checks",
-    "SensitiveContentDetected": "Sensitive content detected",
-    "InputOutputSensitiveContentDetected": "Prompt, input image, or output failed content checks",
-    "InputImageSensitiveContentDetected": "Input image failed content checks",
-    "NSFW": "NSFW content detected",
-    "ProhibitedContentDetected": "Prohibited content detected",
-    "PromptLengthExceeded": "Prompt length exceeded",
-    "ImageFormatIncorrect": "Input image format is incorrect; use a JPG/JPEG/PNG image",
-    "InvalidImageSize": "Input image size is invalid: short side must be greater than 300px, aspect ratio between 2:5 and 5:2, at most 20MB",
-    "RateLimited": "Provider-side rate limit",
-    "Timeout": "Provider-side timeout",
-    "CONTENT_VIOLATION": "Content violates safety guidelines",
-    "INVALID_IMAGE_URL": "Cannot access the provided image URL",
-    "PROCESSING_TIMEOUT": "Processing timed out",
-    "GENERATION_FAILED": "Video generation failed",
-    "INSUFFICIENT_CREDITS": "Insufficient credits",
-}
-
-#: Messages for ``[http:STATUS]`` ("Errors and troubleshooting" > "HTTP errors").
-HTTP_MESSAGES = {
-    400: "Invalid request body",
-    401: "Missing or invalid API key",
-    402: "Insufficient balance or quota",
-    403: "Key or route cannot access the model",
-    404: "Not found",
-    429: "Rate limit or concurrency limit reached",
-    500: "Server error or unknown upstream failure",
-    502: "Upstream provider error",
-    503: "Service unavailable",
-    504: "Upstream timeout",
-}
-
-FINAL_STATES = ("success", "failed")
-
-
-def price_for(model: str, mode: str, duration: int | None) -> Decimal:
-    """APIXO price of one task, per the "Billing" table of the Hailuo 2.3 page.
-
-    Standard modes: ``duration * 0.056`` USD; pro modes: 0.49 USD per task.
-    The hailuo-2-3-fast page only says standard is "billed by duration" and
-    pro "billed per task" without figures, so the sandbox uses the same
-    figures for it (an assumption, not a documented price).
-    """
-    rule = MODELS[model][mode]
-    if rule.family == "standard":
-        return STANDARD_USD_PER_SECOND * int(duration or 0)
-    return PRO_USD_PER_TASK
-
-
-# --------------------------------------------------------------------------
-# Image checks (own header parsing; no Pillow)
-# --------------------------------------------------------------------------
-
-
-def image_dimensions(data: bytes) -> tuple[str, int, int]:
-    """Return ``(format, width, height)`` for PNG or JPEG bytes (``common.image_size``).
-
-    Raises ``ValueError("format")`` for anything else (ImageFormatIncorrect)
-    and ``ValueError("corrupt")`` for a truncated or malformed header.
-    """
-    if sniff_image(data) not in ("png", "jpeg"):
-        raise ValueError("format")
-    return image_size(data)
-
-
-def inspect_image_bytes(data: bytes) -> tuple[str | None, dict[str, Any]]:
-    """Apply the documented image rules; return ``(failCode or None, info)``.
-
-    Rules (Hailuo 2.3 "Parameters" note; hailuo-2-3-fast "Parameters"):
-    format JPG/JPEG/PNG; aspect ratio strictly greater than 2:5 and less than
-    5:2; short side strictly greater than 300 px; at most 20 MB.
-    """
-    info: dict[str, Any] = {"bytes": len(data)}
-    if len(data) > MAX_IMAGE_BYTES:
-        return "InvalidImageSize", info
-    try:
-        fmt, width, height = image_dimensions(data)
-    except ValueError:
-        return "ImageFormatIncorrect", info
-    info.update(format=fmt, width=width, height=height)
-    if min(width, height) <= 300:
-        return "InvalidImageSize", info
-    # 2/5 < w/h < 5/2, in integers
-    if not (5 * width > 2 * height and 2 * width < 5 * height):
-        return "InvalidImageSize", info
-    return None, info
-
-
-def fetch_and_inspect_image(url: str, timeout: float) -> tuple[str | None, dict[str, Any]]:
-    """Fetch ``url`` (at most 20 MB + 1 byte) and inspect it.
-
-    An unreachable URL or a non-2xx answer gives ``INVALID_IMAGE_URL``
-    ("Cannot access the provided image URL", fast page "Error Codes").
-    """
-    got = fetch_image(url, timeout, "apixo-sandbox/1 (image check)", trust_length=True)
-    info: dict[str, Any] = {"url": url}
-    if got.http_status is not None:
-        info["http_status"] = got.http_status
-    if got.error:
-        info["error"] = got.error
-    if got.data is None and got.declared_bytes is None:
-        return "INVALID_IMAGE_URL", info
-    info["content_type"] = got.content_type
-    if got.declared_bytes is not None:
-        info["bytes"] = got.declared_bytes
-        return "InvalidImageSize", info
-    code, more = inspect_image_bytes(got.data or b"")
-    info.update(more)
-    return code, info
-
-
-# --------------------------------------------------------------------------
-# Tasks
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class ApixoTask:
-    """One accepted generation task and its simulated timeline."""
-
-    task_id: str
-    model: str
-    mode: str
-    prompt: str
-    duration: int | None
-    output_seconds: int
-    resolution: str
-    price: Decimal
-    request_type: str
-    callback_url: str | None
-    provider: str | None
-    image_url: str | None
-    api_key: str
-    created: float
-    generation_seconds: float
-    planned_fail: tuple[str, str] | None = None
-    image_check: str = "n/a"  # n/a | pending | ok | failed
-    image_info: dict[str, Any] = field(default_factory=dict)
-    image_error: str | None = None  # the failCode of a failed image check
-    image_done_at: float | None = None
-    status: str = "pending"  # APIXO's "state"
-    completed: float | None = None
-    fail_code: str | None = None
-    fail_msg: str | None = None
-    result_url: str | None = None
-    result_expires: int | None = None
-    charged: bool = False
-    callback_attempts: list[dict] = field(default_factory=list)
-
-    @property
-    def create_ms(self) -> int:
-        return int(self.created * 1000)
-
-    def status_data(self) -> dict[str, Any]:
-        """``data`` of the status response ("Status response fields")."""
-        data: dict[str, Any] = {"taskId": self.task_id, "state": self.status}
-        if self.status == "success":
-            data["resultJson"] = json_string({"resultUrls": [self.result_url]})
-        elif self.status == "failed":
-            data["failCode"] = self.fail_code
-            data["failMsg"] = self.fail_msg
-        data["createTime"] = self.create_ms
-        if self.completed is not None:
-            complete_ms = int(self.completed * 1000)
-            data["completeTime"] = complete_ms
-            data["costTime"] = complete_ms - self.create_ms
-        return data
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "taskId": self.task_id,
-            "model": self.model,
-            "mode": self.mode,
-            "prompt": self.prompt,
-            "duration": self.duration,
-            "output_seconds": self.output_seconds,
-            "resolution": self.resolution,
-            "price": float(self.price),
-            "request_type": self.request_type,
-            "callback_url": self.callback_url,
-            "provider": self.provider,
-            "image_url": self.image_url,
-            "image_check": self.image_check,
-            "image_info": dict(self.image_info),
-            "api_key": self.api_key,
-            "created": self.created,
-            "generation_seconds": self.generation_seconds,
-            "state": self.status,
-            "charged": self.charged,
-            "result_url": self.result_url,
-            "result_expires": self.result_expires,
-            "callback_attempts": [dict(a) for a in self.callback_attempts],
-            "status": self.status_data(),
-        }
-
-
-def json_string(obj: Any) -> str:
-    """Compact JSON text (``resultJson`` is a JSON *string*, "Status response fields")."""
-    return json.dumps(obj, separators=(",", ":"))
-
-
-# --------------------------------------------------------------------------
-# Server
-# --------------------------------------------------------------------------
+from .rules import (
+    DEFAULT_API_KEY,
+    FAIL_MESSAGES,
+    FINAL_STATES,
+    HTTP_MESSAGES,
+    INITIAL_BALANCE,
+    MODELS,
+    REQUEST_TYPES,
+    ROUTING_PROVIDERS,
+    STANDARD_DURATIONS,
+    ModeRule,
+    fetch_and_inspect_image,
+    price_for,
+)
+from .tasks import ApixoTask
 
 
 @register_sandbox("apixo")
@@ -545,5 +295,5 @@ class ApixoSandbox(TaskSandbox):
         if task.image_url:
             url, timeout = task.image_url, self.knobs["image_fetch_timeout"]
             self.check_image_later(task, lambda: fetch_and_inspect_image(url, timeout))
-        self.hang_if_asked(marks)
+        self.hang_if_asked(marks, request)
         return json_response(200, {"code": 200, "message": "success", "data": {"taskId": task.task_id}})
