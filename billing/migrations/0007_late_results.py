@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0001_initial'),
         ('billing', '0006_balancesnapshot'),
-        ('generations', '0007_late_results'),
+        ('generations', '0008_late_results'),
         ('providers', '0004_failover'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0006_sweep_lease'),
+        ('generations', '0007_idempotency_fingerprint'),
     ]
 
     operations = [
