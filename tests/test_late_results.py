@@ -27,6 +27,7 @@ from billing.money import format_usd
 from billing.selectors import committed_in
 from generations import services, tasks
 from generations.models import ArchiveState, Generation, State
+from generations.selectors import duration_mismatches
 
 from . import test_faults
 from .test_faults import (
@@ -249,6 +250,9 @@ def test_open_reconciliations_show_age_and_amount_and_staff_get_a_daily_email(me
     client.force_login(staff)
     page = client.get("/admin/generations/generation/?state__exact=needs_reconciliation").content.decode()
     assert "5.0 h" in page and amount in page
+    recon = client.get("/reports/reconciliation/", {"period": "month", "month": timezone.now().strftime("%Y-%m"), "tz": "UTC"}).content.decode()
+    section = recon[recon.index('data-testid="open-reconciliations"'):]
+    assert "1 open" in section and f'data-testid="open-at-risk">{amount}<' in section and 'data-testid="open-age">5 h' in section
 
     services.generation_reconcile_failed(generation_id=generation.pk, admin=staff)
     mail.outbox.clear()
@@ -318,8 +322,27 @@ def test_a_video_not_saved_is_shown_saved_again_and_credited(
 
 
 # --- billed duration ---------------------------------------------------------------------------------------
-def test_the_archived_videos_duration_is_measured(member, apixo_account, sandbox, media_root):
+def test_the_archived_videos_duration_is_measured_and_a_per_second_mismatch_flagged(
+    member, apixo_account, sandbox, media_root, client
+):
+    from accounts.models import User
+
     generation = poll_until_final(submitted(member, apixo_account))
+    assert generation.price_rule["unit"] == "per_second" and generation.duration == 6
     assert services.generation_archive(generation_id=generation.pk) == ArchiveState.DONE
     generation.refresh_from_db()
-    assert generation.video_seconds == Decimal("3.000")  # the sandbox's sample.mp4
+    assert generation.video_seconds == Decimal("3.000")  # the sandbox's sample.mp4 is 3 s, billed 6 s
+
+    flags = duration_mismatches(start=timezone.now() - timezone.timedelta(hours=1), end=timezone.now() + timezone.timedelta(hours=1))
+    assert [(f.generation.pk, f.billed_seconds, f.difference) for f in flags] == [(generation.pk, 6, Decimal("-3.000"))]
+    assert flags[0].charged == generation.charged_amount and flags[0].at_measured == generation.charged_amount / 2
+    # Within half a second: not flagged.
+    Generation.objects.filter(pk=generation.pk).update(video_seconds=Decimal("5.600"))
+    assert duration_mismatches(start=timezone.now() - timezone.timedelta(hours=1), end=timezone.now() + timezone.timedelta(hours=1)) == []
+    Generation.objects.filter(pk=generation.pk).update(video_seconds=Decimal("3.000"))
+
+    staff = User.objects.create_user("ops@example.com", "pw-ops-123", is_staff=True)
+    client.force_login(staff)
+    page = client.get("/reports/reconciliation/", {"period": "month", "month": timezone.now().strftime("%Y-%m"), "tz": "UTC"}).content.decode()
+    section = page[page.index('data-testid="duration-flags"'):]
+    assert str(generation.pk)[:8] in section and 'data-testid="measured">3 s' in section and "-3 s" in section
