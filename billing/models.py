@@ -109,8 +109,11 @@ class LedgerEntry(models.Model):
     Kinds: ``hold`` (reserve a quote at submit), ``capture`` (charge on success; carries
     ``hold_amount``, the hold it settles), ``release`` (free the hold on failure, expiry
     or cancel), ``adjustment`` (signed correction by an admin, with a reason), ``credit``
-    (money given back). Per generation there is at most one hold, and at most one
-    settlement, capture OR release (database constraints). Rows are never updated or
+    (money given back). Per generation there is at most one hold, at most one capture, and
+    at most one release; a capture and a release together only when the capture is
+    ``late`` (database constraints). A late capture charges a success the provider reported
+    after we had expired the task and released its hold: ``hold_amount`` 0 (no hold left to
+    settle), so committed spend grows by its full amount, once. Rows are never updated or
     deleted (the queryset refuses; on PostgreSQL a trigger refuses too).
 
     ``effective_at`` dates the entry for budgets: a capture or release carries its hold's
@@ -138,6 +141,9 @@ class LedgerEntry(models.Model):
     )
     price_rule = models.JSONField(null=True, blank=True, help_text="Snapshot of the price rule applied.")
     reason = models.TextField(blank=True)
+    late = models.BooleanField(
+        default=False, help_text="A capture of a success reported after expiry released the hold (hold_amount 0)."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -157,8 +163,12 @@ class LedgerEntry(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["generation"],
-                condition=Q(kind__in=["capture", "release"]),
+                condition=Q(kind__in=["capture", "release"], late=False),
                 name="ledger_capture_xor_release_per_generation",
+            ),
+            models.CheckConstraint(
+                condition=Q(late=False) | (Q(kind="capture") & Q(hold_amount=0)),
+                name="ledger_late_is_a_capture_without_hold",
             ),
             models.CheckConstraint(
                 condition=Q(kind="adjustment") | Q(amount__gte=0), name="ledger_amount_nonnegative"

@@ -131,6 +131,33 @@ def ledger_capture(*, generation, amount: Decimal | None = None) -> LedgerEntry 
     return _settle(generation=generation, kind=LedgerEntry.Kind.CAPTURE, amount=amount)
 
 
+def ledger_capture_late(*, generation) -> LedgerEntry | None:
+    """Charge a success the provider reported after we expired ``generation`` and released its hold.
+
+    Append-only: the hold and its release stay as written; a second capture entry, marked
+    ``late``, with ``hold_amount`` 0 (nothing left to settle) and the held amount (the quote
+    at hold time, from the hold's price-rule snapshot), dated like its hold (``effective_at``)
+    so the cost lands in the period the task was submitted in. Committed spend: hold −
+    release + late capture = the quote, exactly once. Returns the entry, or None when the
+    generation was never held, was not released, or is already captured (the
+    constraint ``ledger_one_hold_capture_release_per_generation`` keeps one capture per
+    generation, late or not).
+    """
+    hold = _hold_of(generation)
+    if hold is None or not LedgerEntry.objects.filter(generation=generation, kind=LedgerEntry.Kind.RELEASE).exists():
+        return None
+    try:
+        with transaction.atomic():
+            return LedgerEntry.objects.create(
+                kind=LedgerEntry.Kind.CAPTURE, late=True, amount=hold.amount, hold_amount=Decimal(0),
+                user_id=hold.user_id, team_id=hold.team_id, provider_account_id=generation.provider_account_id,
+                generation=generation, price_rule=hold.price_rule, effective_at=hold.effective_at,
+                created_at=timezone.now(), reason="late success after expiry",
+            )
+    except IntegrityError:
+        return None  # already captured: a successful task is charged exactly once
+
+
 def ledger_release(*, generation, reason: str = "") -> LedgerEntry | None:
     """Free the hold of a failed, expired or canceled ``generation``; None if already settled or never held."""
     return _settle(generation=generation, kind=LedgerEntry.Kind.RELEASE, reason=reason)

@@ -4,6 +4,7 @@ team statements and reconciliation. Only :func:`billing.reports.can_view_reports
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import wraps
 
 from django.contrib import messages
@@ -165,11 +166,22 @@ def statement(request, team_id: int, month: str, ext: str):
 @finance_required
 @require_GET
 def reconciliation_page(request):
-    """Per provider account: captured vs provider-reported cost vs balance change, differences highlighted."""
+    """Per provider account: captured vs provider-reported cost vs balance change, differences highlighted;
+    then the generations still in needs_reconciliation (age, amount at risk: all of them, whatever
+    the period) and the per-second charges whose archived video has another length (issue 11)."""
+    from generations.selectors import duration_mismatches
+    from generations.services import reconciliation_open
+
     context, query = _form_and_query(request)
     if query is not None:
         account_id = query.provider_account_id
         context.update(query=query, rows=reconciliation(period=query.period, provider_account_id=account_id))
+        open_rows = [r for r in reconciliation_open() if account_id is None or r.provider_account_id == account_id]
+        context.update(
+            open_reconciliations=open_rows,
+            open_at_risk=sum((r.at_risk for r in open_rows), start=Decimal(0)),
+            duration_flags=duration_mismatches(start=query.period.start, end=query.period.end, provider_account_id=account_id),
+        )
     template = "billing/partials/reconciliation.html" if request.htmx else "billing/reconciliation.html"
     return render(request, template, context, status=422 if "errors" in context else 200)
 

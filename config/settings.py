@@ -227,6 +227,14 @@ HAILUO_POLL_BATCH = env_int("HAILUO_POLL_BATCH", 500)
 HAILUO_POLL_CONCURRENCY_PER_ACCOUNT = env_int("HAILUO_POLL_CONCURRENCY_PER_ACCOUNT", 32)
 # A generation still not final after this many seconds is marked expired and its hold released.
 HAILUO_MAX_TASK_LIFETIME = env_int("HAILUO_MAX_TASK_LIFETIME", 6 * 3600)
+# After expiry, a task whose id we know is still polled slowly for this many seconds: a late
+# success is captured (marked late) and archived, a late failure changes nothing.
+HAILUO_LATE_RESULT_GRACE = env_int("HAILUO_LATE_RESULT_GRACE", 48 * 3600)
+# Seconds between those slow polls (scaled by HAILUO_POLL_TIME_SCALE like every cadence).
+HAILUO_LATE_POLL_INTERVAL = env_float("HAILUO_LATE_POLL_INTERVAL", 600.0)
+# A video whose download failed for good may be retried this long after the task finished
+# (the shortest documented result-URL lifetime: qingbo's 24 h; MiniMax signs a fresh URL each read).
+HAILUO_RESULT_URL_HOURS = env_float("HAILUO_RESULT_URL_HOURS", 24.0)
 # Submit retries for errors raised before the request left (connection refused, 429, 5xx).
 HAILUO_SUBMIT_MAX_ATTEMPTS = env_int("HAILUO_SUBMIT_MAX_ATTEMPTS", 5)
 # Input images (uploads and image URLs) with more pixels than this are refused before any

@@ -18,6 +18,7 @@ urlpatterns = [
     path("g/<uuid:generation_id>/card/", views.card, name="generation_card"),
     path("g/<uuid:generation_id>/retry/", views.retry, name="generation_retry"),
     path("g/<uuid:generation_id>/cancel/", views.cancel, name="generation_cancel"),
+    path("g/<uuid:generation_id>/save-again/", views.archive_retry, name="generation_archive_retry"),
     path("g/<uuid:generation_id>/video.mp4", views.video, name="generation_video"),
     path("g/<uuid:generation_id>/poster.jpg", views.poster, name="generation_poster"),
     path("u/<uuid:image_id>.<slug:ext>", views.input_image, name="input_image"),

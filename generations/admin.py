@@ -2,9 +2,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
+from django.utils import timezone
 
+from billing.money import format_usd
 from generations import services
-from generations.models import Generation, GenerationEvent, InputImage, State
+from generations.models import ArchiveState, Generation, GenerationEvent, InputImage, State
 
 
 def poll_summary(counts: dict[str, int], *, in_flight: int, selected: int) -> str:
@@ -32,17 +34,37 @@ class AttachTaskForm(forms.Form):
     provider_task_id = forms.CharField(label="Provider task id", max_length=200)
 
 
+class CreditReasonForm(forms.Form):
+    reason = forms.CharField(label="Reason (kept in the ledger)", max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class VideoNotSavedFilter(admin.SimpleListFilter):
+    """Succeeded generations whose video could not be saved (charged, nothing to show)."""
+
+    title = "video not saved"
+    parameter_name = "not_saved"
+
+    def lookups(self, request, model_admin):
+        return [("1", "Succeeded, video not saved")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "1":
+            return queryset.filter(state=State.SUCCEEDED, archive_state=ArchiveState.FAILED)
+        return queryset
+
+
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
-    """Generations with their timeline; actions: poll now, resolve needs_reconciliation."""
+    """Generations with their timeline; actions: poll now, resolve needs_reconciliation, credit a
+    video that could not be saved. needs_reconciliation rows show their age and the amount at risk."""
 
-    list_display = ["created_at", "state", "provider_account", "model", "mode", "duration", "resolution", "user", "quoted_amount", "charged_amount", "archive_state"]
-    list_filter = ["state", "provider_kind", "provider_account", "archive_state", "model"]
+    list_display = ["created_at", "state", "open_for", "at_risk", "provider_account", "model", "mode", "duration", "resolution", "user", "quoted_amount", "charged_amount", "late", "archive_state"]
+    list_filter = ["state", VideoNotSavedFilter, "late", "provider_kind", "provider_account", "archive_state", "model"]
     search_fields = ["id", "prompt", "provider_task_id", "user__email"]
     date_hierarchy = "created_at"
     list_select_related = ["provider_account", "user"]
     inlines = [GenerationEventInline]
-    actions = ["poll_now", "mark_failed_and_release"]
+    actions = ["poll_now", "mark_failed_and_release", "credit_unsaved"]
     readonly_fields = [f.name for f in Generation._meta.fields]
 
     def has_add_permission(self, request) -> bool:
@@ -50,6 +72,41 @@ class GenerationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="open for", ordering="needs_reconciliation_at")
+    def open_for(self, obj) -> str:
+        """How long a needs_reconciliation generation has been open (hours), "" otherwise."""
+        if obj.state != State.NEEDS_RECONCILIATION:
+            return ""
+        since = obj.needs_reconciliation_at or obj.updated_at
+        hours = (timezone.now() - since).total_seconds() / 3600
+        return f"{hours / 24:.1f} d" if hours >= 48 else f"{hours:.1f} h"
+
+    @admin.display(description="at risk")
+    def at_risk(self, obj) -> str:
+        """The held amount a needs_reconciliation generation keeps reserved (USD), "" otherwise."""
+        return format_usd(obj.quoted_amount) if obj.state == State.NEEDS_RECONCILIATION else ""
+
+    @admin.action(description="Credit the charge of a video that could not be saved (asks for a reason)")
+    def credit_unsaved(self, request, queryset):
+        rows = list(queryset.filter(state=State.SUCCEEDED, archive_state=ArchiveState.FAILED))
+        if not rows:
+            self.message_user(request, "None of the selected generations succeeded with a video that could not be saved.", messages.WARNING)
+            return None
+        form = CreditReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            done, refused = 0, []
+            for generation in rows:
+                try:
+                    services.generation_credit_unsaved(generation_id=generation.pk, reason=form.cleaned_data["reason"], admin=request.user)
+                    done += 1
+                except ValueError as exc:
+                    refused.append(f"{generation.pk}: {exc}")
+            self.message_user(request, f"{done} generation(s) credited." + (" Not credited: " + "; ".join(refused) if refused else ""))
+            return None
+        context = {**self.admin_site.each_context(request), "form": form, "generations": rows,
+                   "title": "Credit videos that could not be saved", "opts": self.model._meta}
+        return render(request, "admin/generations/credit_unsaved.html", context)
 
     @admin.action(description="Poll now")
     def poll_now(self, request, queryset):

@@ -36,7 +36,8 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     State.QUEUED: frozenset({State.SUBMITTING}),  # a retry after an error before the request left
     State.SUBMITTED: frozenset({State.SUBMITTING, State.NEEDS_RECONCILIATION}),
     State.RUNNING: frozenset({State.SUBMITTED}),
-    State.SUCCEEDED: frozenset({State.SUBMITTED, State.RUNNING}),
+    # From expired: a late success our own status read confirmed (captured late, issue 11).
+    State.SUCCEEDED: frozenset({State.SUBMITTED, State.RUNNING, State.EXPIRED}),
     State.FAILED: frozenset({State.QUEUED, State.SUBMITTING, State.SUBMITTED, State.RUNNING, State.NEEDS_RECONCILIATION}),
     State.EXPIRED: frozenset({State.SUBMITTED, State.RUNNING}),
     State.CANCELED: frozenset({State.QUEUED, State.SUBMITTED, State.RUNNING}),
@@ -82,6 +83,17 @@ class Generation(models.Model):
     fail_code = models.CharField(max_length=100, blank=True)
     fail_message = models.TextField(blank=True)
     reconciliation_note = models.TextField(blank=True)
+    needs_reconciliation_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it entered needs_reconciliation (its age is counted from here)."
+    )
+    callback_task_id = models.CharField(
+        max_length=200, blank=True,
+        help_text="The task id a callback named before we knew ours; checked by our own status read, never trusted.",
+    )
+    late_poll_until = models.DateTimeField(
+        null=True, blank=True, help_text="An expired task is still polled slowly until then (HAILUO_LATE_RESULT_GRACE).",
+    )
+    late = models.BooleanField(default=False, help_text="Succeeded at the provider after we had expired it; captured late.")
 
     quoted_amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
     charged_amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True, blank=True)
@@ -93,6 +105,10 @@ class Generation(models.Model):
     result_urls = models.JSONField(default=list, blank=True)
     video = models.FileField(upload_to="videos/%Y/%m/", blank=True, max_length=300)
     video_bytes = models.BigIntegerField(null=True, blank=True)
+    video_seconds = models.DecimalField(
+        max_digits=8, decimal_places=3, null=True, blank=True,
+        help_text="The archived video's measured duration (ffmpeg), seconds.",
+    )
     poster = models.FileField(upload_to="posters/%Y/%m/", blank=True, max_length=300, help_text="A JPEG frame for the gallery.")
     archive_state = models.CharField(max_length=10, choices=ArchiveState.choices, blank=True, default="")
     archive_attempts = models.PositiveSmallIntegerField(default=0)
@@ -186,6 +202,14 @@ class Generation(models.Model):
     def retry_offered(self) -> bool:
         """Whether retry (a new generation with the same parameters) is offered: failed or expired."""
         return self.state in (State.FAILED, State.EXPIRED)
+
+    @property
+    def save_retry_offered(self) -> bool:
+        """Whether "try saving again" is offered: succeeded, its download failed for good, and the
+        provider's result URL may still be valid (``services.archive_retry_offered``)."""
+        from generations.services.archive import archive_retry_offered
+
+        return archive_retry_offered(self)
 
     @property
     def model_label(self) -> str:

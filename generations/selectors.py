@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 from django.db.models import Q, QuerySet
@@ -175,3 +176,59 @@ def gallery_page(
         older_cursor=encode_cursor(items[-1]) if len(rows) > size else None,
         is_first=older_than is None,
     )
+
+
+#: A per-second price billed for a length the archived video differs from by more than this
+#: many seconds is flagged on the reconciliation page (issue 11, "Billed duration checked").
+DURATION_TOLERANCE_SECONDS = Decimal("0.5")
+
+
+@dataclass(frozen=True)
+class DurationMismatch:
+    """A generation billed per second whose archived video has another length.
+
+    ``billed_seconds`` the duration we were charged for (requested), ``measured_seconds`` the
+    archived video's (ffmpeg), ``difference`` measured − billed (s); ``charged`` the captured
+    USD; ``at_measured`` what the same per-second price gives for the measured length (USD).
+    """
+
+    generation: Generation
+    billed_seconds: int
+    measured_seconds: Decimal
+    difference: Decimal
+    unit_price: Decimal
+    charged: Decimal
+    at_measured: Decimal
+
+
+def duration_mismatches(*, start: datetime, end: datetime, provider_account_id: int | None = None) -> list[DurationMismatch]:
+    """Captures in ``[start, end)`` (by capture time) priced per second (``unit`` ``per_second`` in
+    the hold's price-rule snapshot, which the capture carries) whose generation's measured video
+    length differs from the billed duration by more than :data:`DURATION_TOLERANCE_SECONDS`.
+    Oldest first. Money in USD (``billing.money.money``)."""
+    from billing.models import LedgerEntry
+    from billing.money import money
+
+    captures = (
+        LedgerEntry.objects.filter(
+            kind=LedgerEntry.Kind.CAPTURE, created_at__gte=start, created_at__lt=end,
+            price_rule__unit="per_second", generation__video_seconds__isnull=False,
+        )
+        .select_related("generation__provider_account", "generation__user")
+        .order_by("created_at", "id")
+    )
+    if provider_account_id is not None:
+        captures = captures.filter(provider_account_id=provider_account_id)
+    out = []
+    for entry in captures:
+        generation = entry.generation
+        difference = generation.video_seconds - generation.duration
+        if abs(difference) <= DURATION_TOLERANCE_SECONDS:
+            continue
+        unit_price = Decimal(str(entry.price_rule.get("unit_price", "0")))
+        out.append(DurationMismatch(
+            generation=generation, billed_seconds=generation.duration, measured_seconds=generation.video_seconds,
+            difference=difference, unit_price=unit_price, charged=entry.amount,
+            at_measured=money(unit_price * generation.video_seconds),
+        ))
+    return out

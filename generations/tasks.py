@@ -65,6 +65,12 @@ def archive_generation(generation_id: str, attempt: int | None = None) -> str:
     return services.generation_archive(generation_id=generation_id, attempt=attempt)
 
 
+def reconciliation_digest() -> int:
+    """The daily email to staff listing generations still in needs_reconciliation (see
+    ``services.reconciliation_digest_send``); returns how many were listed."""
+    return services.reconciliation_digest_send()
+
+
 def sweep_once() -> dict:
     """One pass: hand due submit retries and downloads to the workers, poll due generations, expire old ones.
 

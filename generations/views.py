@@ -266,6 +266,19 @@ def retry(request, generation_id):
 
 @login_required
 @require_POST
+def archive_retry(request, generation_id):
+    """Try again to save a video whose download failed for good, while the provider's URL may still be valid."""
+    generation = _visible_or_404(request, generation_id)
+    if generation.user_id != request.user.pk and not request.user.is_staff:
+        return _detail_refusal(request, generation, "Only its owner (or staff) can retry saving this video.")
+    if not services.generation_archive_retry(generation_id=generation.pk, user=request.user):
+        return _detail_refusal(request, generation, "This video can no longer be saved again: the provider's link has expired.")
+    messages.success(request, "Saving the video again.")
+    return redirect("generation_detail", generation_id=generation.pk)
+
+
+@login_required
+@require_POST
 def cancel(request, generation_id):
     """Cancel: locally before it was sent, at the provider where it documents a cancel.
 

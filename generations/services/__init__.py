@@ -33,6 +33,7 @@ __all__ = [
     "generation_apply_update",
     "generations_expire",
     "generations_poll",
+    "generations_resolve_reported",
     "generations_stuck_submitting",
     "poll_lease_seconds",
     # callbacks
@@ -42,13 +43,20 @@ __all__ = [
     # archive
     "ARCHIVE_MAX_ATTEMPTS",
     "ArchiveError",
+    "archive_retry_offered",
     "download_video",
     "generation_archive",
+    "generation_archive_retry",
     "make_poster",
+    "measure_seconds",
     # reconcile and cancel
+    "cancel_at_provider",
     "generation_cancel",
+    "generation_credit_unsaved",
     "generation_reconcile_attach",
     "generation_reconcile_failed",
+    "reconciliation_digest_send",
+    "reconciliation_open",
     # the queue (generations.queue)
     "SUBMIT_REQUEUE_AFTER",
     "archives_enqueue_due",
@@ -73,9 +81,12 @@ from generations.queue import (
 from generations.services.archive import (
     ARCHIVE_MAX_ATTEMPTS,
     ArchiveError,
+    archive_retry_offered,
     download_video,
     generation_archive,
+    generation_archive_retry,
     make_poster,
+    measure_seconds,
 )
 from generations.services.callbacks import CallbackRejected, callback_secret, generation_callback
 from generations.services.create import (
@@ -93,13 +104,18 @@ from generations.services.poll import (
     generation_apply_update,
     generations_expire,
     generations_poll,
+    generations_resolve_reported,
     generations_stuck_submitting,
     poll_lease_seconds,
 )
 from generations.services.reconcile import (
+    cancel_at_provider,
     generation_cancel,
+    generation_credit_unsaved,
     generation_reconcile_attach,
     generation_reconcile_failed,
+    reconciliation_digest_send,
+    reconciliation_open,
 )
 from generations.services.submit import generation_submit
 from providers.base import RuleViolation

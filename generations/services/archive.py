@@ -7,20 +7,25 @@ as soon as the task succeeds"), so the copy in MEDIA storage is what the gallery
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import tempfile
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from generations.models import ArchiveState, Generation, State
-from generations.services.lifecycle import _event, _time_scale
+from generations.services.lifecycle import _event, _time_scale, _timeouts
 from providers.download import DownloadFailed, download_public
+from providers.http import ProviderHttp, make_poll_client
 
 MAX_REDIRECTS = 5
 #: After this many failed attempts a download is given up: "succeeded, archive failed".
@@ -61,7 +66,7 @@ def generation_archive(*, generation_id, attempt: int | None = None) -> str:
             return generation.archive_state
         attempts = generation.archive_attempts + 1
     try:
-        name, size, poster = download_video(generation)
+        name, size, poster, seconds = download_video(generation, measure=True)
     except ArchiveError as exc:
         final = attempts >= ARCHIVE_MAX_ATTEMPTS
         delay = min(30 * 2 ** attempts, 1800) * max(_time_scale(), 0.01)
@@ -73,10 +78,84 @@ def generation_archive(*, generation_id, attempt: int | None = None) -> str:
         _event(generation_id, "", f"Archive attempt {attempts} failed: {exc}")
         return ArchiveState.FAILED if final else ArchiveState.PENDING
     Generation.objects.filter(pk=generation_id).update(
-        video=name, video_bytes=size, poster=poster, archive_state=ArchiveState.DONE, archive_error="", next_archive_at=None
+        video=name, video_bytes=size, video_seconds=seconds, poster=poster, archive_state=ArchiveState.DONE,
+        archive_error="", next_archive_at=None,
     )
-    _event(generation_id, "", f"Video archived ({size:,} bytes)")
+    measured = f", {seconds} s measured" if seconds is not None else ""
+    _event(generation_id, "", f"Video archived ({size:,} bytes{measured})", {"video_seconds": str(seconds) if seconds is not None else None})
     return ArchiveState.DONE
+
+
+def generation_archive_retry(*, generation_id, user=None) -> bool:
+    """Try again to save a succeeded generation's video whose download failed for good.
+
+    Offered while the provider's result URL may still be valid (:func:`archive_retry_offered`).
+    Reads the task's status again with our key first (MiniMax signs a fresh download URL on
+    every read; others answer the same URL), then resets the archive to ``pending`` with a
+    fresh attempt count and queues the download. Returns False when nothing was reset (not
+    failed, not offered any more, or reset by someone else meanwhile). Raises nothing on a
+    failed status read: the stored URLs are tried.
+    """
+    from generations import services
+
+    generation = Generation.objects.select_related("provider_account").get(pk=generation_id)
+    if not archive_retry_offered(generation):
+        return False
+    urls = list(generation.result_urls)
+    try:
+        update = asyncio.run(_read_status(generation))
+        if update.result_urls:
+            urls = list(update.result_urls)
+    except Exception as exc:  # the stored URLs are tried anyway
+        _event(generation_id, "", f"Status read before the archive retry failed: {exc}")
+    reset = Generation.objects.filter(pk=generation_id, state=State.SUCCEEDED, archive_state=ArchiveState.FAILED).update(
+        archive_state=ArchiveState.PENDING, archive_attempts=0, archive_error="", next_archive_at=timezone.now(), result_urls=urls,
+    )
+    if reset:
+        _event(generation_id, "", f"Archive retried by {user or 'someone'}")
+        transaction.on_commit(lambda: services.enqueue_archive(generation_id))
+    return bool(reset)
+
+
+def archive_retry_offered(generation) -> bool:
+    """Whether "try saving again" is offered: succeeded, download failed for good, and the task
+    finished less than ``HAILUO_RESULT_URL_HOURS`` ago (the shortest documented result-URL
+    lifetime, qingbo's 24 h: providers.md "Result URLs expire")."""
+    if generation.state != State.SUCCEEDED or generation.archive_state != ArchiveState.FAILED:
+        return False
+    finished = generation.completed_at or generation.created_at
+    return timezone.now() - finished < timedelta(hours=settings.HAILUO_RESULT_URL_HOURS)
+
+
+async def _read_status(generation):
+    adapter = generation.provider_account.adapter()
+    async with make_poll_client(max_connections=1) as client:
+        http = ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
+        return await adapter.fetch_status(http, task_id=generation.provider_task_id, model=generation.model)
+
+
+_DURATION = re.compile(rb"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+
+
+def measure_seconds(video_path: str) -> Decimal | None:
+    """The video's duration in seconds (3 decimals), read by the ffmpeg binary shipped by
+    imageio-ffmpeg (``ffmpeg -i FILE``: the container's ``Duration: HH:MM:SS.ss`` line, as
+    ffprobe reports it); None when ffmpeg is missing or reports no duration."""
+    import subprocess
+
+    try:
+        import imageio_ffmpeg
+
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+        result = subprocess.run([ffmpeg, "-hide_banner", "-i", video_path], capture_output=True, timeout=30, check=False)
+    except (ImportError, RuntimeError, OSError, subprocess.TimeoutExpired):
+        return None
+    found = _DURATION.search(result.stderr)
+    if not found:
+        return None
+    hours, minutes, seconds = found.groups()
+    total = Decimal(int(hours) * 3600 + int(minutes) * 60) + Decimal(seconds.decode())
+    return total.quantize(Decimal("0.001"))
 
 
 def _looks_like_mp4(head: bytes) -> bool:
@@ -108,8 +187,9 @@ def make_poster(video_path: str, *, at_seconds: float = 0.5, width: int = 640) -
     return None
 
 
-def download_video(generation) -> tuple[str, int, str]:
-    """Fetch ``generation.result_urls[0]`` into storage; returns ``(video name, bytes, poster name or "")``.
+def download_video(generation, *, measure: bool = False):
+    """Fetch ``generation.result_urls[0]`` into storage; returns ``(video name, bytes, poster name or "")``,
+    and with ``measure`` a fourth item: the measured duration in seconds (:func:`measure_seconds`).
 
     Limits: ``HAILUO_DOWNLOAD_MAX_BYTES``, an overall deadline of ``HAILUO_DOWNLOAD_TIMEOUT``
     seconds, http(s) only, every hop's host public unless listed in
@@ -141,6 +221,8 @@ def download_video(generation) -> tuple[str, int, str]:
             poster_name = ""
             if poster:
                 poster_name = default_storage.save(f"posters/{created:%Y/%m}/{generation.pk}.jpg", ContentFile(poster))
+            if measure:
+                return stored, size, poster_name, measure_seconds(tmp.name)
             return stored, size, poster_name
         finally:
             os.unlink(tmp.name)

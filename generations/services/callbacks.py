@@ -51,6 +51,11 @@ class CallbackRejected(Exception):
 def generation_callback(*, kind: str, generation_id, token: str, headers, body: bytes) -> dict | None:
     """Authenticate a provider callback and wake its generation's poll. Changes no state itself.
 
+    While our own task id is unknown (``submitting``, or ``needs_reconciliation`` after a lost
+    answer) the task id it names is recorded in ``callback_task_id``, never trusted: the poll
+    reads that task's status with our key before anything moves. An expired generation in its
+    late-result grace is woken like an in-flight one.
+
     Returns the body to answer with when the provider requires a specific one (MiniMax's
     challenge echo), else None. Raises :class:`CallbackRejected` (404 unknown generation,
     403 bad token or secret, 400 malformed or for another task).
@@ -74,8 +79,24 @@ def generation_callback(*, kind: str, generation_id, token: str, headers, body: 
         raise CallbackRejected(400, str(exc)) from exc
     if generation.provider_task_id and hint.task_id != generation.provider_task_id:
         raise CallbackRejected(400, "the callback names another task")
+    if generation.callback_task_id and hint.task_id and hint.task_id != generation.callback_task_id:
+        raise CallbackRejected(400, "the callback names another task than an earlier one")
     _event(generation.pk, "", f"Callback received ({hint.provider_state or 'no state'})")
-    if generation.state in (State.SUBMITTED, State.RUNNING):
-        Generation.objects.filter(pk=generation.pk).update(next_poll_at=timezone.now())
+    now = timezone.now()
+    early = (State.SUBMITTING, State.NEEDS_RECONCILIATION)
+    if not generation.provider_task_id and hint.task_id and generation.state in early:
+        # Before we know our task id (the submit's answer pending, or lost): keep the one the
+        # callback names, to be checked with our own status read (poll.generations_resolve_reported).
+        recorded = Generation.objects.filter(pk=generation.pk, provider_task_id="", state__in=early).update(
+            callback_task_id=hint.task_id[:200], next_poll_at=now
+        )
+        if recorded:
+            _event(generation.pk, "", f"The callback names task {hint.task_id}; checked with our own status read")
+        if recorded and generation.state == State.NEEDS_RECONCILIATION:
+            transaction.on_commit(lambda: services.enqueue_poll([generation.pk]))
+        return None
+    late = generation.state == State.EXPIRED and generation.late_poll_until and generation.late_poll_until > now
+    if generation.state in (State.SUBMITTED, State.RUNNING) or late:
+        Generation.objects.filter(pk=generation.pk).update(next_poll_at=now)
         transaction.on_commit(lambda: services.enqueue_poll([generation.pk]))
     return None

@@ -48,9 +48,19 @@ def _event(generation_id, state: str = "", message: str = "", data: dict | None 
     GenerationEvent.objects.create(generation_id=generation_id, state=state, message=message, data=data)
 
 
-def _transition(generation_id, to: str, *, message: str = "", data: dict | None = None, **fields) -> bool:
-    """Move a generation to ``to`` if it is in a state allowed to move there. Returns True if it moved."""
-    moved = Generation.objects.filter(pk=generation_id, state__in=ALLOWED_FROM[to]).update(
+def _transition(
+    generation_id, to: str, *, message: str = "", data: dict | None = None, from_states=None, **fields
+) -> bool:
+    """Move a generation to ``to`` if it is in a state allowed to move there. Returns True if it moved.
+
+    ``from_states``: a subset of ``ALLOWED_FROM[to]`` to move from (e.g. only ``expired`` for a
+    late success). Entering ``needs_reconciliation`` stamps ``needs_reconciliation_at`` (its age in admin,
+    on the reconciliation page and in the staff's daily email).
+    """
+    if to == "needs_reconciliation":
+        fields.setdefault("needs_reconciliation_at", timezone.now())
+    allowed = ALLOWED_FROM[to] if from_states is None else ALLOWED_FROM[to] & frozenset(from_states)
+    moved = Generation.objects.filter(pk=generation_id, state__in=allowed).update(
         state=to, updated_at=timezone.now(), **fields
     )
     if moved:

@@ -18,14 +18,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from billing import services as billing_services
 from generations import services  # the queue and apply-update are looked up there (see its docstring)
 from generations.models import ArchiveState, Generation, State
-from generations.services.lifecycle import _pause_account, _time_scale, _timeouts, _transition
+from generations.services.lifecycle import _event, _pause_account, _time_scale, _timeouts, _transition
 from providers.base import TaskState, TaskUpdate
 from providers.http import ProviderError, ProviderHttp, make_poll_client
 from providers.models import ProviderAccount
@@ -59,10 +59,13 @@ def poll_lease_seconds() -> float:
 
 
 def _claimable(*, ids: list | None, exclude: set | None, now: datetime):
-    """In-flight generations with a task id and no live lease: exactly ``ids``, or the due ones."""
+    """In-flight generations with a task id and no live lease: exactly ``ids``, or the due ones.
+
+    Also expired ones still in their late-result grace (``late_poll_until``, polled slowly).
+    """
     rows = Generation.objects.filter(
         Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
-        state__in=[State.SUBMITTED, State.RUNNING],
+        Q(state__in=[State.SUBMITTED, State.RUNNING]) | Q(state=State.EXPIRED, late_poll_until__gt=now),
     ).exclude(provider_task_id="")
     rows = rows.filter(pk__in=ids) if ids is not None else rows.filter(next_poll_at__lte=now)
     return rows.exclude(pk__in=exclude) if exclude else rows
@@ -159,13 +162,14 @@ def generations_poll(*, ids: list | None = None, limit: int | None = None) -> di
     account, send all their status requests at once over one shared client, apply the
     answers, claim the next round; until nothing is due or ``limit`` (default
     ``HAILUO_POLL_BATCH``) generations were polled. Each claim's lease covers one request
-    (:func:`poll_lease_seconds`), so a slow provider never outlives it.
+    (:func:`poll_lease_seconds`), so a slow provider never outlives it. First, needs_reconciliation
+    generations whose task id a callback reported are checked (:func:`generations_resolve_reported`).
 
     Returns counts by outcome, e.g. ``{"polled": 40, "succeeded": 3, "errors": 1}``.
     """
     budget = limit or settings.HAILUO_POLL_BATCH
     per_account = max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
-    counts: dict[str, int] = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int, generations_resolve_reported(ids=ids))
     adapters: dict = {}
     unusable: set = set()
     polled: set = set()
@@ -225,6 +229,8 @@ def _is_plain_progress(job: _PollJob, update: TaskUpdate) -> bool:
         return False
     if update.state is TaskState.UNKNOWN:
         return True
+    if job.state == State.EXPIRED:  # a late task still running: poll again, slowly
+        return update.state in (TaskState.QUEUED, TaskState.RUNNING)
     return update.state is TaskState.QUEUED or (update.state is TaskState.RUNNING and job.state == State.RUNNING)
 
 
@@ -236,7 +242,8 @@ def _apply_progress(answers: list[tuple[_PollJob, TaskUpdate]]) -> None:
         if update.state is TaskState.UNKNOWN:
             log.warning("generation %s: undocumented provider state %r; polling again", job.generation_id, update.provider_state)
         pk = job.generation_id
-        next_at.append(When(pk=pk, then=Value(_next_poll_at(job.poll_interval, job.started_at))))
+        when = _late_poll_at() if job.state == State.EXPIRED else _next_poll_at(job.poll_interval, job.started_at)
+        next_at.append(When(pk=pk, then=Value(when)))
         states.append(When(pk=pk, then=Value(update.provider_state[:40])))
         if update.progress is not None:
             progress.append(When(pk=pk, then=Value(max(0, min(100, int(update.progress))))))
@@ -248,12 +255,14 @@ def _apply_progress(answers: list[tuple[_PollJob, TaskUpdate]]) -> None:
     if progress:
         fields["progress"] = Case(*progress, default=F("progress"), output_field=models.IntegerField())
     Generation.objects.filter(
-        pk__in=[job.generation_id for job, _ in answers], state__in=[State.SUBMITTED, State.RUNNING]
+        pk__in=[job.generation_id for job, _ in answers], state__in=[State.SUBMITTED, State.RUNNING, State.EXPIRED]
     ).update(**fields)
 
 
 def _next_poll(generation: Generation, retry_after: float | None = None) -> datetime:
-    """Next poll time of ``generation`` (see :func:`_next_poll_at`)."""
+    """Next poll time of ``generation`` (see :func:`_next_poll_at`; an expired one: :func:`_late_poll_at`)."""
+    if generation.state == State.EXPIRED:
+        return _late_poll_at(retry_after)
     return _next_poll_at(generation.poll_interval, generation.submitted_at or generation.created_at, retry_after)
 
 
@@ -269,6 +278,13 @@ def _next_poll_at(interval: float, started_at: datetime | None, retry_after: flo
     if retry_after:
         interval = max(interval, retry_after)
     return timezone.now() + timedelta(seconds=interval)
+
+
+def _late_poll_at(retry_after: float | None = None) -> datetime:
+    """Next slow poll of an expired task in its grace: ``HAILUO_LATE_POLL_INTERVAL`` s (time-scaled,
+    ±20 % jitter), never before Retry-After."""
+    interval = settings.HAILUO_LATE_POLL_INTERVAL * _time_scale() * random.uniform(0.8, 1.2)
+    return timezone.now() + timedelta(seconds=max(interval, retry_after or 0.0))
 
 
 def _poll_failed(job: _PollJob, exc: ProviderError) -> None:
@@ -287,6 +303,13 @@ def generation_apply_update(*, generation_id, update: TaskUpdate) -> str:
 
     Success captures exactly once and queues the archive; failure and cancel release the
     hold; an unknown provider state is logged and polled again, never taken as success.
+
+    An expired generation in its late-result grace (issue 11, "Late results never lost"): a
+    success moves it ``expired → succeeded`` marked ``late`` with a late capture (its hold
+    was released at expiry; ``billing.services.ledger_capture_late``) and queues the archive;
+    a failure or cancel changes nothing but ends the grace; anything else polls again slowly.
+    Outcomes: ``succeeded``, ``late_succeeded``, ``failed``, ``canceled``, ``in_progress``,
+    ``ignored``.
     """
     generation = Generation.objects.get(pk=generation_id)
     now = timezone.now()
@@ -294,24 +317,45 @@ def generation_apply_update(*, generation_id, update: TaskUpdate) -> str:
     if update.provider_cost is not None:
         common["provider_cost"] = dict(update.provider_cost)
     if update.state is TaskState.SUCCEEDED:
+        success = dict(
+            data={"result_urls": list(update.result_urls)},
+            result_urls=list(update.result_urls),
+            completed_at=update.completed_at or now,
+            progress=100,
+            archive_state=ArchiveState.PENDING,
+            next_archive_at=now,
+            charged_amount=generation.quoted_amount,
+            **common,
+        )
+        late = False
         with transaction.atomic():
             moved = _transition(
-                generation_id,
-                State.SUCCEEDED,
-                message=f"Succeeded at the provider ({update.provider_state})",
-                data={"result_urls": list(update.result_urls)},
-                result_urls=list(update.result_urls),
-                completed_at=update.completed_at or now,
-                progress=100,
-                archive_state=ArchiveState.PENDING,
-                next_archive_at=now,
-                charged_amount=generation.quoted_amount,
-                **common,
+                generation_id, State.SUCCEEDED, from_states={State.SUBMITTED, State.RUNNING},
+                message=f"Succeeded at the provider ({update.provider_state})", **success,
             )
             if moved:
                 billing_services.ledger_capture(generation=generation)
+            else:
+                moved = late = _transition(
+                    generation_id, State.SUCCEEDED, from_states={State.EXPIRED},
+                    message=f"Late success at the provider ({update.provider_state}) after expiry: charged late",
+                    late=True, late_poll_until=None, **success,
+                )
+                if late:
+                    billing_services.ledger_capture_late(generation=generation)
+            if moved:
                 transaction.on_commit(lambda: services.enqueue_archive(generation_id))
-        return "succeeded" if moved else "ignored"
+        if not moved:
+            return "ignored"
+        return "late_succeeded" if late else "succeeded"
+    if generation.state == State.EXPIRED and update.state in (TaskState.FAILED, TaskState.CANCELED):
+        # A late failure changes nothing (the hold was released at expiry); stop polling it.
+        if Generation.objects.filter(pk=generation_id, state=State.EXPIRED, late_poll_until__isnull=False).update(
+            late_poll_until=None, next_poll_at=None, **common
+        ):
+            _event(generation_id, "", f"Late answer after expiry: {update.provider_state} {update.fail_code}".strip()
+                   + "; nothing changes")
+        return "ignored"
     if update.state in (TaskState.FAILED, TaskState.CANCELED):
         to = State.FAILED if update.state is TaskState.FAILED else State.CANCELED
         with transaction.atomic():
@@ -338,23 +382,46 @@ def generation_apply_update(*, generation_id, update: TaskUpdate) -> str:
         generation_id, State.RUNNING, message=f"Running ({update.provider_state})", **fields
     )
     if not moved:
-        Generation.objects.filter(pk=generation_id, state__in=[State.SUBMITTED, State.RUNNING]).update(**fields)
+        Generation.objects.filter(pk=generation_id, state__in=[State.SUBMITTED, State.RUNNING, State.EXPIRED]).update(**fields)
     return "in_progress"
 
 
 def generations_expire(*, now: datetime | None = None) -> int:
-    """Mark in-flight generations older than ``HAILUO_MAX_TASK_LIFETIME`` expired and release their holds."""
+    """Give up on in-flight generations older than ``HAILUO_MAX_TASK_LIFETIME``; returns how many.
+
+    Where the provider documents a cancel for the task's state (``capabilities.cancel``,
+    qingbo while queued: providers.md "Cancel Task"), it is sent first with our key: accepted
+    → ``canceled`` and the hold released (the provider refunds it too). Otherwise, or when
+    refused → ``expired`` and the hold released; a task whose id we know is then still polled
+    slowly for ``HAILUO_LATE_RESULT_GRACE`` s (``late_poll_until``), so a late success is
+    captured (marked late) and archived, not lost while the provider bills it.
+    """
+    from generations.services.reconcile import cancel_at_provider
+
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.HAILUO_MAX_TASK_LIFETIME)
     count = 0
-    for generation in Generation.objects.filter(state__in=[State.SUBMITTED, State.RUNNING], created_at__lt=cutoff):
+    rows = Generation.objects.filter(state__in=[State.SUBMITTED, State.RUNNING], created_at__lt=cutoff).select_related("provider_account")
+    for generation in rows:
+        note = f"No final answer after {settings.HAILUO_MAX_TASK_LIFETIME} s"
+        account = generation.provider_account
+        if generation.provider_task_id and account.adapter_cls.can_cancel_in(generation.provider_state):
+            try:
+                cancel_at_provider(generation)
+            except (ProviderError, ValueError) as exc:
+                note += f"; the provider's cancel was refused ({exc})"
+            else:
+                with transaction.atomic():
+                    if _transition(generation.pk, State.CANCELED, message=f"{note}: canceled at the provider", completed_at=now):
+                        billing_services.ledger_release(generation=generation, reason="expired: canceled at the provider")
+                        count += 1
+                continue
+        late = {}
+        if generation.provider_task_id and settings.HAILUO_LATE_RESULT_GRACE > 0:
+            late = {"late_poll_until": now + timedelta(seconds=settings.HAILUO_LATE_RESULT_GRACE), "next_poll_at": _late_poll_at()}
+            note += f"; still polled slowly for {settings.HAILUO_LATE_RESULT_GRACE} s in case it succeeds late"
         with transaction.atomic():
-            if _transition(
-                generation.pk,
-                State.EXPIRED,
-                message=f"No final answer after {settings.HAILUO_MAX_TASK_LIFETIME} s",
-                completed_at=now,
-            ):
+            if _transition(generation.pk, State.EXPIRED, message=note, completed_at=now, poll_lease_until=None, **late):
                 billing_services.ledger_release(generation=generation, reason="expired")
                 count += 1
     return count
@@ -371,5 +438,80 @@ def generations_stuck_submitting(*, older_than: float = 600.0) -> int:
                 State.NEEDS_RECONCILIATION,
                 message="The submit never finished (worker stopped?); the provider may have the task",
                 reconciliation_note="Submit interrupted: check the provider's dashboard for this prompt",
+                next_poll_at=timezone.now(),  # a task id a callback reported is checked at once
             )
     return count
+
+
+def _resolvable(*, ids: list | None, now: datetime):
+    """needs_reconciliation rows with a task id reported by a callback, no own task id, no live lease;
+    exactly ``ids`` (due or not) or the due ones."""
+    rows = Generation.objects.filter(
+        Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now),
+        state=State.NEEDS_RECONCILIATION, provider_task_id="",
+    ).exclude(callback_task_id="")
+    return rows.filter(pk__in=ids) if ids is not None else rows.filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+
+
+def generations_resolve_reported(*, ids: list | None = None, limit: int = 100) -> dict[str, int]:
+    """Resolve needs_reconciliation generations whose task id a callback reported, with no admin.
+
+    The callback's word is never trusted: its task id is read with our own key
+    (``fetch_status``, the provider's status endpoint). A task our key can read, and that no
+    other generation holds, is attached (``needs_reconciliation → submitted``) and the answer
+    applied at once (running, succeeded + capture, failed + release) through the ordinary
+    conditional transitions; the poll engine carries on from there. A task the provider does
+    not know (HTTP 404) is dropped, leaving the generation for an admin; any other error is
+    retried later. Each row is leased like a poll, so two sweeps never read it twice at once.
+    Returns counts, e.g. ``{"resolved": 1, "unknown_task": 0, "errors": 0}``.
+    """
+    counts: dict[str, int] = defaultdict(int)
+    now = timezone.now()
+    lease = now + timedelta(seconds=poll_lease_seconds())
+    for generation in list(_resolvable(ids=ids, now=now).select_related("provider_account")[:limit]):
+        if not _resolvable(ids=[generation.pk], now=now).update(poll_lease_until=lease):
+            continue  # another sweep has it
+        task_id = generation.callback_task_id
+        account = generation.provider_account
+        try:
+            update = asyncio.run(_fetch_one(account.adapter(), task_id=task_id, model=generation.model))
+        except (ProviderError, ValueError) as exc:
+            if isinstance(exc, ProviderError) and exc.http_status == 429:
+                _pause_account(account.pk, exc.retry_after)
+            if isinstance(exc, ProviderError) and exc.http_status == 404:
+                Generation.objects.filter(pk=generation.pk).update(callback_task_id="", poll_lease_until=None)
+                _event(generation.pk, "", f"The provider does not know task {task_id} under our key; "
+                       "the callback's task id is ignored (an admin resolves it)")
+                counts["unknown_task"] += 1
+            else:
+                Generation.objects.filter(pk=generation.pk).update(
+                    poll_lease_until=None, next_poll_at=timezone.now() + timedelta(seconds=60 * max(_time_scale(), 0.01))
+                )
+                log.warning("checking reported task %s of %s failed: %r", task_id, generation.pk, exc)
+                counts["errors"] += 1
+            continue
+        try:
+            with transaction.atomic():
+                moved = _transition(
+                    generation.pk, State.SUBMITTED,
+                    message=f"Resolved automatically: task {task_id}, named by the provider's callback, "
+                            f"confirmed by our own status read ({update.provider_state})",
+                    from_states={State.NEEDS_RECONCILIATION},
+                    provider_task_id=task_id, submitted_at=timezone.now(), next_poll_at=timezone.now(),
+                    poll_lease_until=None,
+                )
+        except IntegrityError:  # another generation holds this task: not ours to take
+            Generation.objects.filter(pk=generation.pk).update(callback_task_id="", poll_lease_until=None)
+            _event(generation.pk, "", f"Task {task_id} belongs to another generation; the callback's task id is ignored")
+            counts["unknown_task"] += 1
+            continue
+        if moved:
+            services.generation_apply_update(generation_id=generation.pk, update=update)
+            counts["resolved"] += 1
+    return dict(counts)
+
+
+async def _fetch_one(adapter, *, task_id: str, model: str) -> TaskUpdate:
+    async with make_poll_client(max_connections=1) as client:
+        http = ProviderHttp(client, timeouts=_timeouts(), provider=adapter.label)
+        return await adapter.fetch_status(http, task_id=task_id, model=model)

@@ -88,18 +88,16 @@ def generation_submit(*, generation_id) -> str:
         return _submit_failed(generation, exc)
     except Exception as exc:  # a bug after the request may have left: never resend blindly
         log.exception("unexpected error submitting %s", generation.pk)
-        with transaction.atomic():
-            _transition(
-                generation.pk,
-                State.NEEDS_RECONCILIATION,
-                message="Unexpected error during submit; the provider may have received it",
-                data={"error": repr(exc)},
-                reconciliation_note=f"Unexpected error during submit: {exc!r}",
-            )
+        _needs_reconciliation(
+            generation.pk,
+            message="Unexpected error during submit; the provider may have received it",
+            data={"error": repr(exc)},
+            reconciliation_note=f"Unexpected error during submit: {exc!r}",
+        )
         return State.NEEDS_RECONCILIATION
     cadence = adapter.poll_cadence(request)
     with transaction.atomic():
-        _transition(
+        moved = _transition(
             generation.pk,
             State.SUBMITTED,
             message=f"Accepted by {account.get_kind_display()}: task {result.task_id}",
@@ -108,7 +106,39 @@ def generation_submit(*, generation_id) -> str:
             next_poll_at=timezone.now() + timedelta(seconds=cadence.first_delay * _time_scale()),
             poll_interval=cadence.interval,
         )
-    return State.SUBMITTED
+    _check_agreement(generation.pk, result.task_id, moved=moved)
+    if moved:
+        return State.SUBMITTED
+    return Generation.objects.filter(pk=generation.pk).values_list("state", flat=True).first()
+
+
+def _check_agreement(generation_id, task_id: str, *, moved: bool) -> None:
+    """The submit's own answer is the authority on the task id: note when a callback named
+    another one, or when the answer came after the generation was resolved another way (a
+    callback's task id checked with our key, or an admin) and names another task."""
+    row = Generation.objects.filter(pk=generation_id).values("provider_task_id", "callback_task_id").first()
+    if row is None:
+        return
+    if moved and row["callback_task_id"] and row["callback_task_id"] != task_id:
+        _event(generation_id, "", f"A callback had named task {row['callback_task_id']}; the submit's answer, "
+               f"task {task_id}, is the one kept")
+        log.warning("generation %s: callback named task %s, submit answered %s", generation_id, row["callback_task_id"], task_id)
+    elif not moved:
+        agrees = row["provider_task_id"] == task_id
+        _event(generation_id, "", f"The submit's late answer names task {task_id}: "
+               + ("it agrees with the task already attached" if agrees else f"it DISAGREES with {row['provider_task_id'] or 'no task'}"))
+        if not agrees:
+            log.error("generation %s: submit answered task %s, but %r is attached", generation_id, task_id, row["provider_task_id"])
+
+
+def _needs_reconciliation(generation_id, **kwargs) -> None:
+    """Move a maybe-sent submit to needs_reconciliation; if a callback already named its task,
+    check it at once (``poll.generations_resolve_reported``, woken by a poll)."""
+    with transaction.atomic():
+        if _transition(generation_id, State.NEEDS_RECONCILIATION, next_poll_at=timezone.now(), **kwargs) and (
+            Generation.objects.filter(pk=generation_id).exclude(callback_task_id="").exists()
+        ):
+            transaction.on_commit(lambda: services.enqueue_poll([generation_id]))
 
 
 async def _submit(adapter, request, callback_url, secret):
@@ -159,14 +189,12 @@ def _submit_failed(generation: Generation, exc: ProviderError) -> str:
     if exc.http_status == 402 and _failover(generation, f"{generation.provider_account} has no balance (402)"):
         return State.QUEUED
     if _may_have_created_a_task(exc):
-        with transaction.atomic():
-            _transition(
-                generation.pk,
-                State.NEEDS_RECONCILIATION,
-                message="The submit may have reached the provider; not resent",
-                data=evidence,
-                reconciliation_note=exc.message,
-            )
+        _needs_reconciliation(
+            generation.pk,
+            message="The submit may have reached the provider; not resent",
+            data=evidence,
+            reconciliation_note=exc.message,
+        )
         return State.NEEDS_RECONCILIATION
     if exc.permanent or generation.submit_attempts >= settings.HAILUO_SUBMIT_MAX_ATTEMPTS:
         message = exc.message if exc.permanent else f"{exc.message} (gave up after {generation.submit_attempts} attempts)"

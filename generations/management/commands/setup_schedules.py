@@ -14,6 +14,7 @@ SCHEDULES = {
     f"{PREFIX}poll-sweep": ("generations.tasks.poll_sweep", Schedule.MINUTES, 1),
     f"{PREFIX}balance-snapshots": ("billing.tasks.snapshot_balances", Schedule.MINUTES, 60),
     f"{PREFIX}webhook-deliveries": ("webhooks.tasks.deliveries_sweep", Schedule.MINUTES, 1),
+    f"{PREFIX}reconciliation-digest": ("generations.tasks.reconciliation_digest", Schedule.MINUTES, 24 * 60),
 }
 
 
