@@ -194,7 +194,7 @@ def test_every_documented_combination_is_accepted(model, mode, duration, resolut
 
 
 def test_submit_and_poll_to_success_over_http(sandbox):
-    sandbox.configure(generation_seconds=30)  # the first read must see it in flight, however loaded the machine
+    sandbox.configure(generation_seconds=3)  # long enough for the first read to see it in flight on a loaded machine
     a = adapter(sandbox.base_url)
     result = run(kit.submit(a, req()))
     assert result.task_id.startswith("task_")
@@ -205,7 +205,7 @@ def test_submit_and_poll_to_success_over_http(sandbox):
     sandbox.configure(generation_seconds=0)
     import time
 
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     update = first
     while not update.state.is_final and time.monotonic() < deadline:
         time.sleep(0.1)
