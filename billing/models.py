@@ -330,15 +330,15 @@ class SpendingPolicy(models.Model):
             return "Spending policy: no default budget"
         return f"Spending policy: {self.default_amount} USD {self.get_default_period_display()} by default"
 
-    def clean(self):
-        thresholds = self.alert_thresholds or []
-        if not isinstance(thresholds, list) or not all(isinstance(t, int) and 0 < t <= 1000 for t in thresholds):
-            raise ValidationError({"alert_thresholds": "A list of whole percentages, e.g. [50, 80, 100]."})
-
     def save(self, *args, **kwargs):
         self.pk = 1
         self.updated_at = timezone.now()
         super().save(*args, **kwargs)
+
+    def clean(self):
+        thresholds = self.alert_thresholds or []
+        if not isinstance(thresholds, list) or not all(isinstance(t, int) and 0 < t <= 1000 for t in thresholds):
+            raise ValidationError({"alert_thresholds": "A list of whole percentages, e.g. [50, 80, 100]."})
 
     @classmethod
     def current(cls) -> SpendingPolicy:
