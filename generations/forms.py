@@ -53,7 +53,7 @@ class StudioForm(forms.Form):
         self.teams = list(teams or [])
         if len(self.teams) > 1:
             self.fields["team"] = forms.ChoiceField(
-                choices=[(str(t.pk), t.name) for t in self.teams], initial=str(self.teams[0].pk), label="Book to team",
+                choices=[(str(t.pk), t.name) for t in self.teams], initial=str(self.teams[0].pk), label="Book to team", required=False,
                 help_text="Its budgets and yours in it apply; spend is reported under it.",
             )
         accounts = list(ProviderAccount.objects.filter(enabled=True).order_by("priority", "label"))
