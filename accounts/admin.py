@@ -7,11 +7,22 @@ from billing.models import Budget
 
 
 class BudgetInline(admin.TabularInline):
-    """Budgets edited where they belong: on the user or the team."""
+    """Budgets edited where they belong: on the user (own, or member-in-team with a team) or the team.
+
+    Staff set them here; ``created_by`` records who (the inline's formset sets it)."""
 
     model = Budget
     extra = 0
-    fields = ["amount", "period", "hard", "allowed_providers", "allowed_models", "active"]
+    fields = ["team", "amount", "period", "hard", "allowed_providers", "allowed_models", "active", "created_by"]
+    readonly_fields = ["created_by"]
+    fk_name = "user"
+
+
+class TeamBudgetInline(BudgetInline):
+    """On a team: its team budget and its members' in-team budgets."""
+
+    fields = ["user", "amount", "period", "hard", "allowed_providers", "allowed_models", "active", "created_by"]
+    fk_name = "team"
 
 
 class MembershipInline(admin.TabularInline):
@@ -22,7 +33,7 @@ class MembershipInline(admin.TabularInline):
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ["email"]
-    list_display = ["email", "first_name", "last_name", "is_staff", "is_active"]
+    list_display = ["email", "first_name", "last_name", "is_staff", "is_active", "effective_budgets", "unlimited"]
     search_fields = ["email", "first_name", "last_name"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
@@ -33,12 +44,43 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     inlines = [MembershipInline, BudgetInline]
 
+    @admin.display(description="Effective budgets")
+    def effective_budgets(self, obj) -> str:
+        """Every layer that caps this person (own, in-team, team, default), "; "-separated."""
+        from billing.selectors import effective_budget_labels
+
+        return "; ".join(effective_budget_labels(user=obj)) or "none (unlimited)"
+
+    @admin.display(description="Unlimited grant", boolean=True)
+    def unlimited(self, obj) -> bool:
+        from billing.models import UnlimitedGrant
+
+        return UnlimitedGrant.objects.filter(user=obj).exists()
+
+    def save_formset(self, request, form, formset, change):
+        _save_budgets_with_author(request, formset)
+
+
+def _save_budgets_with_author(request, formset):
+    """Save an inline formset; new budgets get ``created_by`` = the staff member saving."""
+    instances = formset.save(commit=False)
+    for obj in formset.deleted_objects:
+        obj.delete()
+    for instance in instances:
+        if isinstance(instance, Budget) and instance.pk is None:
+            instance.created_by = request.user
+        instance.save()
+    formset.save_m2m()
+
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     list_display = ["name", "time_zone", "created_at"]
     search_fields = ["name"]
-    inlines = [MembershipInline, BudgetInline]
+    inlines = [MembershipInline, TeamBudgetInline]
+
+    def save_formset(self, request, form, formset, change):
+        _save_budgets_with_author(request, formset)
 
 
 @admin.register(ApiToken)

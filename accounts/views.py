@@ -22,19 +22,24 @@ from config.errors import DomainError
 
 
 class MemberBudgetForm(forms.Form):
+    """A member-in-team budget: always hard, for a member other than the acting team admin."""
+
     member = forms.ModelChoiceField(queryset=None, label="Member")
     amount = forms.DecimalField(min_value=Decimal("0"), max_digits=12, decimal_places=2, label="Amount (USD)")
     period = forms.ChoiceField(choices=Budget.Period.choices, initial=Budget.Period.MONTH, label="Period")
-    hard = forms.BooleanField(required=False, initial=True, label="Hard limit (refuse beyond it)")
 
-    def __init__(self, *args, team: Team, **kwargs):
+    def __init__(self, *args, team: Team, actor=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["member"].queryset = User.objects.filter(memberships__team=team).order_by("email")
+        members = User.objects.filter(memberships__team=team).order_by("email")
+        if actor is not None and not actor.is_staff:
+            members = members.exclude(pk=actor.pk)  # never their own budget
+        self.fields["member"].queryset = members
 
 
 @login_required
 def team_budgets(request, team_id: int):
-    """GET: the team's members with their budgets and use. POST: set one member's budget."""
+    """GET: the team's members with their member-in-team budgets and use. POST: set one (hard,
+    within the team's budget; ``billing.services.budget_set_for_member`` has the rules)."""
     team = Team.objects.filter(pk=team_id).first()
     is_admin = team is not None and (
         request.user.is_staff
@@ -42,12 +47,12 @@ def team_budgets(request, team_id: int):
     )
     if not is_admin:
         raise Http404
-    form = MemberBudgetForm(request.POST or None, team=team)
+    form = MemberBudgetForm(request.POST or None, team=team, actor=request.user)
     if request.method == "POST" and form.is_valid():
         try:
             budget_set_for_member(
                 actor=request.user, team=team, member=form.cleaned_data["member"], amount=form.cleaned_data["amount"],
-                period=form.cleaned_data["period"], hard=form.cleaned_data["hard"],
+                period=form.cleaned_data["period"], hard=True,
             )
         except (BudgetPermissionDenied, ValueError) as exc:
             form.add_error("amount", str(exc))
@@ -56,10 +61,13 @@ def team_budgets(request, team_id: int):
             return redirect("team_budgets", team_id=team.pk)
     rows = []
     for membership in team.memberships.select_related("user").order_by("user__email"):
-        statuses = [s for s in budget_statuses_for(user=membership.user) if s.budget.user_id]
+        statuses = [s for s in budget_statuses_for(user=membership.user, team=team) if s.budget.user_id]
         rows.append({"membership": membership, "statuses": statuses})
-    team_statuses = [s for s in budget_statuses_for(user=request.user, team=team) if s.budget.team_id]
-    return render(request, "accounts/team_budgets.html", {"team": team, "rows": rows, "form": form, "team_statuses": team_statuses})
+    team_statuses = [s for s in budget_statuses_for(user=request.user, team=team) if s.budget.team_id and not s.budget.user_id]
+    return render(
+        request, "accounts/team_budgets.html", {"team": team, "rows": rows, "form": form, "team_statuses": team_statuses},
+        status=422 if form.errors else 200,
+    )
 
 
 class ApiTokenForm(forms.Form):

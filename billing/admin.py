@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from billing.models import Budget, LedgerEntry, PriceRule
+from billing.models import Budget, BudgetAlert, LedgerEntry, PriceRule, SpendingPolicy, UnlimitedGrant
 from billing.services import ledger_adjust, ledger_credit, price_rule_revise
 
 
@@ -116,5 +116,63 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "user", "team", "amount", "period", "hard", "active"]
+    """Every budget layer; staff who add one are recorded as its author."""
+
+    list_display = ["__str__", "layer_name", "user", "team", "amount", "period", "hard", "active", "created_by"]
     list_filter = ["period", "hard", "active"]
+    readonly_fields = ["created_by", "created_at"]
+    search_fields = ["user__email", "team__name"]
+
+    @admin.display(description="Layer")
+    def layer_name(self, obj) -> str:
+        return Budget.Layer(obj.layer).label
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(SpendingPolicy)
+class SpendingPolicyAdmin(admin.ModelAdmin):
+    """The one site-wide policy: default budget and alert thresholds (never added twice or deleted)."""
+
+    list_display = ["__str__", "default_amount", "default_period", "default_hard", "alert_thresholds", "updated_at"]
+    readonly_fields = ["updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return not SpendingPolicy.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(UnlimitedGrant)
+class UnlimitedGrantAdmin(admin.ModelAdmin):
+    """Staff exempt a user or a team from the default budget; the grant records who and why."""
+
+    list_display = ["__str__", "user", "team", "reason", "granted_by", "created_at"]
+    readonly_fields = ["granted_by", "created_at"]
+    search_fields = ["user__email", "team__name", "reason"]
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_staff and super().has_module_permission(request)
+
+    def save_model(self, request, obj, form, change):
+        obj.granted_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(admin.ModelAdmin):
+    """Threshold alerts sent (read-only)."""
+
+    list_display = ["created_at", "threshold", "scope_key", "period_key", "user", "team", "committed", "amount"]
+    list_filter = ["threshold"]
+    search_fields = ["user__email", "scope_key"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -196,11 +196,20 @@ class LedgerEntry(models.Model):
 
 
 class Budget(models.Model):
-    """A spending limit for one user or one team over a calendar period.
+    """A spending limit over a calendar period: one layer of the budget rules.
+
+    Layers, told apart by which of ``user``/``team`` is set (all that apply are checked; the
+    most restrictive wins, README "Money"):
+
+    - member's own (``user`` only, set by staff): all of the member's spend;
+    - member-in-team (``user`` and ``team``, set by that team's admins or staff): the member's
+      spend booked to that team;
+    - team (``team`` only, set by staff): all spend booked to the team.
 
     ``period``: day, week (Monday first), month, or none (a lifetime cap), aligned in the
-    team's time zone (UTC for a user without a team). ``hard``: refuse a submit that would
-    exceed it; soft: warn and allow.
+    team's time zone (the member's primary team's for an own budget; UTC without a team).
+    ``hard``: refuse a submit that would exceed it; soft: warn and allow. ``created_by``: who
+    set it (a team admin may replace only member-in-team budgets set by their team's admins).
     """
 
     class Period(models.TextChoices):
@@ -208,6 +217,15 @@ class Budget(models.Model):
         WEEK = "week", "per week"
         MONTH = "month", "per month"
         NONE = "none", "no period (lifetime)"
+
+    class Layer(models.TextChoices):
+        MEMBER = "member", "member's own"
+        MEMBER_IN_TEAM = "member_in_team", "member in team"
+        TEAM = "team", "team"
+        DEFAULT = "default", "site-wide default"
+
+    #: Periods from shortest to longest (for "fits inside": same period or shorter).
+    PERIOD_ORDER = ("day", "week", "month", "none")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
@@ -221,34 +239,188 @@ class Budget(models.Model):
     )
     allowed_models = models.JSONField(default=list, blank=True, help_text='Model ids allowed, e.g. ["hailuo-2-3"]; empty: any.')
     active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Who set this budget (staff in the admin, or a team admin on the team's budget page).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=(Q(user__isnull=False) & Q(team__isnull=True)) | (Q(user__isnull=True) & Q(team__isnull=False)),
-                name="budget_user_xor_team",
+                condition=Q(user__isnull=False) | Q(team__isnull=False),
+                name="budget_user_or_team",
             ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="budget_amount_nonnegative"),
         ]
 
+    #: Set on the unsaved Budget that stands for the site-wide default (see ``SpendingPolicy``).
+    is_default = False
+
     def __str__(self) -> str:
-        owner = self.user or self.team
-        return f"{owner}: {self.amount} USD {self.get_period_display()}"
+        return f"{self.owner_label}: {self.amount} USD {self.get_period_display()}"
 
     def clean(self):
-        if bool(self.user_id) == bool(self.team_id):
-            raise ValidationError("A budget belongs to exactly one user or one team.")
+        if not self.user_id and not self.team_id:
+            raise ValidationError("A budget belongs to a user, a team, or a member in a team.")
+
+    @property
+    def layer(self) -> str:
+        """The :class:`Budget.Layer` this budget is."""
+        if self.is_default:
+            return self.Layer.DEFAULT
+        if self.user_id and self.team_id:
+            return self.Layer.MEMBER_IN_TEAM
+        return self.Layer.MEMBER if self.user_id else self.Layer.TEAM
+
+    def get_layer_display(self) -> str:
+        return self.Layer(self.layer).label
+
+    @property
+    def owner_label(self) -> str:
+        layer = self.layer
+        if layer == self.Layer.DEFAULT:
+            return f"{self.user} (site-wide default)"
+        if layer == self.Layer.MEMBER_IN_TEAM:
+            return f"{self.user} in {self.team}"
+        return str(self.user or self.team)
 
     @property
     def scope_label(self) -> str:
-        return "your" if self.user_id else f"team {self.team}'s"
+        """Who the budget is, for a member's eyes: "your", "your team X", "team X's", "the default"."""
+        layer = self.layer
+        if layer == self.Layer.DEFAULT:
+            return "the site-wide default"
+        if layer == self.Layer.MEMBER_IN_TEAM:
+            return f"your in-team {self.team.name}"
+        return "your" if self.user_id else f"team {self.team.name}'s"
 
     def allows(self, *, provider_kind: str, model: str) -> bool:
         """False when an allow-list excludes this provider or model."""
         if self.allowed_providers and provider_kind not in self.allowed_providers:
             return False
         return not (self.allowed_models and model not in self.allowed_models)
+
+
+def default_thresholds() -> list[int]:
+    """Alert thresholds of a fresh policy: percentages of a budget."""
+    return [50, 80, 100]
+
+
+class SpendingPolicy(models.Model):
+    """The site-wide spending policy (one row, ``pk=1``; edit it in Django admin).
+
+    ``default_amount`` USD per ``default_period`` (hard or soft) is the budget of every member
+    who has no active budget of their own (a member-in-team or team budget does not count):
+    it caps all their spend. Empty ``default_amount``: no default (members without a budget
+    are unlimited). ``alert_thresholds``: percentages of any budget at which the member and the
+    budget's owner are alerted, once per budget per period. A fresh install ships $50 per month,
+    hard, alerts at 50/80/100 (migration ``billing.0008``).
+    """
+
+    default_amount = _money_field(null=True, blank=True, help_text="USD per period; empty: no default budget.")
+    default_period = models.CharField(max_length=10, choices=Budget.Period.choices, default=Budget.Period.MONTH)
+    default_hard = models.BooleanField(default=True, help_text="Hard: refuse submits beyond it.")
+    alert_thresholds = models.JSONField(
+        default=default_thresholds, blank=True, help_text="Percentages of a budget that send an alert, e.g. [50, 80, 100]."
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "spending policy"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="spending_policy_singleton"),
+            models.CheckConstraint(
+                condition=Q(default_amount__isnull=True) | Q(default_amount__gte=0), name="spending_policy_amount_nonnegative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.default_amount is None:
+            return "Spending policy: no default budget"
+        return f"Spending policy: {self.default_amount} USD {self.get_default_period_display()} by default"
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        self.updated_at = timezone.now()
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        thresholds = self.alert_thresholds or []
+        if not isinstance(thresholds, list) or not all(isinstance(t, int) and 0 < t <= 1000 for t in thresholds):
+            raise ValidationError({"alert_thresholds": "A list of whole percentages, e.g. [50, 80, 100]."})
+
+    @classmethod
+    def current(cls) -> SpendingPolicy:
+        """The policy row (created with no default budget if a database lacks it)."""
+        policy = cls.objects.filter(pk=1).first()
+        return policy if policy is not None else cls(pk=1, default_amount=None)
+
+    def thresholds(self) -> list[int]:
+        """The alert thresholds, sorted, as ints."""
+        return sorted({int(t) for t in (self.alert_thresholds or [])})
+
+
+class UnlimitedGrant(models.Model):
+    """Staff exempt one user or one team from the site-wide default budget.
+
+    A granted user is not capped by the default; a granted team's spend is not either (for
+    submits booked to it). Explicit budgets (own, member-in-team, team) still apply. Only
+    staff can grant (Django admin); ``granted_by`` and ``reason`` record it.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="unlimited_grant"
+    )
+    team = models.OneToOneField("accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="unlimited_grant")
+    reason = models.TextField()
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(team__isnull=True)) | (Q(user__isnull=True) & Q(team__isnull=False)),
+                name="unlimited_grant_user_xor_team",
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="unlimited_grant_has_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Unlimited: {self.user or self.team}"
+
+    def clean(self):
+        if bool(self.user_id) == bool(self.team_id):
+            raise ValidationError("An unlimited grant is for exactly one user or one team.")
+
+
+class BudgetAlert(models.Model):
+    """A threshold alert sent: at most one per budget (``scope_key``), period and threshold.
+
+    ``scope_key``: ``budget:<id>`` for a budget row, ``default:user:<id>`` for the site-wide
+    default of one member; ``period_key``: the period's start (ISO, UTC) or ``lifetime``;
+    ``threshold``: percent. ``committed``/``amount`` (USD) are what was seen when sent.
+    """
+
+    scope_key = models.CharField(max_length=60)
+    period_key = models.CharField(max_length=40)
+    threshold = models.PositiveIntegerField()
+    budget = models.ForeignKey(Budget, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget_alerts")
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    committed = _money_field()
+    amount = _money_field()
+    recipients = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope_key", "period_key", "threshold"], name="budget_alert_once_per_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold}% of {self.scope_key} ({self.period_key})"
 
 
 class BalanceSnapshot(models.Model):

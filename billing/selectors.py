@@ -7,19 +7,20 @@ A budget's period comes from the one period calculator, :func:`billing.reports.p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db.models import Case, DecimalField, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing.models import Budget, LedgerEntry, PriceRule
+from billing.models import Budget, LedgerEntry, PriceRule, SpendingPolicy, UnlimitedGrant
 from billing.money import DECIMAL_PLACES, MAX_DIGITS, ZERO, money
 from billing.reports.periods import period_bounds
 
 __all__ = [
-    "COMMITTED_DELTA", "BudgetStatus", "budget_statuses_for", "budget_time_zone", "committed_in",
+    "COMMITTED_DELTA", "BudgetStatus", "budget_layers_for", "budget_statuses_for", "budget_time_zone", "committed_in",
+    "default_budget_for", "effective_budget_labels", "period_key",
     "entries_for_generation", "period_bounds", "price_rules_for",
 ]
 
@@ -58,37 +59,134 @@ def budget_time_zone(budget: Budget) -> str:
 
 
 def committed_in(*, budget: Budget, now: datetime | None = None) -> Decimal:
-    """Committed spend (held + captured + adjustments − credits) counted against ``budget`` this period, USD."""
+    """Committed spend (held + captured + adjustments − credits) counted against ``budget`` this period, USD.
+
+    What counts depends on the layer: a member's own budget and the default count all the
+    member's entries; a member-in-team budget those of the member booked to that team; a
+    team budget all entries booked to the team.
+    """
     start, end = period_bounds(budget.period, tz_name=budget_time_zone(budget), now=now)
-    entries = LedgerEntry.objects.filter(user_id=budget.user_id) if budget.user_id else LedgerEntry.objects.filter(team_id=budget.team_id)
+    if budget.user_id and budget.team_id:
+        entries = LedgerEntry.objects.filter(user_id=budget.user_id, team_id=budget.team_id)
+    elif budget.user_id:
+        entries = LedgerEntry.objects.filter(user_id=budget.user_id)
+    else:
+        entries = LedgerEntry.objects.filter(team_id=budget.team_id)
     if start is not None:
         entries = entries.filter(effective_at__gte=start, effective_at__lt=end)
     total = entries.aggregate(total=Coalesce(Sum(COMMITTED_DELTA), Value(ZERO), output_field=_MONEY))["total"]
     return money(total)
 
 
+def period_key(budget: Budget, now: datetime | None = None) -> str:
+    """The current period of ``budget`` as a string: its start in UTC (ISO) or ``lifetime``."""
+    start, _ = period_bounds(budget.period, tz_name=budget_time_zone(budget), now=now)
+    return start.astimezone(UTC).isoformat() if start is not None else "lifetime"
+
+
+def _layer_scope(*, user_id, team_id) -> Q:
+    """Budget rows that apply to a submit by ``user_id`` booked to ``team_id`` (may be None)."""
+    scope = Q(user_id=user_id, team__isnull=True)
+    if team_id:
+        scope |= Q(user_id=user_id, team_id=team_id) | Q(user__isnull=True, team_id=team_id)
+    return scope
+
+
+def default_budget_for(*, user, team=None, policy: SpendingPolicy | None = None, has_own: bool | None = None) -> Budget | None:
+    """The site-wide default as an unsaved :class:`Budget` (``is_default``), or None when it does not apply.
+
+    It applies to a member with no active budget of their own (user only), unless the policy
+    has no default amount or staff granted the member, or ``team``, unlimited.
+    """
+    policy = policy or SpendingPolicy.current()
+    if policy.default_amount is None:
+        return None
+    user_id = getattr(user, "pk", user)
+    team_id = getattr(team, "pk", team)
+    if has_own is None:
+        has_own = Budget.objects.filter(user_id=user_id, team__isnull=True, active=True).exists()
+    if has_own:
+        return None
+    grants = Q(user_id=user_id) | (Q(team_id=team_id) if team_id else Q(pk__in=[]))
+    if UnlimitedGrant.objects.filter(grants).exists():
+        return None
+    budget = Budget(user_id=user_id, amount=policy.default_amount, period=policy.default_period, hard=policy.default_hard)
+    budget.is_default = True
+    return budget
+
+
+def budget_layers_for(*, user, team=None, lock: bool = False) -> list[Budget]:
+    """Every active budget layer that applies to ``user``'s spend booked to ``team``.
+
+    Rows first (own, member-in-team, team; by id), then the site-wide default when it applies
+    (:func:`default_budget_for`). With ``lock`` (inside a transaction), the user row and then
+    the budget rows are locked ``FOR UPDATE`` in that order, so concurrent submits that share
+    any layer are checked one after another (the default has no row of its own: the user row
+    stands for it).
+    """
+    from accounts.models import User
+
+    user_id = getattr(user, "pk", user)
+    team_id = getattr(team, "pk", team)
+    rows = Budget.objects.filter(_layer_scope(user_id=user_id, team_id=team_id), active=True)
+    if lock:
+        list(User.objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True))
+        rows = rows.select_for_update(of=("self",))
+    budgets = list(rows.select_related("team", "user", "created_by").order_by("id"))
+    has_own = any(b.user_id and not b.team_id for b in budgets)
+    default = default_budget_for(user=user_id, team=team_id, has_own=has_own)
+    if default is not None:
+        budgets.append(default)
+    return budgets
+
+
 @dataclass(frozen=True)
 class BudgetStatus:
-    """A budget with its use this period (USD)."""
+    """A budget with its use this period (USD) and the highest alert threshold reached (percent, or None)."""
 
     budget: Budget
     committed: Decimal
     remaining: Decimal
     period_start: datetime | None
     period_end: datetime | None
+    threshold: int | None = None
+
+    @property
+    def percent(self) -> int:
+        """Whole percent used (0 for a zero budget with no use)."""
+        if self.budget.amount <= 0:
+            return 100 if self.committed > 0 else 0
+        return int(self.committed * 100 / self.budget.amount)
 
 
 def budget_statuses_for(*, user, team=None, now: datetime | None = None) -> list[BudgetStatus]:
-    """The active budgets that apply to ``user`` (and ``team``), each with its use this period."""
-    scope = Q(user=user)
-    if team is not None:
-        scope |= Q(team=team)
+    """The budget layers that apply to ``user``'s spend booked to ``team``, each with its use this period."""
+    thresholds = SpendingPolicy.current().thresholds()
     out = []
-    for budget in Budget.objects.filter(scope, active=True).select_related("team", "user").order_by("id"):
+    for budget in budget_layers_for(user=user, team=team):
         committed = committed_in(budget=budget, now=now)
         start, end = period_bounds(budget.period, tz_name=budget_time_zone(budget), now=now)
-        out.append(BudgetStatus(budget, committed, money(budget.amount - committed), start, end))
+        reached = [t for t in thresholds if budget.amount > 0 and committed * 100 >= budget.amount * t]
+        out.append(BudgetStatus(budget, committed, money(budget.amount - committed), start, end, max(reached, default=None)))
     return out
+
+
+def effective_budget_labels(*, user) -> list[str]:
+    """Human labels of every layer capping ``user`` across their teams (admin user list)."""
+    labels = []
+    seen = set()
+    teams = [m.team for m in user.memberships.select_related("team").order_by("id")] or [None]
+    for team in teams:
+        for budget in budget_layers_for(user=user, team=team):
+            key = budget.pk or "default"
+            if key in seen:
+                continue
+            seen.add(key)
+            kind = Budget.Layer(budget.layer).label
+            where = f" ({budget.team.name})" if budget.team_id else ""
+            soft = "" if budget.hard else ", soft"
+            labels.append(f"{kind}{where}: {budget.amount.normalize():f} USD {budget.get_period_display()}{soft}")
+    return labels
 
 
 def entries_for_generation(*, generation_id) -> list[LedgerEntry]:

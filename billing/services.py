@@ -16,7 +16,7 @@ from django.utils import timezone
 from billing.models import Budget, LedgerEntry
 from billing.money import format_usd, money
 from billing.pricing import Quote
-from billing.selectors import committed_in
+from billing.selectors import budget_layers_for, committed_in
 
 
 class BudgetExceeded(Exception):
@@ -27,7 +27,7 @@ class BudgetExceeded(Exception):
         self.amount = amount
         self.remaining = remaining
         self.over_by = money(amount - remaining)
-        scope = "your" if budget.user_id else f"team {budget.team.name}'s"
+        scope = budget.scope_label
         period = budget.get_period_display()
         super().__init__(
             f"Refused by {scope} budget of {format_usd(budget.amount)} {period}: "
@@ -41,26 +41,25 @@ class BudgetNotAllowed(Exception):
 
 
 def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
-    """Hold ``quote.amount`` for ``generation`` after checking every budget that applies.
+    """Hold ``quote.amount`` for ``generation`` after checking every budget layer that applies.
 
-    Locks the user's and the team's active budgets (``SELECT ... FOR UPDATE``) so concurrent
-    submits are checked one after another. Returns ``(hold entry, warnings)`` where warnings
-    name soft budgets exceeded. Raises :class:`BudgetExceeded` for a hard budget without
-    room and :class:`BudgetNotAllowed` for a hard budget whose allow-list excludes the
-    provider or model.
+    Layers (README "Money"): the member's own budget, their member-in-team budget for
+    ``generation.team``, the team's budget, and the site-wide default when it applies; all
+    are checked, so the most restrictive wins. The user row and the budget rows are locked
+    (``SELECT ... FOR UPDATE``, :func:`billing.selectors.budget_layers_for`) so concurrent
+    submits sharing a layer are checked one after another. After the hold, threshold alerts
+    are recorded and sent (:func:`budget_alerts_after_hold`). Returns ``(hold entry,
+    warnings)`` where warnings name soft budgets exceeded. Raises :class:`BudgetExceeded`
+    for a hard budget without room and :class:`BudgetNotAllowed` for a hard budget whose
+    allow-list excludes the provider or model.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_hold must run inside transaction.atomic()")
-    scope = Q(user_id=generation.user_id)
-    if generation.team_id:
-        scope |= Q(team_id=generation.team_id)
-    budgets = list(
-        Budget.objects.select_for_update(of=("self",)).filter(scope, active=True).select_related("team", "user").order_by("id")
-    )
+    budgets = budget_layers_for(user=generation.user_id, team=generation.team_id, lock=True)
     warnings = []
     for budget in budgets:
         if not budget.allows(provider_kind=generation.provider_kind, model=generation.model):
-            scope = "your" if budget.user_id else f"team {budget.team.name}'s"
+            scope = budget.scope_label
             allowed = ", ".join([*budget.allowed_providers, *budget.allowed_models])
             message = f"Refused by {scope} budget: {generation.provider_kind} {generation.model} is not on its allow-list ({allowed})."
             if budget.hard:
@@ -86,7 +85,24 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
         generation=generation,
         price_rule=quote.snapshot,
     )
+    budget_alerts_after_hold(budgets=budgets, user_id=generation.user_id, team_id=generation.team_id)
     return entry, warnings
+
+
+def budget_alerts_after_hold(*, budgets: list[Budget], user_id, team_id=None, now=None) -> list:
+    """Record and send the threshold alerts that ``budgets`` (locked by the caller) now reach.
+
+    For each budget and each threshold of the policy (percent) reached by its committed spend
+    this period, at most one :class:`billing.models.BudgetAlert` per budget, period and
+    threshold (a unique constraint; the budget or user row lock orders concurrent submits).
+    Each new alert emails the member and the budget's owner (team admins for team and
+    member-in-team budgets; staff for the member's own budget and the default) when the
+    transaction commits, and emits the ``budget.threshold_reached`` webhook inside it.
+    Returns the alerts created.
+    """
+    from billing.alerts import alert_budget_thresholds
+
+    return alert_budget_thresholds(budgets=budgets, user_id=user_id, team_id=team_id, now=now)
 
 
 def _hold_of(generation) -> LedgerEntry | None:
@@ -232,33 +248,66 @@ class BudgetPermissionDenied(Exception):
     """The acting user may not set this budget."""
 
 
-def budget_set_for_member(*, actor, team, member, amount: Decimal, period: str, hard: bool = True):
-    """A team admin sets (or replaces) a member's budget, within the team's own budget.
+#: The most periods of one kind that touch one period of a longer kind: a month spans at most
+#: 31 days and touches at most 6 Monday-first weeks; a week has 7 days.
+_PERIODS_IN = {("day", "week"): 7, ("day", "month"): 31, ("week", "month"): 6}
 
-    ``actor`` must be a team admin of ``team`` (or staff) and ``member`` a member of it.
-    The member's amount may not exceed the team's active budget of the same period when
-    there is one. Returns the active Budget. Raises :class:`BudgetPermissionDenied` or
+
+def _fits_inside(*, amount: Decimal, period: str, team_budget: Budget) -> bool:
+    """True when a member-in-team budget of ``amount`` per ``period`` can never let more than
+    ``team_budget`` through in one of the team budget's periods: the same period with an amount
+    not above it, or a shorter period whose amount times the most periods that touch one team
+    period is not above it. Inside a lifetime team budget only a lifetime budget fits."""
+    order = Budget.PERIOD_ORDER
+    if order.index(period) > order.index(team_budget.period):
+        return False
+    if period == team_budget.period:
+        return amount <= team_budget.amount
+    if team_budget.period == Budget.Period.NONE:
+        return False
+    return amount * _PERIODS_IN[(period, team_budget.period)] <= team_budget.amount
+
+
+def budget_set_for_member(*, actor, team, member, amount: Decimal, period: str, hard: bool = True) -> Budget:
+    """Set (or replace) ``member``'s member-in-team budget for ``team``: it caps their spend booked to ``team``.
+
+    Rules (issue 11, README "Money"): ``actor`` must be a team admin of ``team`` (or staff);
+    ``member`` a member of ``team``; a team admin never sets their own; the budget is always
+    hard; it must fit inside every active budget of the team (:func:`_fits_inside`: same
+    period or shorter, never more money in one team period). Replacing deactivates only
+    the member's active member-in-team budgets of ``team`` that a team admin of ``team`` set
+    (or the actor); budgets set by staff, the member's own budget and other teams' budgets
+    are never touched (all layers keep applying; the most restrictive wins).
+    Returns the new Budget (``created_by=actor``). Raises :class:`BudgetPermissionDenied` or
     ``ValueError`` (with a message for the form).
     """
     from accounts.models import Membership
-    from billing.models import Budget
 
-    is_team_admin = Membership.objects.filter(user=actor, team=team, role=Membership.Role.TEAM_ADMIN).exists()
-    if not (is_team_admin or actor.is_staff):
+    admins = set(Membership.objects.filter(team=team, role=Membership.Role.TEAM_ADMIN).values_list("user_id", flat=True))
+    if not (actor.pk in admins or actor.is_staff):
         raise BudgetPermissionDenied("Only a team admin of this team can set its members' budgets.")
     if not Membership.objects.filter(user=member, team=team).exists():
         raise BudgetPermissionDenied("This person is not a member of the team.")
+    if member.pk == actor.pk and not actor.is_staff:
+        raise BudgetPermissionDenied("A team admin cannot set their own budget: staff set it.")
+    if not hard:
+        raise ValueError("A team admin's budgets are always hard (refuse submits beyond them).")
     amount = money(amount)
     if amount < 0:
         raise ValueError("A budget cannot be negative.")
     if period not in Budget.Period.values:
         raise ValueError(f"Unknown period {period!r}.")
-    team_budget = Budget.objects.filter(team=team, active=True, period=period).order_by("-amount").first()
-    if team_budget is not None and amount > team_budget.amount:
-        raise ValueError(
-            f"The team's budget is {format_usd(team_budget.amount)} {team_budget.get_period_display()}: "
-            f"a member's cannot be more."
-        )
     with transaction.atomic():
-        Budget.objects.filter(user=member, active=True).update(active=False)
-        return Budget.objects.create(user=member, amount=amount, period=period, hard=hard)
+        team_budgets = list(Budget.objects.select_for_update().filter(team=team, user__isnull=True, active=True).order_by("id"))
+        for team_budget in team_budgets:
+            if not _fits_inside(amount=amount, period=period, team_budget=team_budget):
+                raise ValueError(
+                    f"The team's budget is {format_usd(team_budget.amount)} {team_budget.get_period_display()}: "
+                    f"a member's cannot be more (same period or shorter, and never more money in one of the team's periods)."
+                )
+        replaceable = Q(created_by_id__in=admins | {actor.pk}) if not actor.is_staff else Q()
+        old = Budget.objects.filter(replaceable, user=member, team=team, active=True)
+        for budget in old.select_for_update():
+            budget.active = False
+            budget.save(update_fields=["active"])
+        return Budget.objects.create(user=member, team=team, amount=amount, period=period, hard=True, created_by=actor)

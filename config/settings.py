@@ -127,7 +127,38 @@ HAILUO_ALLOW_SIGNUP = env_bool("HAILUO_ALLOW_SIGNUP", False)
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "studio"
 LOGOUT_REDIRECT_URL = "account_login"
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# --- email (budget alerts): EMAIL_URL, or EMAIL_BACKEND / EMAIL_HOST... ; console by default --
+# EMAIL_URL: smtp://user:password@host:587?tls=1 (or smtps://… for implicit TLS), console://, locmem://
+_EMAIL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "smtps": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+    "dummy": "django.core.mail.backends.dummy.EmailBackend",
+}
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", _EMAIL_BACKENDS["console"])
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+if env_str("EMAIL_URL"):
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    _email = urlsplit(env_str("EMAIL_URL"))
+    if _email.scheme not in _EMAIL_BACKENDS:
+        raise ImproperlyConfigured(f"EMAIL_URL: unknown scheme {_email.scheme!r} (smtp, smtps, console, locmem, dummy)")
+    EMAIL_BACKEND = _EMAIL_BACKENDS[_email.scheme]
+    if _email.scheme in ("smtp", "smtps"):
+        _query = parse_qs(_email.query)
+        EMAIL_HOST = _email.hostname or EMAIL_HOST
+        EMAIL_PORT = _email.port or (465 if _email.scheme == "smtps" else 587)
+        EMAIL_HOST_USER = unquote(_email.username or "")
+        EMAIL_HOST_PASSWORD = unquote(_email.password or "")
+        EMAIL_USE_SSL = _email.scheme == "smtps"
+        EMAIL_USE_TLS = not EMAIL_USE_SSL and _query.get("tls", ["1"])[0] not in ("0", "false", "no")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "studio@localhost")
 
 LANGUAGE_CODE = "en-us"

@@ -49,6 +49,10 @@ class GenerationIn(Schema):
     options: JsonObject = Field(
         default_factory=dict, examples=[{"provider": "value"}], description='Provider options, e.g. APIXO {"provider": "value"}'
     )
+    team_id: int | None = Field(
+        None, ge=1, le=2**63 - 1, examples=[None],
+        description="The team to book it to (one of yours); default: your primary team. 403 `team_forbidden` otherwise",
+    )
 
 
 class GenerationOut(Schema):
@@ -172,7 +176,7 @@ def create_generation(
 ):
     """Validate, price and hold, then submit in the background: 201 with the generation.
 
-    Refusals: 402 `budget_exceeded`, 403 `budget_not_allowed`, 422 `validation_error` /
+    Refusals: 402 `budget_exceeded`, 403 `budget_not_allowed` / `team_forbidden` (a `team_id` not yours), 422 `validation_error` /
     `no_price_rule` / `provider_unavailable` (with `fields`), 400 `idempotency_key_too_long`,
     409 `idempotency_conflict`."""
     if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
@@ -180,10 +184,13 @@ def create_generation(
             "idempotency_key_too_long", f"An Idempotency-Key has at most {IDEMPOTENCY_KEY_MAX} characters.",
             {"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]}, status=400,
         )
-    params = services.CreateParams(**payload.dict())
+    fields = payload.dict()
+    team_id = fields.pop("team_id", None)
+    params = services.CreateParams(**fields)
     # A refusal is a GenerationRefused (a DomainError): config.api answers it as ErrorOut.
     generation = services.generation_create(
-        user=request.auth, params=params, idempotency_key=idempotency_key or None, fingerprint=request_fingerprint(payload)
+        user=request.auth, params=params, idempotency_key=idempotency_key or None, fingerprint=request_fingerprint(payload),
+        team=team_id,
     )
     if getattr(generation, "replayed", False):
         first = generation.idempotent_response or {

@@ -46,8 +46,16 @@ class StudioForm(forms.Form):
     #: its default. An option named here but absent from the data is off.
     OPTIONS_MARKER = "_options"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, teams=None, **kwargs):
+        """``teams``: the member's teams, primary first; with two or more the form offers a
+        "Book to team" choice (the budgets of the chosen team apply)."""
         super().__init__(*args, **kwargs)
+        self.teams = list(teams or [])
+        if len(self.teams) > 1:
+            self.fields["team"] = forms.ChoiceField(
+                choices=[(str(t.pk), t.name) for t in self.teams], initial=str(self.teams[0].pk), label="Book to team", required=False,
+                help_text="Its budgets and yours in it apply; spend is reported under it.",
+            )
         accounts = list(ProviderAccount.objects.filter(enabled=True).order_by("priority", "label"))
         self.fields["provider_account"].queryset = ProviderAccount.objects.filter(enabled=True).order_by("priority", "label")
         # Render the choices from the list just read (validation still checks the queryset).
@@ -206,6 +214,14 @@ class StudioForm(forms.Form):
             if not data.get("image_url") and not data.get("image_file"):
                 self.add_error("image_url", "Give a first-frame image: a URL or an upload.")
         return data
+
+    def booked_team(self):
+        """The team picked in the form (a member's team), or None for the primary team."""
+        if "team" not in self.fields:
+            return None
+        source = self.data if self.is_bound else self.initial
+        wanted = str(source.get("team") or "")
+        return next((t for t in self.teams if str(t.pk) == wanted), None)
 
     @staticmethod
     def _pick_account(accounts, wanted):

@@ -52,7 +52,9 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
             "price": None,
             "price_error": "No price rule for this model yet: an admin must add one before it can be used.",
         }
-    statuses = budget_statuses if budget_statuses is not None else budget_statuses_for(user=user, team=user.primary_team)
+    if budget_statuses is None:
+        budget_statuses = budget_statuses_for(user=user, team=form.booked_team() or user.primary_team)
+    statuses = budget_statuses
     remaining = min((s.remaining for s in statuses), default=None)
     return {
         "price": priced.display,
@@ -66,7 +68,7 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
 def studio(request):
     """GET: the form and the gallery. POST: create a generation (HTMX: return the new card)."""
     if request.method == "POST":
-        form = StudioForm(request.POST, request.FILES)
+        form = StudioForm(request.POST, request.FILES, teams=_teams(request.user))
         if form.is_valid():
             image_url = form.cleaned_data.get("image_url") or ""
             upload = form.cleaned_data.get("image_file")
@@ -88,7 +90,7 @@ def studio(request):
             try:
                 if form.errors:
                     raise services.GenerationRefused("validation_error", "invalid upload")
-                generation = services.generation_create(user=request.user, params=params)
+                generation = services.generation_create(user=request.user, params=params, team=form.booked_team())
             except services.GenerationRefused as refused:
                 for field_name, messages_ in refused.fields.items():
                     target = field_name if field_name in form.fields else None
@@ -99,7 +101,10 @@ def studio(request):
             else:
                 if request.htmx:
                     # The prompt stays: iterating on it is the main loop (the image is not kept).
-                    fresh = StudioForm(initial={k: v for k, v in request.POST.items() if k not in {"csrfmiddlewaretoken", "image_url"}})
+                    fresh = StudioForm(
+                        initial={k: v for k, v in request.POST.items() if k not in {"csrfmiddlewaretoken", "image_url"}},
+                        teams=_teams(request.user),
+                    )
                     response = render(
                         request,
                         "generations/partials/created.html",
@@ -122,7 +127,12 @@ def studio(request):
         if remix is None:
             raise Http404
         initial = StudioForm.initial_from_generation(remix)
-    return _studio_page(request, StudioForm(initial=initial), remix=remix)
+    return _studio_page(request, StudioForm(initial=initial, teams=_teams(request.user)), remix=remix)
+
+
+def _teams(user) -> list:
+    """The member's teams, primary (first membership) first: the studio's "Book to team" choices."""
+    return [m.team for m in user.memberships.select_related("team").order_by("id")]
 
 
 def _uuid_or_404(value: str) -> uuid.UUID:
@@ -138,7 +148,7 @@ def _studio_page(request, form: StudioForm, *, remix=None):
     The budgets are read once for the header and the price row (the context processor's
     lazy value is overridden)."""
     team_ids, primary_team = teams_of(request.user)
-    statuses = budget_statuses_for(user=request.user, team=primary_team)
+    statuses = budget_statuses_for(user=request.user, team=form.booked_team() or primary_team)
     members = [(u.pk, u.email) for u in teammates_of(user=request.user, team_ids=team_ids)]
     return render(
         request,
@@ -191,7 +201,7 @@ def form_fragment(request):
     Nothing is saved: POST only because the picks travel with the prompt, which may not fit
     in a URL. The form is unbound (no errors yet), its values taken as initial values."""
     values = request.POST if request.method == "POST" else request.GET
-    form = StudioForm(initial={k: v for k, v in values.items() if k != "csrfmiddlewaretoken"})
+    form = StudioForm(initial={k: v for k, v in values.items() if k != "csrfmiddlewaretoken"}, teams=_teams(request.user))
     return render(request, "generations/partials/form.html", {"form": form, "preview": True, **_price_context(form, request.user)})
 
 

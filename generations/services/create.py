@@ -173,14 +173,18 @@ def generation_create(
     "matches" is the same ``fingerprint`` (the API's SHA-256 of the whole body, stored with the
     generation) when both have one, else the same parameters, ``options`` included. Raises
     :class:`GenerationRefused` for anything refused; nothing is written then.
+
+    ``team``: the team the generation is booked to (a ``Team`` or its id; default: the user's
+    primary team). It must be one of the user's teams, else ``team_forbidden`` (403). Every
+    budget layer of that team applies (``billing.services.ledger_hold``).
     """
+    team = _booked_team(user, team)
     if idempotency_key:
         existing = Generation.objects.filter(user=user, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_or_conflict(existing, params, fingerprint)
     account = ProviderAccount.objects.filter(pk=params.provider_account_id).first()
     priced = generation_quote(params=params, account=account)
-    team = team if team is not None else user.primary_team
     try:
         with transaction.atomic():
             generation = Generation.objects.create(
@@ -219,6 +223,20 @@ def generation_create(
         raise
     generation.warnings = warnings
     return generation
+
+
+def _booked_team(user, team):
+    """The team to book to: ``team`` (Team or id) when ``user`` belongs to it, else the primary team."""
+    if team is None or team == "":
+        return user.primary_team
+    from accounts.models import Team
+
+    team_id = getattr(team, "pk", team)
+    found = Team.objects.filter(pk=team_id, memberships__user=user).first() if str(team_id).isdigit() else None
+    if found is None:
+        message = "You can book a generation only to a team you belong to."
+        raise GenerationRefused("team_forbidden", message, {"team": [message]}, status=403)
+    return found
 
 
 def _same_or_conflict(existing: Generation, params: CreateParams, fingerprint: str = "") -> Generation:
