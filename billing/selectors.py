@@ -115,7 +115,7 @@ def default_budget_for(*, user, team=None, policy: SpendingPolicy | None = None,
     return budget
 
 
-def budget_layers_for(*, user, team=None, lock: bool = False) -> list[Budget]:
+def budget_layers_for(*, user, team=None, lock: bool = False, policy: SpendingPolicy | None = None) -> list[Budget]:
     """Every active budget layer that applies to ``user``'s spend booked to ``team``.
 
     Rows first (own, member-in-team, team; by id), then the site-wide default when it applies
@@ -134,7 +134,7 @@ def budget_layers_for(*, user, team=None, lock: bool = False) -> list[Budget]:
         rows = rows.select_for_update(of=("self",))
     budgets = list(rows.select_related("team", "user", "created_by").order_by("id"))
     has_own = any(b.user_id and not b.team_id for b in budgets)
-    default = default_budget_for(user=user_id, team=team_id, has_own=has_own)
+    default = default_budget_for(user=user_id, team=team_id, has_own=has_own, policy=policy)
     if default is not None:
         budgets.append(default)
     return budgets
@@ -161,9 +161,10 @@ class BudgetStatus:
 
 def budget_statuses_for(*, user, team=None, now: datetime | None = None) -> list[BudgetStatus]:
     """The budget layers that apply to ``user``'s spend booked to ``team``, each with its use this period."""
-    thresholds = SpendingPolicy.current().thresholds()
+    policy = SpendingPolicy.current()
+    thresholds = policy.thresholds()
     out = []
-    for budget in budget_layers_for(user=user, team=team):
+    for budget in budget_layers_for(user=user, team=team, policy=policy):
         committed = committed_in(budget=budget, now=now)
         start, end = period_bounds(budget.period, tz_name=budget_time_zone(budget), now=now)
         reached = [t for t in thresholds if budget.amount > 0 and committed * 100 >= budget.amount * t]
