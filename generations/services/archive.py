@@ -7,6 +7,7 @@ as soon as the task succeeds"), so the copy in MEDIA storage is what the gallery
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from generations.models import ArchiveState, Generation, State
-from generations.services.lifecycle import _event, _time_scale
+from generations.services.lifecycle import _event, _log, _time_scale
 from providers.http import DownloadFailed, download_public
 
 MAX_REDIRECTS = 5
@@ -71,11 +72,14 @@ def generation_archive(*, generation_id, attempt: int | None = None) -> str:
             next_archive_at=None if final else timezone.now() + timedelta(seconds=delay),
         )
         _event(generation_id, "", f"Archive attempt {attempts} failed: {exc}")
+        _log(generation_id, "archive_failed", generation=generation, level=logging.WARNING, attempt=attempts, final=final,
+             error=str(exc))
         return ArchiveState.FAILED if final else ArchiveState.PENDING
     Generation.objects.filter(pk=generation_id).update(
         video=name, video_bytes=size, poster=poster, archive_state=ArchiveState.DONE, archive_error="", next_archive_at=None
     )
     _event(generation_id, "", f"Video archived ({size:,} bytes)")
+    _log(generation_id, "archived", generation=generation, attempt=attempts, bytes=size)
     return ArchiveState.DONE
 
 
