@@ -161,7 +161,9 @@ def lifecycle_lines(text: str, generation_id: str) -> list[dict]:
 def test_api_to_archived_video_on_the_production_stack(fresh_database, s3_endpoint, tmp_path):
     started = time.monotonic()
     bucket = Bucket(s3_endpoint)
-    web_port, sandbox_port = free_port(), free_port()
+    web_port = sandbox_port = free_port()
+    while sandbox_port == web_port:
+        sandbox_port = free_port()
     base = f"http://127.0.0.1:{web_port}"
     metrics_token = secrets.token_urlsafe(24)
     env = {
