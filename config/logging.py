@@ -49,16 +49,20 @@ def log_step(generation: Any, step: str, *, level: int = logging.INFO, **extra: 
     ``provider_kind``, ``provider_task_id`` and ``state``). ``step``: a short verb such as
     ``"submitted"``, ``"polled"``, ``"state"``, ``"archived"``. ``extra``: more fields
     (e.g. ``http_status=429``, ``attempt=2``); they must not contain secrets (no API keys,
-    no callback tokens). The record carries ``generation_id``, ``provider``, ``task_id``,
+    no callback tokens); ``generation_id``, ``provider``, ``task_id`` or ``state`` given here
+    replace the ones read from ``generation`` (which may then be None: a caller that only has
+    the id at hand logs without a query). The record carries ``generation_id``, ``provider``, ``task_id``,
     ``state`` and ``step`` as fields (JSON keys under ``LOG_FORMAT=json``); the plain
     message repeats them so the plain format is just as searchable. Never raises.
     """
+    if not lifecycle_log.isEnabledFor(level):  # e.g. the DEBUG lines of plain poll answers: free when off
+        return
     fields = {
         "step": step,
         "generation_id": str(getattr(generation, "pk", "") or ""),
-        "provider": getattr(generation, "provider_kind", "") or "",
-        "task_id": getattr(generation, "provider_task_id", "") or "",
-        "state": getattr(generation, "state", "") or "",
+        "provider": str(getattr(generation, "provider_kind", "") or ""),
+        "task_id": str(getattr(generation, "provider_task_id", "") or ""),
+        "state": str(getattr(generation, "state", "") or ""),
     }
     fields.update({key: value for key, value in extra.items() if key not in _RECORD_ATTRS})
     message = " ".join(f"{key}={value}" for key, value in fields.items() if value not in ("", None))

@@ -1,5 +1,6 @@
 """Shared fixtures: users, a team, a sandbox-backed APIXO account, API tokens, MEDIA_ROOT in
-a temporary folder, a queue that records or drops what would reach django-q2.
+a temporary folder, a queue that records or drops what would reach django-q2; a fresh
+PostgreSQL database beside the test one, free ports, and the session's S3 server (moto).
 
 Provider traffic goes over real loopback HTTP to the sandboxes in ``providers.sandbox``.
 """
@@ -9,11 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from django.conf import settings
 
@@ -260,3 +265,101 @@ def servers():
     yield make
     for server in made:
         server.close()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (free when asked: start the server on it soon)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def fresh_database():
+    """A new empty PostgreSQL database on the test server (beside the test database); its URL. Dropped afterwards."""
+    import psycopg
+
+    db = settings.DATABASES["default"]
+    name = f"hailuo_fresh_{uuid.uuid4().hex[:8]}"
+    admin = dict(host=db["HOST"], port=db["PORT"], user=db["USER"], password=db.get("PASSWORD") or None, dbname="postgres",
+                 autocommit=True)
+    with psycopg.connect(**admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    yield f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{name}"
+    with psycopg.connect(**admin) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- S3: moto's server, once per session (tests/test_s3.py, tests/test_production.py) ------------------------
+REGION = "us-east-1"
+CREDENTIALS = {"access_key": "testing", "secret_key": "testing"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """The URL of a moto S3 server on a free loopback port (``python -m moto.server``).
+
+    Skips without the [test] extras, unless ``HAILUO_REQUIRE_S3=1`` (``make test``): then fails.
+    """
+    try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+        import storages.backends.s3  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("HAILUO_REQUIRE_S3") == "1":
+            pytest.fail(f"HAILUO_REQUIRE_S3=1 but the S3 test dependencies are missing ({exc}): scripts/bootstrap.sh --test")
+        pytest.skip(f"S3 tests need the [test] extras (moto[server], django-storages[s3]): {exc}")
+    log_path = Path(tmp_path_factory.mktemp("moto")) / "moto.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with open(log_path, "w+") as log:
+        for _attempt in range(3):
+            port = free_port()
+            endpoint = f"http://127.0.0.1:{port}"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    httpx.get(f"{endpoint}/moto-api/", timeout=1, trust_env=False)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            if proc.poll() is None:
+                break
+        else:
+            log.seek(0)
+            pytest.fail(f"moto's S3 server did not start:\n{log.read()[-3000:]}")
+        try:
+            yield endpoint
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class Bucket:
+    """A fresh bucket on the S3 server, and a boto3 client to look inside it."""
+
+    def __init__(self, endpoint: str):
+        import boto3
+
+        self.name = f"hailuo-test-{uuid.uuid4().hex[:12]}"
+        self.prefix = "hailuo-studio"
+        self.client = boto3.client(
+            "s3", endpoint_url=endpoint, region_name=REGION,
+            aws_access_key_id=CREDENTIALS["access_key"], aws_secret_access_key=CREDENTIALS["secret_key"],
+        )
+        self.client.create_bucket(Bucket=self.name)
+
+    def keys(self) -> list[str]:
+        listing = self.client.list_objects_v2(Bucket=self.name)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def read(self, name: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=f"{self.prefix}/{name}")["Body"].read()

@@ -1,4 +1,5 @@
-"""JSON log lines (LOG_FORMAT=json) and ``log_step``: one line per lifecycle step with its fields."""
+"""JSON log lines (LOG_FORMAT=json) and ``log_step``: one line per lifecycle step with its fields, for a
+generation run through the APIXO sandbox."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ import json
 import logging
 import subprocess
 import sys
+import time
 import uuid
+from decimal import Decimal
+
+import pytest
 
 from config.logging import JsonFormatter, log_step
+from generations import services, tasks
+from generations.models import State
 
-from .conftest import ROOT
+from .conftest import ROOT, make_params, record_queue
 
 
 class _Generation:
@@ -55,3 +62,54 @@ def test_log_format_json_makes_the_process_log_json_lines():
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert {"logger": "probe", "message": "hello there", "level": "WARNING"}.items() <= lines[-1].items()
+
+
+# --- the lifecycle, step by step, through the APIXO sandbox ------------------------------------------------
+@pytest.mark.django_db
+def test_a_generation_through_the_sandbox_logs_one_line_per_step(caplog, member, apixo_account, sandbox, media_root,
+                                                                  monkeypatch, settings):
+    """create → submit → submitted (task id) → polls (DEBUG) → succeeded → archived, each one
+    ``hailuo.lifecycle`` line with the generation id, provider, task id and state; the same
+    records in the plain format and as JSON lines."""
+    queue = record_queue(monkeypatch)
+    settings.HAILUO_POLL_TIME_SCALE = 0
+    with caplog.at_level(logging.DEBUG, logger="hailuo.lifecycle"):
+        generation = services.generation_create(user=member, params=make_params(apixo_account))
+        services.generation_submit(generation_id=generation.pk)  # (a test transaction never commits: no on_commit)
+        deadline = time.monotonic() + 15
+        while generation.archive_state != "done" and time.monotonic() < deadline:
+            tasks.sweep_once()
+            queue.run()  # the archive, once succeeded
+            generation.refresh_from_db()
+            time.sleep(0.05)
+    assert (generation.state, generation.archive_state) == (State.SUCCEEDED, "done")
+    pk, task_id = str(generation.pk), generation.provider_task_id
+    records = [r for r in caplog.records if r.name == "hailuo.lifecycle"]
+    assert records and all(r.generation_id == pk and r.provider == "apixo" for r in records)
+
+    steps = [(r.step, r.state) for r in records if r.levelno >= logging.INFO]
+    assert steps[:3] == [("created", "queued"), ("submit", "submitting"), ("state", "submitted")]
+    assert steps[-2:] == [("state", "succeeded"), ("archived", "succeeded")]
+    assert set(steps[3:-2]) <= {("state", "running")}
+    after_submit = records[[r.step for r in records].index("state"):]
+    assert all(r.task_id == task_id for r in after_submit)
+    polls = [r for r in records if r.step == "polled"]
+    assert polls and all(r.levelno == logging.DEBUG for r in polls)
+    assert polls[-1].provider_state == "success"
+    archived = records[-1]
+    assert archived.bytes == generation.video_bytes and archived.attempt == 1
+
+    plain = logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"])
+    lines = [plain.format(r) for r in records if r.levelno >= logging.INFO]
+    assert lines[2].endswith(f"INFO hailuo.lifecycle: step=state generation_id={pk} provider=apixo task_id={task_id} state=submitted")
+    assert lines[-1].endswith(
+        f"INFO hailuo.lifecycle: step=archived generation_id={pk} provider=apixo task_id={task_id} state=succeeded "
+        f"attempt=1 bytes={generation.video_bytes}"
+    )
+
+    as_json = [json.loads(JsonFormatter().format(r)) for r in records]
+    assert all("\n" not in JsonFormatter().format(r) for r in records)
+    succeeded = next(line for line in as_json if line["step"] == "state" and line["state"] == "succeeded")
+    assert {"logger": "hailuo.lifecycle", "level": "INFO", "generation_id": pk, "provider": "apixo",
+            "task_id": task_id}.items() <= succeeded.items()
+    assert Decimal(as_json[0]["amount"]) == Decimal("0.336") and as_json[0]["model"] == "hailuo-2-3"

@@ -1,6 +1,7 @@
 """S3 storage for real: uploads, archived videos, posters, byte-range playback and access checks
 against a local S3-compatible server (moto's server mode, a separate process on a free
-loopback port, started once per test session and stopped at its end).
+loopback port, started once per test session and stopped at its end: ``s3_endpoint`` in
+``tests/conftest.py``, shared with tests/test_production.py).
 
 These tests configure ``STORAGES["default"]`` with ``config.settings.s3_storage`` (what
 ``HAILUO_S3_BUCKET`` builds), each on a fresh bucket; the rest of the suite keeps the
@@ -11,13 +12,7 @@ filesystem storage. Without moto/boto3/django-storages they skip, unless
 from __future__ import annotations
 
 import io
-import os
-import socket
-import subprocess
-import sys
 import time
-import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -30,82 +25,7 @@ from config.settings import s3_storage
 from generations import services, tasks
 from generations.models import Generation, InputImage, State
 
-from .conftest import make_params, record_queue
-
-REGION = "us-east-1"
-CREDENTIALS = {"access_key": "testing", "secret_key": "testing"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory):
-    """The URL of a moto S3 server on a free loopback port (``python -m moto.server``)."""
-    try:
-        import boto3  # noqa: F401
-        import moto.server  # noqa: F401
-        import storages.backends.s3  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("HAILUO_REQUIRE_S3") == "1":
-            pytest.fail(f"HAILUO_REQUIRE_S3=1 but the S3 test dependencies are missing ({exc}): scripts/bootstrap.sh --test")
-        pytest.skip(f"S3 tests need the [test] extras (moto[server], django-storages[s3]): {exc}")
-    log_path = Path(tmp_path_factory.mktemp("moto")) / "moto.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with open(log_path, "w+") as log:
-        for _attempt in range(3):
-            port = _free_port()
-            endpoint = f"http://127.0.0.1:{port}"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            )
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    httpx.get(f"{endpoint}/moto-api/", timeout=1, trust_env=False)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            if proc.poll() is None:
-                break
-        else:
-            log.seek(0)
-            pytest.fail(f"moto's S3 server did not start:\n{log.read()[-3000:]}")
-        try:
-            yield endpoint
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-class Bucket:
-    """A fresh bucket on the S3 server, and a boto3 client to look inside it."""
-
-    def __init__(self, endpoint: str):
-        import boto3
-
-        self.name = f"hailuo-test-{uuid.uuid4().hex[:12]}"
-        self.prefix = "hailuo-studio"
-        self.client = boto3.client(
-            "s3", endpoint_url=endpoint, region_name=REGION,
-            aws_access_key_id=CREDENTIALS["access_key"], aws_secret_access_key=CREDENTIALS["secret_key"],
-        )
-        self.client.create_bucket(Bucket=self.name)
-
-    def keys(self) -> list[str]:
-        listing = self.client.list_objects_v2(Bucket=self.name)
-        return sorted(item["Key"] for item in listing.get("Contents", []))
-
-    def read(self, name: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=f"{self.prefix}/{name}")["Body"].read()
+from .conftest import CREDENTIALS, REGION, Bucket, make_params, record_queue
 
 
 @pytest.fixture

@@ -9,41 +9,17 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
-import uuid
 
 import psycopg
 import pytest
 from cryptography.fernet import Fernet
-from django.conf import settings
 
-from .conftest import ROOT
+from .conftest import ROOT, free_port
 
 pytestmark = [pytest.mark.postgres]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def fresh_database():
-    """A new empty PostgreSQL database on the test server; its URL. Dropped afterwards."""
-    db = settings.DATABASES["default"]
-    name = f"hailuo_start_{uuid.uuid4().hex[:8]}"
-    admin = dict(host=db["HOST"], port=db["PORT"], user=db["USER"], password=db.get("PASSWORD") or None, dbname="postgres",
-                 autocommit=True)
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    yield f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{name}"
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_release_then_web_answers(fresh_database, tmp_path):

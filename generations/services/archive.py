@@ -8,6 +8,7 @@ as soon as the task succeeds"), so the copy in MEDIA storage is what the gallery
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import tempfile
@@ -23,7 +24,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from generations.models import ArchiveState, Generation, State
-from generations.services.lifecycle import _event, _time_scale, _timeouts
+from generations.services.lifecycle import _event, _log, _time_scale, _timeouts
 from providers.download import DownloadFailed, download_public
 from providers.http import ProviderHttp, make_poll_client
 
@@ -76,6 +77,8 @@ def generation_archive(*, generation_id, attempt: int | None = None) -> str:
             next_archive_at=None if final else timezone.now() + timedelta(seconds=delay),
         )
         _event(generation_id, "", f"Archive attempt {attempts} failed: {exc}")
+        _log(generation_id, "archive_failed", generation=generation, level=logging.WARNING, attempt=attempts, final=final,
+             error=str(exc))
         return ArchiveState.FAILED if final else ArchiveState.PENDING
     Generation.objects.filter(pk=generation_id).update(
         video=name, video_bytes=size, video_seconds=seconds, poster=poster, archive_state=ArchiveState.DONE,
@@ -83,6 +86,7 @@ def generation_archive(*, generation_id, attempt: int | None = None) -> str:
     )
     measured = f", {seconds} s measured" if seconds is not None else ""
     _event(generation_id, "", f"Video archived ({size:,} bytes{measured})", {"video_seconds": str(seconds) if seconds is not None else None})
+    _log(generation_id, "archived", generation=generation, attempt=attempts, bytes=size)
     return ArchiveState.DONE
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from generations import services  # the queue is called through the package (see its docstring)
 from generations.models import Generation, State
-from generations.services.lifecycle import _event
+from generations.services.lifecycle import _event, _log
 
 
 def _callback_url(generation: Generation, token: str) -> str:
@@ -82,6 +82,7 @@ def generation_callback(*, kind: str, generation_id, token: str, headers, body: 
     if generation.callback_task_id and hint.task_id and hint.task_id != generation.callback_task_id:
         raise CallbackRejected(400, "the callback names another task than an earlier one")
     _event(generation.pk, "", f"Callback received ({hint.provider_state or 'no state'})")
+    _log(generation.pk, "callback", generation=generation, provider_state=hint.provider_state)
     now = timezone.now()
     early = (State.SUBMITTING, State.NEEDS_RECONCILIATION)
     if not generation.provider_task_id and hint.task_id and generation.state in early:

@@ -23,7 +23,7 @@ from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
 from generations import services  # the queue is called through the package (see its docstring)
 from generations.models import Generation, InputImage, State
-from generations.services.lifecycle import GenerationRefused, _event
+from generations.services.lifecycle import GenerationRefused, _event, _log
 from providers.base import GenerationRequest, RequestRefused, RuleViolation
 from providers.images import ImageInfo, ImageUnavailable, check_image, fetch_image, identify
 from providers.models import ProviderAccount
@@ -209,6 +209,7 @@ def generation_create(
             for warning in warnings:
                 _event(generation.pk, "", warning)
             transaction.on_commit(lambda: services.enqueue_submit(generation.pk))
+            _log(generation.pk, "created", generation=generation, model=generation.model, amount=str(priced.amount))
     except billing_services.BudgetExceeded as exc:
         raise GenerationRefused("budget_exceeded", str(exc), {"__all__": [str(exc)]}) from exc
     except billing_services.BudgetNotAllowed as exc:

@@ -3,18 +3,23 @@ the refusal error, the time scale, provider timeouts and the account's 429 pause
 
 Every state change is a conditional UPDATE from the states it may come from
 (``models.ALLOWED_FROM``), so a late or duplicate update changes nothing (ARCHITECTURE.md,
-"The lifecycle").
+"The lifecycle"). Every move that happens, and every submit, poll answer, callback and
+archive attempt, is one line on the ``hailuo.lifecycle`` logger (:func:`_log`, built from
+what the caller has at hand: no query is added for it).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from config.errors import DomainError
+from config.logging import log_step
 from generations.models import ALLOWED_FROM, Generation, GenerationEvent
 from providers.http import Timeouts
 from providers.models import ProviderAccount
@@ -48,14 +53,27 @@ def _event(generation_id, state: str = "", message: str = "", data: dict | None 
     GenerationEvent.objects.create(generation_id=generation_id, state=state, message=message, data=data)
 
 
+def _log(generation_id, step: str, *, generation: Any = None, level: int = logging.INFO, **extra: Any) -> None:
+    """One ``hailuo.lifecycle`` line (``config.logging.log_step``) for ``generation_id``.
+
+    ``generation``: the row (or anything with ``provider_kind``, ``provider_task_id``,
+    ``state``) as the caller already holds it, or None when it only has the id: the line then
+    carries what ``extra`` gives (``state=``, ``task_id=``, ``provider=``). Never queries.
+    """
+    log_step(generation, step, level=level, generation_id=str(generation_id), **extra)
+
+
 def _transition(
-    generation_id, to: str, *, message: str = "", data: dict | None = None, from_states=None, **fields
+    generation_id, to: str, *, message: str = "", data: dict | None = None, from_states=None, generation: Any = None, **fields
 ) -> bool:
     """Move a generation to ``to`` if it is in a state allowed to move there. Returns True if it moved.
 
     ``from_states``: a subset of ``ALLOWED_FROM[to]`` to move from (e.g. only ``expired`` for a
     late success). Entering ``needs_reconciliation`` stamps ``needs_reconciliation_at`` (its age in admin,
-    on the reconciliation page and in the staff's daily email).
+    on the reconciliation page and in the staff's daily email). ``fields``: other columns written
+    by the same UPDATE. ``generation``: the row as the caller holds it (or None), for the
+    lifecycle log line of a move (step ``state``: the new state, the provider and the task id, a
+    task id in ``fields`` winning); no query is added.
     """
     if to == "needs_reconciliation":
         fields.setdefault("needs_reconciliation_at", timezone.now())
@@ -65,6 +83,8 @@ def _transition(
     )
     if moved:
         _event(generation_id, to, message, data)
+        task_id = fields.get("provider_task_id") or getattr(generation, "provider_task_id", "")
+        _log(generation_id, "state", generation=generation, state=str(to), task_id=str(task_id or ""))
     return bool(moved)
 
 

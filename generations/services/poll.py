@@ -25,7 +25,7 @@ from django.utils import timezone
 from billing import services as billing_services
 from generations import services  # the queue and apply-update are looked up there (see its docstring)
 from generations.models import ArchiveState, Generation, State
-from generations.services.lifecycle import _event, _pause_account, _time_scale, _timeouts, _transition
+from generations.services.lifecycle import _event, _log, _pause_account, _time_scale, _timeouts, _transition
 from providers.base import TaskState, TaskUpdate
 from providers.http import ProviderError, ProviderHttp, make_poll_client
 from providers.models import ProviderAccount
@@ -205,6 +205,7 @@ def generations_poll(*, ids: list | None = None, limit: int | None = None) -> di
             plain: list[tuple[_PollJob, TaskUpdate]] = []
             for job, outcome in results:
                 counts["polled"] += 1
+                _log_answer(job, adapters[job.account_id].kind, outcome)
                 if isinstance(outcome, ProviderError):
                     counts["errors"] += 1
                     _poll_failed(job, outcome)
@@ -220,6 +221,21 @@ def generations_poll(*, ids: list | None = None, limit: int | None = None) -> di
             loop.run_until_complete(client.aclose())
             loop.close()
     return dict(counts)
+
+
+def _log_answer(job: _PollJob, provider: str, outcome: TaskUpdate | ProviderError) -> None:
+    """The lifecycle line of one poll answer (step ``polled``), from the claim: no query.
+
+    A failed poll is INFO with its ``error`` code and ``http_status`` (:func:`_poll_failed`
+    also logs the error itself as a WARNING); an answer is DEBUG (a line per poll of every
+    task in flight would flood the log; the state moves it causes have their own INFO lines).
+    """
+    if isinstance(outcome, ProviderError):
+        _log(job.generation_id, "polled", provider=provider, task_id=job.task_id, state=job.state,
+             error=outcome.code, http_status=outcome.http_status)
+    else:
+        _log(job.generation_id, "polled", level=logging.DEBUG, provider=provider, task_id=job.task_id, state=job.state,
+             provider_state=outcome.provider_state, progress=outcome.progress)
 
 
 def _is_plain_progress(job: _PollJob, update: TaskUpdate) -> bool:
@@ -330,7 +346,7 @@ def generation_apply_update(*, generation_id, update: TaskUpdate) -> str:
         late = False
         with transaction.atomic():
             moved = _transition(
-                generation_id, State.SUCCEEDED, from_states={State.SUBMITTED, State.RUNNING},
+                generation_id, State.SUCCEEDED, from_states={State.SUBMITTED, State.RUNNING}, generation=generation,
                 message=f"Succeeded at the provider ({update.provider_state})", **success,
             )
             if moved:
@@ -362,6 +378,7 @@ def generation_apply_update(*, generation_id, update: TaskUpdate) -> str:
             moved = _transition(
                 generation_id,
                 to,
+                generation=generation,
                 message=f"{update.fail_code or update.provider_state}: {update.fail_message}".strip(": "),
                 data={"fail_code": update.fail_code, "fail_message": update.fail_message},
                 fail_code=update.fail_code[:100],
@@ -379,7 +396,7 @@ def generation_apply_update(*, generation_id, update: TaskUpdate) -> str:
     if update.state is TaskState.UNKNOWN:
         log.warning("generation %s: undocumented provider state %r; polling again", generation_id, update.provider_state)
     moved = update.state is TaskState.RUNNING and _transition(
-        generation_id, State.RUNNING, message=f"Running ({update.provider_state})", **fields
+        generation_id, State.RUNNING, generation=generation, message=f"Running ({update.provider_state})", **fields
     )
     if not moved:
         Generation.objects.filter(pk=generation_id, state__in=[State.SUBMITTED, State.RUNNING, State.EXPIRED]).update(**fields)
@@ -421,7 +438,7 @@ def generations_expire(*, now: datetime | None = None) -> int:
             late = {"late_poll_until": now + timedelta(seconds=settings.HAILUO_LATE_RESULT_GRACE), "next_poll_at": _late_poll_at()}
             note += f"; still polled slowly for {settings.HAILUO_LATE_RESULT_GRACE} s in case it succeeds late"
         with transaction.atomic():
-            if _transition(generation.pk, State.EXPIRED, message=note, completed_at=now, poll_lease_until=None, **late):
+            if _transition(generation.pk, State.EXPIRED, generation=generation, message=note, completed_at=now, poll_lease_until=None, **late):
                 billing_services.ledger_release(generation=generation, reason="expired")
                 count += 1
     return count

@@ -24,7 +24,7 @@ def generation_reconcile_failed(*, generation_id, admin) -> bool:
     generation = Generation.objects.get(pk=generation_id)
     with transaction.atomic():
         moved = _transition(
-            generation_id, State.FAILED, message=f"Resolved by {admin}: no task at the provider; hold released",
+            generation_id, State.FAILED, generation=generation, message=f"Resolved by {admin}: no task at the provider; hold released",
             fail_code="reconciled", fail_message="No task was found at the provider", completed_at=timezone.now(),
         )
         if moved:
@@ -146,7 +146,8 @@ def generation_cancel(*, generation_id, user) -> str:
     generation = Generation.objects.select_related("provider_account").get(pk=generation_id)
     if generation.state == State.QUEUED:
         with transaction.atomic():
-            if _transition(generation.pk, State.CANCELED, message=f"Canceled by {user} before it was sent", completed_at=timezone.now()):
+            if _transition(generation.pk, State.CANCELED, generation=generation, message=f"Canceled by {user} before it was sent",
+                           completed_at=timezone.now()):
                 billing_services.ledger_release(generation=generation, reason="canceled before submit")
                 return State.CANCELED
     generation.refresh_from_db()
@@ -160,6 +161,7 @@ def generation_cancel(*, generation_id, user) -> str:
     except ProviderError as exc:
         raise GenerationRefused("cannot_cancel", exc.message) from exc
     with transaction.atomic():
-        if _transition(generation.pk, State.CANCELED, message=f"Canceled at the provider by {user}", completed_at=timezone.now()):
+        if _transition(generation.pk, State.CANCELED, generation=generation, message=f"Canceled at the provider by {user}",
+                       completed_at=timezone.now()):
             billing_services.ledger_release(generation=generation, reason="canceled")
     return Generation.objects.get(pk=generation.pk).state

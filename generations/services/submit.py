@@ -22,7 +22,7 @@ from billing import services as billing_services
 from generations import services  # the queue is called through the package (see its docstring)
 from generations.models import Generation, State
 from generations.services.callbacks import _callback_url, _hash_token, callback_secret
-from generations.services.lifecycle import _event, _pause_account, _time_scale, _timeouts, _transition
+from generations.services.lifecycle import _event, _log, _pause_account, _time_scale, _timeouts, _transition
 from providers.base import GenerationRequest
 from providers.http import ProviderError, ProviderHttp, Sent, make_submit_client
 from providers.models import ProviderAccount
@@ -69,6 +69,7 @@ def generation_submit(*, generation_id) -> str:
             generation, ProviderError(f"{account} is marked down or disabled", code="account_down", permanent=True, sent=Sent.NO)
         )
     _event(generation.pk, State.SUBMITTING, f"Submit attempt {generation.submit_attempts}")
+    _log(generation.pk, "submit", generation=generation, attempt=generation.submit_attempts)
     request = GenerationRequest(
         model=generation.model,
         mode=generation.mode,
@@ -90,6 +91,7 @@ def generation_submit(*, generation_id) -> str:
         log.exception("unexpected error submitting %s", generation.pk)
         _needs_reconciliation(
             generation.pk,
+            generation=generation,
             message="Unexpected error during submit; the provider may have received it",
             data={"error": repr(exc)},
             reconciliation_note=f"Unexpected error during submit: {exc!r}",
@@ -100,6 +102,7 @@ def generation_submit(*, generation_id) -> str:
         moved = _transition(
             generation.pk,
             State.SUBMITTED,
+            generation=generation,
             message=f"Accepted by {account.get_kind_display()}: task {result.task_id}",
             provider_task_id=result.task_id,
             submitted_at=timezone.now(),
@@ -160,7 +163,7 @@ def _failover(generation: Generation, reason: str) -> bool:
         return False
     with transaction.atomic():
         moved = _transition(
-            generation.pk, State.QUEUED,
+            generation.pk, State.QUEUED, generation=generation,
             message=f"{reason}: failover from {account} to {fallback}",
             provider_account=fallback, fallback_from=account, next_submit_at=None,
         )
@@ -191,6 +194,7 @@ def _submit_failed(generation: Generation, exc: ProviderError) -> str:
     if _may_have_created_a_task(exc):
         _needs_reconciliation(
             generation.pk,
+            generation=generation,
             message="The submit may have reached the provider; not resent",
             data=evidence,
             reconciliation_note=exc.message,
@@ -200,7 +204,7 @@ def _submit_failed(generation: Generation, exc: ProviderError) -> str:
         message = exc.message if exc.permanent else f"{exc.message} (gave up after {generation.submit_attempts} attempts)"
         with transaction.atomic():
             if _transition(
-                generation.pk, State.FAILED, message=message, data=evidence,
+                generation.pk, State.FAILED, generation=generation, message=message, data=evidence,
                 fail_code=exc.code, fail_message=message, completed_at=timezone.now(),
             ):
                 billing_services.ledger_release(generation=generation, reason=f"submit failed: {exc.code}")
@@ -212,6 +216,7 @@ def _submit_failed(generation: Generation, exc: ProviderError) -> str:
         _transition(
             generation.pk,
             State.QUEUED,
+            generation=generation,
             message=f"Will retry in {delay:g} s: {exc.message}",
             data=evidence,
             next_submit_at=timezone.now() + timedelta(seconds=delay),
