@@ -185,6 +185,7 @@ def clusters(tmp_path, no_archives):
             HAILUO_PUBLIC_BASE_URL="",  # no callbacks: polling alone
             HAILUO_MEDIA_ROOT=str(tmp_path / "media"),
         )
+        env.pop("DATABASE_MIGRATE_URL", None)  # the app role only (tests/pg_roles.py)
         log = open(tmp_path / f"qcluster-{name}.log", "w+")
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "run_workers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
