@@ -86,10 +86,12 @@ def _check_role(cursor, role: str) -> None:
     if row is None:
         raise ImproperlyConfigured(f"role {role!r} does not exist: create it with `manage.py create_app_role {role}`")
     superuser, createrole, is_current, owner_member = row
+    if superuser:
+        raise ImproperlyConfigured(f"role {role!r} is a superuser: the app role must not be")
     if is_current or owner_member:
         raise ImproperlyConfigured(f"role {role!r} owns the tables (or is a member of their owner): the app role must not")
-    if superuser or createrole:
-        raise ImproperlyConfigured(f"role {role!r} is a superuser or may create roles: the app role must be neither")
+    if createrole:
+        raise ImproperlyConfigured(f"role {role!r} may create roles (and grant itself the owner's): the app role must not")
 
 
 def grant_app_role(connection: BaseDatabaseWrapper, role: str) -> None:
