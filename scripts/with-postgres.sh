@@ -31,7 +31,8 @@
 #
 # Environment:
 #   KEEP_DATABASE_URL=1  if DATABASE_URL is already set, skip everything above
-#                        and just run CMD against that database.
+#                        and just run CMD against that database (and the owner of
+#                        DATABASE_MIGRATE_URL, if set; see README "PostgreSQL").
 #   PG_BINDIR=DIR        use the server binaries in DIR.
 #
 # Messages from this script go to stderr, prefixed with "with-postgres:", so
