@@ -21,6 +21,8 @@ from billing.models import LedgerEntry
 
 from .pg_roles import ROLES, owner_connect
 
+# Transactional tests here use serialized_rollback, like every other one in the suite: a plain
+# transactional flush re-creates content types, which the next serialized restore would duplicate.
 pytestmark = [pytest.mark.postgres]
 
 LEDGER = db_roles.LEDGER_TABLE
@@ -120,7 +122,7 @@ def test_the_app_role_owns_nothing_and_can_truncate_nothing_but_writes_every_oth
             assert (select, insert, update, delete) == (True, True, True, True), table
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_truncate_update_and_delete_are_refused_even_to_the_owner(roles, member):
     entry = LedgerEntry.objects.create(kind="credit", amount=Decimal("3"), user=member, reason="owner probe")
     with owner_connect() as conn:
@@ -134,12 +136,12 @@ def test_truncate_update_and_delete_are_refused_even_to_the_owner(roles, member)
     assert LedgerEntry.objects.get(pk=entry.pk).amount == Decimal("3")
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_test_flush_keeps_the_trigger_and_the_ledger_protected(roles, member):
     """Django's flush (between transactional tests) runs as the owner with the TRUNCATE trigger
     off inside its own transaction only: afterwards the ledger is empty and the trigger is on."""
     LedgerEntry.objects.create(kind="credit", amount=Decimal("2"), user=member, reason="before the flush")
-    call_command("flush", interactive=False, verbosity=0)
+    call_command("flush", interactive=False, verbosity=0, inhibit_post_migrate=True)
     assert not LedgerEntry.objects.exists()
     assert scalar(
         "SELECT tgenabled FROM pg_trigger WHERE tgname = %s AND tgrelid = %s::regclass",
@@ -185,7 +187,7 @@ def _privileges(conn: psycopg.Connection, role: str, table: str) -> set[str]:
     }
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_create_app_role_creates_a_role_with_exactly_the_grants_and_is_rerunnable(as_owner_settings, probe_role, roles):
     call_command("create_app_role", probe_role, password="pw-probe-123", stdout=(out := io.StringIO()))
     assert f"created role {probe_role}" in out.getvalue()
@@ -236,7 +238,7 @@ def test_grants_refuse_roles_that_could_undo_them(roles):
             conn.execute("DROP ROLE hailuo_app_creator")
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_migrate_runs_as_the_owner_and_regrants_the_app_role(as_owner_settings, roles):
     app, owner = roles
     with owner_connect(autocommit=True) as conn:
