@@ -51,6 +51,17 @@ def owner_connect(**kwargs) -> psycopg.Connection:
     )
 
 
+def execute_as_owner(sql: str) -> None:
+    """Run test-setup SQL the app role may not (DDL such as a test's own trigger) as the owner,
+    committed at once; on the default connection when the session runs with one role."""
+    if not ROLES:
+        with connections["default"].cursor() as cursor:
+            cursor.execute(sql)
+        return
+    with owner_connect(autocommit=True) as conn:
+        conn.execute(sql)
+
+
 def flush_as_owner(self: DatabaseOperations, sql_list: list[str]) -> None:
     """``DatabaseOperations.execute_sql_flush`` for the test session: Django's flush SQL run as
     the owner, with the ledger's TRUNCATE trigger disabled inside the same transaction only."""

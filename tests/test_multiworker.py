@@ -52,6 +52,7 @@ from generations.models import Generation, State
 from providers.models import ProviderAccount
 
 from .conftest import make_params
+from .pg_roles import execute_as_owner
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -160,12 +161,9 @@ def account(db, sandbox):
 
 @pytest.fixture
 def no_archives(db):
-    with connection.cursor() as cursor:
-        cursor.execute(NO_ARCHIVE_TRIGGER)
+    execute_as_owner(NO_ARCHIVE_TRIGGER)  # DDL: the app role the suite runs as may not
     yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER multiworker_no_archive ON generations_generation")
-        cursor.execute("DROP FUNCTION multiworker_no_archive()")
+    execute_as_owner("DROP TRIGGER multiworker_no_archive ON generations_generation; DROP FUNCTION multiworker_no_archive()")
 
 
 @pytest.fixture
