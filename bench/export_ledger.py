@@ -151,6 +151,7 @@ def populate(rows: int, small: int) -> dict:
     from django.db import connection, transaction
 
     from accounts.models import Membership, Team, User
+    from billing import db_roles
     from billing.models import LedgerEntry
     from generations.models import Generation
     from providers.models import ProviderAccount
@@ -180,6 +181,9 @@ def populate(rows: int, small: int) -> dict:
                     for entry in entries:
                         copy.write_row(entry_rows.row(entry))
                         n_entries += 1
+        # Only a table's owner may ANALYZE it: as DATABASE_MIGRATE_URL's owner when set (the
+        # app role of scripts/with-postgres.sh owns nothing; billing/db_roles.py).
+        with db_roles.as_owner(), connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     else:
         batch_g, batch_e = [], []

@@ -1,7 +1,8 @@
 """Django settings for Hailuo Studio, read from environment variables only.
 
 Every variable is listed in the README's "Configuration" table. SQLite is the embedded
-default; ``DATABASE_URL`` (``postgres://user:pass@host:port/db``) selects PostgreSQL.
+default; ``DATABASE_URL`` (``postgres://user:pass@host:port/db``) selects PostgreSQL, and
+``DATABASE_MIGRATE_URL`` names the tables' owner that ``manage.py migrate`` connects as.
 """
 
 import base64
@@ -102,6 +103,12 @@ else:
             },
         }
     }
+# The tables' owner, for ``manage.py migrate`` and ``create_app_role`` only (PostgreSQL): the app
+# itself connects through DATABASE_URL as a role that owns nothing and may not UPDATE, DELETE
+# or TRUNCATE the ledger (billing/db_roles.py, README "PostgreSQL"). Leave it unset in the
+# environment of the web server and the workers.
+_migrate_url = env_str("DATABASE_MIGRATE_URL")
+DATABASE_MIGRATE = dj_database_url.parse(_migrate_url) if _migrate_url else None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"

@@ -19,15 +19,20 @@
 #      The cluster is tuned for speed, not durability (fsync etc. off), listens
 #      only on 127.0.0.1 on a free TCP port and keeps its unix socket inside
 #      the temp directory, so several instances can run side by side.
-#   3. Starts it, creates database "hailuo" owned by "postgres", exports
-#      DATABASE_URL=postgres://postgres@127.0.0.1:PORT/hailuo and runs CMD.
+#   3. Starts it, creates roles "hailuo_owner" (login, createdb, createrole) and
+#      "hailuo_app" (login only), database "hailuo" owned by "hailuo_owner", exports
+#      DATABASE_URL=postgres://hailuo_app@127.0.0.1:PORT/hailuo (the app role) and
+#      DATABASE_MIGRATE_URL=postgres://hailuo_owner@127.0.0.1:PORT/hailuo (the owner,
+#      which `manage.py migrate` connects as) and runs CMD.  The superuser
+#      "postgres" is used for nothing else.
 #   4. Always stops the server and deletes the temp directory on exit —
 #      normal exit, failure, Ctrl-C, SIGTERM or SIGHUP — and exits with CMD's
 #      exit status.
 #
 # Environment:
 #   KEEP_DATABASE_URL=1  if DATABASE_URL is already set, skip everything above
-#                        and just run CMD against that database.
+#                        and just run CMD against that database (and the owner of
+#                        DATABASE_MIGRATE_URL, if set; see README "PostgreSQL").
 #   PG_BINDIR=DIR        use the server binaries in DIR.
 #
 # Messages from this script go to stderr, prefixed with "with-postgres:", so
@@ -38,6 +43,8 @@ set -euo pipefail
 readonly PROG="with-postgres"
 readonly DB_NAME="hailuo"
 readonly DB_SUPERUSER="postgres"  # role created by initdb -U
+readonly DB_OWNER="hailuo_owner"   # owns the database and its tables; migrations run as it
+readonly DB_APP_ROLE="hailuo_app"  # what the app (and the test suite) connects as
 readonly FALLBACK_OS_USER="hailuo-pg"
 
 # Global state, initialised up front so `set -u` never trips in the traps.
@@ -401,14 +408,24 @@ for attempt in 1 2 3; do
 done
 log "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') listening on 127.0.0.1:$PORT"
 
+# The production layout (README "PostgreSQL"): the tables' owner runs migrations, the app runs
+# as a role that owns nothing.  The owner may create databases (pytest-django's test database)
+# and roles (the create_app_role test); the app role is a plain login.
+if ! "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U "$DB_SUPERUSER" -d postgres -v ON_ERROR_STOP=1 -q \
+    -c "CREATE ROLE $DB_OWNER LOGIN CREATEDB CREATEROLE" \
+    -c "CREATE ROLE $DB_APP_ROLE LOGIN" >"$PG_TMP/roles.log" 2>&1; then
+    show_log "$PG_TMP/roles.log"
+    die "creating roles $DB_OWNER and $DB_APP_ROLE failed"
+fi
 if ! "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U "$DB_SUPERUSER" \
-    -O "$DB_SUPERUSER" "$DB_NAME" >"$PG_TMP/createdb.log" 2>&1; then
+    -O "$DB_OWNER" "$DB_NAME" >"$PG_TMP/createdb.log" 2>&1; then
     show_log "$PG_TMP/createdb.log"
     die "createdb $DB_NAME failed"
 fi
 
-export DATABASE_URL="postgres://$DB_SUPERUSER@127.0.0.1:$PORT/$DB_NAME"
-log "DATABASE_URL=$DATABASE_URL"
+export DATABASE_URL="postgres://$DB_APP_ROLE@127.0.0.1:$PORT/$DB_NAME"
+export DATABASE_MIGRATE_URL="postgres://$DB_OWNER@127.0.0.1:$PORT/$DB_NAME"
+log "DATABASE_URL=$DATABASE_URL (the app role) DATABASE_MIGRATE_URL=$DATABASE_MIGRATE_URL (the owner)"
 
 # --- run CMD -------------------------------------------------------------------
 # CMD runs as a background job so that `wait` (unlike a foreground command) is

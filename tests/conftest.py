@@ -187,7 +187,8 @@ def record_queue(monkeypatch) -> RecordedQueue:
 
 
 def test_database_url() -> str:
-    """The URL of the database the tests run on (PostgreSQL), for processes we start."""
+    """The URL of the database the tests run on (PostgreSQL), as the app role the tests run as
+    (tests/pg_roles.py), for processes we start."""
     db = settings.DATABASES["default"]
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
@@ -216,6 +217,7 @@ def qcluster_process(*, public_base_url: str, media_root, log_path, workers: int
         HAILUO_MEDIA_ROOT=str(media_root),
     )
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.pop("DATABASE_MIGRATE_URL", None)  # the cluster runs as the app role only (tests/pg_roles.py)
     with open(log_path, "w+") as log:
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "run_workers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -53,6 +53,7 @@ from generations.services import submit as submit_step
 from providers.models import ProviderAccount
 
 from .conftest import make_params
+from .pg_roles import execute_as_owner
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -161,12 +162,9 @@ def account(db, sandbox):
 
 @pytest.fixture
 def no_archives(db):
-    with connection.cursor() as cursor:
-        cursor.execute(NO_ARCHIVE_TRIGGER)
+    execute_as_owner(NO_ARCHIVE_TRIGGER)  # DDL: the app role the suite runs as may not
     yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER multiworker_no_archive ON generations_generation")
-        cursor.execute("DROP FUNCTION multiworker_no_archive()")
+    execute_as_owner("DROP TRIGGER multiworker_no_archive ON generations_generation; DROP FUNCTION multiworker_no_archive()")
 
 
 @pytest.fixture
@@ -186,6 +184,7 @@ def clusters(tmp_path, no_archives):
             HAILUO_PUBLIC_BASE_URL="",  # no callbacks: polling alone
             HAILUO_MEDIA_ROOT=str(tmp_path / "media"),
         )
+        env.pop("DATABASE_MIGRATE_URL", None)  # the app role only (tests/pg_roles.py)
         log = open(tmp_path / f"qcluster-{name}.log", "w+")
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "run_workers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

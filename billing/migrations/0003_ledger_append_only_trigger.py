@@ -1,6 +1,6 @@
 """On PostgreSQL the database itself refuses UPDATE and DELETE on the ledger (django-hordak's idea).
 
-TRUNCATE (used by test flushes) is not affected. On SQLite the model and queryset guards apply.
+TRUNCATE fires no row trigger: migration 0007 refuses it with a statement trigger. On SQLite the model and queryset guards apply.
 """
 
 from django.db import migrations
