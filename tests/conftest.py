@@ -281,13 +281,17 @@ def fresh_database():
     """A new empty PostgreSQL database on the test server (beside the test database); its URL. Dropped afterwards."""
     import psycopg
 
+    from tests.pg_roles import ROLES
+
     db = settings.DATABASES["default"]
     name = f"hailuo_fresh_{uuid.uuid4().hex[:8]}"
-    admin = dict(host=db["HOST"], port=db["PORT"], user=db["USER"], password=db.get("PASSWORD") or None, dbname="postgres",
-                 autocommit=True)
+    # Creating a database needs the owner's rights when the session runs as the restricted
+    # app role (tests.pg_roles): the fresh database then belongs to the owner, as in production.
+    user, password = ROLES.get("owner", (db["USER"], db.get("PASSWORD") or ""))
+    admin = dict(host=db["HOST"], port=db["PORT"], user=user, password=password or None, dbname="postgres", autocommit=True)
     with psycopg.connect(**admin) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    auth = user + (f":{password}" if password else "")
     yield f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{name}"
     with psycopg.connect(**admin) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -67,7 +67,7 @@ def test_the_app_role_can_append_and_read_the_ledger_and_nothing_more(roles, mem
     assert "permission denied" in refused(f"DELETE FROM {LEDGER} WHERE id = %s", [entry.pk])
     assert "permission denied" in refused(f"TRUNCATE {LEDGER}")
     assert "permission denied" in refused(f"TRUNCATE {LEDGER} CASCADE")
-    assert "permission denied" in refused("TRUNCATE billing_budget, " + LEDGER)
+    assert "permission denied" in refused("TRUNCATE billing_balancesnapshot, " + LEDGER)
     for ddl in (
         f"ALTER TABLE {LEDGER} DISABLE TRIGGER billing_ledger_append_only",
         f"ALTER TABLE {LEDGER} DISABLE TRIGGER {db_roles.TRUNCATE_TRIGGER}",
@@ -128,7 +128,7 @@ def test_truncate_update_and_delete_are_refused_even_to_the_owner(roles, member)
     with owner_connect() as conn:
         conn.execute("SET lock_timeout = '30s'")
         assert conn.execute("SELECT current_user").fetchone()[0] == roles[1]
-        for sql in (f"TRUNCATE {LEDGER}", f"TRUNCATE {LEDGER} CASCADE", f"TRUNCATE billing_budget, {LEDGER}"):
+        for sql in (f"TRUNCATE {LEDGER}", f"TRUNCATE {LEDGER} CASCADE", f"TRUNCATE billing_balancesnapshot, {LEDGER}"):
             assert "append-only: TRUNCATE refused" in owner_refused(conn, sql), sql
         # UPDATE and DELETE: 0003's row trigger.
         assert "append-only: UPDATE refused" in owner_refused(conn, f"UPDATE {LEDGER} SET amount = 0 WHERE id = {entry.pk}")
