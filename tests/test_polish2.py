@@ -54,3 +54,102 @@ def test_the_chart_of_a_running_month_has_no_point_after_today(finance_team):
     _, starts_done, series_done = spend_over_time(query, now=datetime(2026, 11, 5, tzinfo=UTC))
     assert len(series_done[0].points) == len(starts_done) == 31
     assert series_done[0].total == line.total != ZERO
+
+
+# --- rough edge 8: failed / canceled / expired apart; XLSX layout; the zone select --------------
+def _generation(user, team, account, state: str, when: datetime, *, price: str = "0.336"):
+    from generations.models import Generation
+
+    g = Generation.objects.create(
+        user=user, team=team, provider_account=account, provider_kind=account.kind, model="hailuo-2-3",
+        mode="standard-text-to-video", prompt=f"a {state} kite", duration=6, resolution="768p",
+        quoted_amount=Decimal(price), state=state, created_at=when, submitted_at=when, completed_at=when,
+    )
+    LedgerEntry.objects.create(kind="hold", amount=Decimal(price), user=user, team=team, provider_account=account,
+                               generation=g, effective_at=when, created_at=when)
+    settle = {"kind": "capture", "hold_amount": Decimal(price)} if state == "succeeded" else {"kind": "release", "reason": state}
+    LedgerEntry.objects.create(amount=Decimal(price), user=user, team=team, provider_account=account, generation=g,
+                               effective_at=when, created_at=when, **settle)
+    return g
+
+
+@pytest.fixture
+def outcomes(finance_team, apixo_account):
+    team, user = finance_team
+    when = datetime(2026, 10, 5, 10, tzinfo=UTC)
+    states = ("succeeded", "failed", "failed", "canceled", "expired", "expired", "expired")
+    return [_generation(user, team, apixo_account, s, when) for s in states]
+
+
+def _xlsx(response):
+    import io
+
+    import openpyxl
+
+    return openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content)))
+
+
+def test_failed_canceled_and_expired_are_counted_apart_everywhere(client, finance_team, outcomes):
+    import csv
+    import io
+
+    from accounts.models import ApiToken
+
+    team, user = finance_team
+    query = ReportQuery(period=period_resolve("month", tz="UTC", month="2026-10"), group_by=("provider",))
+    totals = cost_report(query).totals
+    assert (totals.succeeded, totals.failed, totals.canceled, totals.expired) == (1, 2, 1, 3)
+    assert totals.released_count == LedgerEntry.objects.filter(kind="release").count() == 6
+
+    client.force_login(user)
+    page = client.get("/reports/", {"period": "month", "month": "2026-10", "tz": "UTC"}).content.decode()
+    assert "Failed (released)" not in page
+    for name, value in (("failed", 2), ("canceled", 1), ("expired", 3)):
+        assert f'data-testid="total-{name}">{value}</dd>' in page
+
+    _, raw = ApiToken.issue(user=user, name="tests")
+    api = client.get("/api/v1/reports/costs", {"period": "month", "month": "2026-10", "tz": "UTC", "group_by": "provider"},
+                     HTTP_AUTHORIZATION=f"Bearer {raw}").json()
+    assert {k: api["totals"][k] for k in ("succeeded", "failed", "canceled", "expired")} == {
+        "succeeded": 1, "failed": 2, "canceled": 1, "expired": 3}
+
+    params = {"period": "month", "month": "2026-10", "tz": "UTC", "group_by": "provider", "rows": "groups"}
+    body = b"".join(client.get("/reports/export.csv", params).streaming_content).decode()
+    (row,) = list(csv.DictReader(io.StringIO(body)))
+    assert (row["provider"], row["failed"], row["canceled"], row["expired"]) == ("apixo", "2", "1", "3")
+
+    sheet = _xlsx(client.get("/reports/export.xlsx", params))["Report"]
+    header = [c.value for c in sheet[5]]
+    assert header[:2] == ["provider", "spend_usd"] and {"failed", "canceled", "expired"} <= set(header)
+    values = dict(zip(header, [c.value for c in sheet[6]], strict=True))
+    assert (values["failed"], values["canceled"], values["expired"]) == (2, 1, 3)
+    assert sheet.freeze_panes == "A6"  # the header row stays in view
+    assert sheet.auto_filter.ref == f"A5:{sheet.cell(5, len(header)).column_letter}6"
+    assert sheet.column_dimensions["B"].width >= 14  # spend_usd
+
+
+def test_entries_xlsx_has_a_frozen_filtered_header_with_widths(client, finance_team, outcomes):
+    team, user = finance_team
+    client.force_login(user)
+    book = _xlsx(client.get("/reports/export.xlsx", {"period": "month", "month": "2026-10", "tz": "UTC"}))
+    sheet = book["Entries"]
+    header = [c.value for c in sheet[5]]
+    assert header[0] == "entry_id" and sheet.freeze_panes == "A6"
+    entries = LedgerEntry.objects.count()
+    last = sheet.cell(5, len(header)).column_letter
+    assert sheet.auto_filter.ref == f"A5:{last}{5 + entries}"  # the entries, not the totals row
+    assert sheet.cell(6 + entries, 1).value == "Total"
+    widths = {c.value: sheet.column_dimensions[c.column_letter].width for c in sheet[5]}
+    assert widths["created_at"] >= 20 and widths["member"] >= 28 and widths["kind"] >= 7
+
+
+def test_the_time_zone_field_is_a_select_of_iana_zones(client, finance_team):
+    from zoneinfo import available_timezones
+
+    team, user = finance_team
+    client.force_login(user)
+    page = client.get("/reports/", {"tz": "Asia/Tokyo"}).content.decode()
+    assert '<select id="f-tz" name="tz">' in page and 'type="text" name="tz"' not in page
+    assert "<option selected>Asia/Tokyo</option>" in page
+    assert page.count("<option>") + page.count("<option selected>") >= len(available_timezones()) - 5
+    assert "<option>Europe/Paris</option>" in page

@@ -146,5 +146,5 @@ def spend_chart(bucket: str, starts: list[datetime], series: list[SpendSeries], 
     return {
         "width": width, "height": height, "lines": lines, "y_ticks": y_ticks, "x_ticks": x_ticks,
         "plot": {"left": left, "right": right, "top": top, "bottom": bottom, "zero": f"{y(Decimal(0)):.1f}"},
-        "empty": not series, "bucket": bucket, "center_x": (left + right) // 2, "center_y": (top + bottom) // 2,
+        "empty": not series, "bucket": bucket, "buckets": n, "center_x": (left + right) // 2, "center_y": (top + bottom) // 2,
     }
