@@ -98,6 +98,9 @@ class Generation(models.Model):
     archive_attempts = models.PositiveSmallIntegerField(default=0)
     archive_error = models.TextField(blank=True)
     next_archive_at = models.DateTimeField(null=True, blank=True)
+    hidden_at = models.DateTimeField(
+        null=True, blank=True, help_text="Hidden from the gallery (by its owner or a team admin); the ledger is untouched.",
+    )
 
     # The API's Idempotency-Key (IETF draft "The Idempotency-Key HTTP Header Field"): at most
     # 255 characters, bound to the request it came with by ``request_fingerprint`` (SHA-256 of

@@ -234,6 +234,7 @@ def _detail_context(generation, user=None) -> dict:
         "entries": entries_for_generation(generation_id=generation.pk),
         "can_retry": may_act and generation.retry_offered,
         "can_cancel": may_act and generation.cancel_offered,
+        "can_hide": may_act,
         "provider_label": account.adapter_cls.label,
         "detail_view": True,
     }
@@ -281,6 +282,27 @@ def cancel(request, generation_id):
         messages.success(request, "Canceled: the hold was released, nothing is charged.")
     else:
         messages.info(request, f"Not canceled: the generation is {state}.")
+    return redirect("generation_detail", generation_id=generation.pk)
+
+
+@login_required
+@require_POST
+def set_hidden(request, generation_id, hidden: bool):
+    """Hide a generation from the gallery, or show it again (``generations.actions
+    .generation_set_hidden``: owner or team admin only; the ledger is untouched).
+
+    HTMX (a card's button): answers the card re-rendered (marked hidden, with "Unhide");
+    otherwise redirects to the detail page."""
+    generation = _visible_or_404(request, generation_id)
+    try:
+        actions.generation_set_hidden(user=request.user, generation=generation, hidden=hidden)
+    except Forbidden as refused:
+        if request.htmx:
+            return HttpResponse(refused.message, status=403, content_type="text/plain; charset=utf-8")
+        return _detail_refusal(request, generation, refused.message, status=403)
+    if request.htmx:
+        return render(request, "generations/partials/card.html", {"g": generation})
+    messages.success(request, "Hidden from the gallery (“Show hidden” lists it)." if hidden else "Shown in the gallery again.")
     return redirect("generation_detail", generation_id=generation.pk)
 
 

@@ -153,3 +153,54 @@ def test_the_time_zone_field_is_a_select_of_iana_zones(client, finance_team):
     assert "<option selected>Asia/Tokyo</option>" in page
     assert page.count("<option>") + page.count("<option selected>") >= len(available_timezones()) - 5
     assert "<option>Europe/Paris</option>" in page
+
+
+# --- rough edge 5: hide / unhide ------------------------------------------------------------------
+def _gallery_ids(client, **params) -> set[str]:
+    import re
+
+    page = client.get("/studio/gallery/", params).content.decode()
+    return set(re.findall(r'id="gen-([0-9a-f-]{36})"', page))
+
+
+def test_hide_and_unhide_keep_the_ledger_and_follow_the_permission(client, team, member, teammate, apixo_account):
+    from accounts.models import ApiToken
+    from generations.models import Generation
+
+    when = datetime(2026, 10, 5, 10, tzinfo=UTC)
+    mine = _generation(member, team, apixo_account, "failed", when)
+    other = _generation(member, team, apixo_account, "succeeded", when)
+    entries_before = list(LedgerEntry.objects.order_by("id").values_list("id", "kind", "amount"))
+
+    client.force_login(member)
+    assert _gallery_ids(client) == {str(mine.pk), str(other.pk)}
+    response = client.post(f"/g/{mine.pk}/hide/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    card = response.content.decode()
+    assert 'data-testid="hidden-badge"' in card and 'data-testid="card-unhide"' in card and "is-hidden" in card
+    mine.refresh_from_db()
+    assert mine.hidden_at is not None and mine.state == "failed"
+    assert _gallery_ids(client) == {str(other.pk)}  # gone from the gallery
+    assert _gallery_ids(client, show_hidden="on") == {str(mine.pk), str(other.pk)}  # "Show hidden"
+    _, raw = ApiToken.issue(user=member, name="t")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    assert [g["id"] for g in client.get("/api/v1/generations", **auth).json()["items"]] == [str(other.pk)]
+    listed = client.get("/api/v1/generations", {"include_hidden": "true"}, **auth).json()["items"]
+    assert {g["id"]: g["hidden_at"] is not None for g in listed} == {str(mine.pk): True, str(other.pk): False}
+    # the ledger and the reports do not change
+    assert list(LedgerEntry.objects.order_by("id").values_list("id", "kind", "amount")) == entries_before
+
+    # a teammate may look, not hide; a team admin may
+    client.force_login(teammate)
+    refused = client.post(f"/g/{other.pk}/hide/")
+    assert refused.status_code == 403 and Generation.objects.get(pk=other.pk).hidden_at is None
+    assert 'data-testid="hide"' not in client.get(f"/g/{other.pk}/").content.decode()
+    Membership.objects.filter(user=teammate, team=team).update(role=Membership.Role.TEAM_ADMIN)
+    assert 'data-testid="hide"' in client.get(f"/g/{other.pk}/").content.decode()
+    response = client.post(f"/g/{other.pk}/hide/")
+    assert response.status_code == 302 and Generation.objects.get(pk=other.pk).hidden_at is not None
+
+    client.force_login(member)
+    assert client.post(f"/g/{mine.pk}/unhide/", HTTP_HX_REQUEST="true").status_code == 200
+    assert _gallery_ids(client) == {str(mine.pk)}
+    assert list(LedgerEntry.objects.order_by("id").values_list("id", "kind", "amount")) == entries_before
