@@ -204,3 +204,50 @@ def test_hide_and_unhide_keep_the_ledger_and_follow_the_permission(client, team,
     assert client.post(f"/g/{mine.pk}/unhide/", HTTP_HX_REQUEST="true").status_code == 200
     assert _gallery_ids(client) == {str(mine.pk)}
     assert list(LedgerEntry.objects.order_by("id").values_list("id", "kind", "amount")) == entries_before
+
+
+# --- rough edge 3: account-level provider problems reach staff, once an hour ----------------------
+def test_a_402_at_submit_emails_staff_once_an_hour_and_members_see_a_sentence(
+    member, apixo_account, mailoutbox, no_queue, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from generations import services
+    from generations.models import Generation, State
+    from providers.models import ProviderAccount
+    from tests.conftest import make_params
+
+    from billing.models import Budget
+
+    Budget.objects.create(user=member, amount=Decimal("10"), period=Budget.Period.MONTH)
+    User.objects.create_user("ops@example.com", "pw-ops-12345", is_staff=True)
+    User.objects.create_user("boss@example.com", "pw-boss-12345", is_superuser=True, is_staff=True)
+    User.objects.create_user("gone@example.com", "pw-gone-12345", is_staff=True, is_active=False)
+
+    def submit(prompt):
+        g = services.generation_create(user=member, params=make_params(apixo_account, prompt=prompt))
+        with django_capture_on_commit_callbacks(execute=True):
+            services.generation_submit(generation_id=g.pk)
+        return Generation.objects.get(pk=g.pk)
+
+    first = submit("a fox in the snow [http:402]")  # the APIXO sandbox answers HTTP 402
+    assert first.state == State.FAILED
+    assert first.fail_summary.startswith("The company's account at this provider is out of credit; admins have been told.")
+    assert len(mailoutbox) == 1
+    mail = mailoutbox[0]
+    assert sorted(mail.to) == ["boss@example.com", "ops@example.com"]
+    assert "out of credit (HTTP 402)" in mail.subject and apixo_account.label in mail.subject
+    assert "402" in mail.body
+    account = ProviderAccount.objects.get(pk=apixo_account.pk)
+    assert account.problem_notified_at is not None and account.problem_note.startswith("402")
+
+    submit("a fox in the rain [http:402]")
+    assert len(mailoutbox) == 1  # at most once per account per hour
+    ProviderAccount.objects.filter(pk=account.pk).update(problem_notified_at=timezone.now() - timedelta(minutes=61))
+    second = submit("a fox at dawn [http:401]")
+    assert second.fail_summary.startswith("The company's account at this provider was refused (its key)")
+    assert len(mailoutbox) == 2 and "API key refused (HTTP 401)" in mailoutbox[1].subject
+    ok = submit("a fox at noon")  # an ordinary submit tells nobody anything
+    assert ok.state == State.SUBMITTED and len(mailoutbox) == 2

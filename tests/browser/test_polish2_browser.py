@@ -58,3 +58,33 @@ def test_this_months_chart_has_no_point_after_today(new_page, login, finance, me
         assert len(xs) == today.day  # one point per day so far, none after today
         assert max(xs) == pytest.approx(today_x, abs=0.2)
     screenshot(page, "reports-this-month", full_page=True)
+
+
+def test_hide_from_a_card_and_show_hidden(new_page, login, member, team, apixo_account):
+    from billing.models import LedgerEntry
+    from generations.models import Generation
+
+    now = timezone.now()
+    generation = Generation.objects.create(
+        user=member, team=team, provider_account=apixo_account, provider_kind="apixo", model="hailuo-2-3",
+        mode="standard-text-to-video", prompt="a lighthouse in a storm, to be hidden", duration=6, resolution="768p",
+        quoted_amount=Decimal("0.336"), state="failed", fail_code="500", created_at=now, completed_at=now,
+    )
+    LedgerEntry.objects.create(kind="hold", amount=Decimal("0.336"), user=member, team=team, generation=generation)
+    LedgerEntry.objects.create(kind="release", amount=Decimal("0.336"), user=member, team=team, generation=generation)
+    page = new_page()
+    login(page, member.email, "pw-member-123", next_url="/studio/")
+    card = page.locator(f"#gen-{generation.pk}")
+    card.get_by_test_id("card-hide").click()
+    expect(card.get_by_test_id("hidden-badge")).to_be_visible()
+    expect(card.get_by_test_id("card-unhide")).to_be_visible()
+    page.reload()
+    expect(page.locator(f"#gen-{generation.pk}")).to_have_count(0)
+    page.locator("details[data-filters-more] summary").click()
+    with page.expect_response(lambda r: "/studio/gallery/" in r.url):
+        page.get_by_label("Show hidden").check()
+    expect(card.get_by_test_id("hidden-badge")).to_be_visible()
+    with page.expect_response(lambda r: "/unhide/" in r.url):
+        card.get_by_test_id("card-unhide").click()
+    expect(card.get_by_test_id("card-hide")).to_be_visible()
+    assert LedgerEntry.objects.filter(generation=generation).count() == 2
