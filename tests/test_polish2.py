@@ -214,12 +214,11 @@ def test_a_402_at_submit_emails_staff_once_an_hour_and_members_see_a_sentence(
 
     from django.utils import timezone
 
+    from billing.models import Budget
     from generations import services
     from generations.models import Generation, State
     from providers.models import ProviderAccount
     from tests.conftest import make_params
-
-    from billing.models import Budget
 
     Budget.objects.create(user=member, amount=Decimal("10"), period=Budget.Period.MONTH)
     User.objects.create_user("ops@example.com", "pw-ops-12345", is_staff=True)
