@@ -250,3 +250,33 @@ def test_a_402_at_submit_emails_staff_once_an_hour_and_members_see_a_sentence(
     assert len(mailoutbox) == 2 and "API key refused (HTTP 401)" in mailoutbox[1].subject
     ok = submit("a fox at noon")  # an ordinary submit tells nobody anything
     assert ok.state == State.SUBMITTED and len(mailoutbox) == 2
+
+
+# --- rough edge 9: Budget's allowed providers / models are multi-selects ---------------------------
+def test_budget_admin_picks_providers_and_models_from_the_registry(client, member):
+    from billing.models import Budget
+    from providers.registry import ADAPTERS
+
+    admin_user = User.objects.create_superuser("root@example.com", "pw-root-12345")
+    client.force_login(admin_user)
+    budget = Budget.objects.create(user=member, amount=Decimal("5"), allowed_models=["retired-model"])
+    page = client.get(f"/admin/billing/budget/{budget.pk}/change/").content.decode()
+    assert '<select name="allowed_providers"' in page and "multiple" in page
+    for kind, cls in ADAPTERS.items():
+        assert f'<option value="{kind}">{cls.label}</option>' in page
+    assert 'value="hailuo-2-3"' in page and 'value="MiniMax-Hailuo-2.3"' in page
+    assert '<option value="retired-model" selected>retired-model (unknown now)</option>' in page
+    response = client.post(f"/admin/billing/budget/{budget.pk}/change/", {
+        "user": member.pk, "amount": "7.50", "period": "month", "hard": "on", "active": "on",
+        "allowed_providers": ["apixo", "piapi"], "allowed_models": ["hailuo-2-3", "v2.3"],
+        "created_at_0": "2026-10-01", "created_at_1": "10:00:00",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    budget.refresh_from_db()
+    assert budget.allowed_providers == ["apixo", "piapi"] and budget.allowed_models == ["hailuo-2-3", "v2.3"]
+    assert budget.allows(provider_kind="apixo", model="hailuo-2-3") and not budget.allows(provider_kind="poyo", model="hailuo-2.3")
+    bad = client.post(f"/admin/billing/budget/{budget.pk}/change/", {
+        "user": member.pk, "amount": "7.50", "period": "month", "allowed_providers": ["nosuch"],
+        "created_at_0": "2026-10-01", "created_at_1": "10:00:00",
+    })
+    assert bad.status_code == 200 and "Select a valid choice" in bad.content.decode()
