@@ -152,7 +152,7 @@ class BudgetAdminForm(forms.ModelForm):
 
     class Meta:
         model = Budget
-        fields = "__all__"
+        fields = ["user", "team", "amount", "period", "hard", "allowed_providers", "allowed_models", "active", "created_at"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
