@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as accounts_views
+from billing import views as billing_views
 from config.api import api
 from config.health import healthz, healthz_live
 from config.metrics import metrics_view
@@ -26,6 +27,7 @@ urlpatterns = [
     path("hooks/<slug:kind>/<uuid:generation_id>/<str:token>/", views.provider_callback, name="provider_callback"),
     path("team/<int:team_id>/budgets/", accounts_views.team_budgets, name="team_budgets"),
     path("tokens/", accounts_views.api_tokens, name="api_tokens"),
+    path("me/spending/", billing_views.my_spending, name="my_spending"),
     path("reports/", include("billing.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("accounts/", include("allauth.urls")),

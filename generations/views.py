@@ -24,6 +24,7 @@ from billing.selectors import budget_statuses_for, entries_for_generation, price
 from config.errors import Forbidden
 from config.metrics import CALLBACKS_RECEIVED
 from generations import actions, services
+from generations.eta import attach_etas
 from generations.forms import GalleryFilterForm, StudioForm
 from generations.models import State
 from generations.selectors import gallery_page, generation_for, teammates_of, teams_of
@@ -164,6 +165,7 @@ def _gallery(request, *, team_ids=None, members=None) -> dict:
         user=request.user, filters=filters, size=size, before=params.get("before"), after=params.get("after"),
         team_ids=team_ids,
     )
+    attach_etas(page.items)
     kept = {k: v for k, v in params.items() if k in filter_form.fields and v not in ("", None)}
     if kept.get("size") == str(GalleryFilterForm.DEFAULT_SIZE):
         kept.pop("size")
@@ -222,11 +224,13 @@ def gallery(request):
 def card(request, generation_id):
     """One card; while not final it re-polls itself (the final render carries no trigger)."""
     generation = _visible_or_404(request, generation_id)
+    attach_etas([generation])
     return render(request, "generations/partials/card.html", {"g": generation, "detail_view": request.GET.get("detail") == "1"})
 
 
 def _detail_context(generation, user=None) -> dict:
     account = generation.provider_account
+    attach_etas([generation])
     may_act = user is None or actions.may_act_on(user=user, generation=generation)
     return {
         "g": generation,

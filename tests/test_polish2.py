@@ -280,3 +280,87 @@ def test_budget_admin_picks_providers_and_models_from_the_registry(client, membe
         "created_at_0": "2026-10-01", "created_at_1": "10:00:00",
     })
     assert bad.status_code == 200 and "Select a valid choice" in bad.content.decode()
+
+
+# --- rough edge 10: ETAs and "My spending" ------------------------------------------------------
+def test_in_flight_cards_without_progress_show_an_eta_from_the_median(client, team, member, apixo_account, django_assert_max_num_queries):
+    import re
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from generations.eta import SAMPLE, median_durations
+    from generations.models import Generation
+
+    cache.clear()
+    now = timezone.now()
+
+    def make(state, *, took=None, ago=0, model="hailuo-2-3", progress=None, prompt="done"):
+        submitted = now - timedelta(seconds=ago)
+        return Generation.objects.create(
+            user=member, team=team, provider_account=apixo_account, provider_kind="apixo", model=model,
+            mode="standard-text-to-video", prompt=prompt, duration=6, resolution="768p", quoted_amount=Decimal("0.336"),
+            state=state, submitted_at=submitted, progress=progress,
+            completed_at=submitted + timedelta(seconds=took) if took is not None else None, created_at=submitted,
+        )
+
+    # 60 old successes of 500 s, then the last 50 (what counts): 40 s ×25, 120 s ×25 → median 80 s
+    for i in range(60):
+        make("succeeded", took=500, ago=100_000 + i)
+    for i in range(SAMPLE):
+        make("succeeded", took=40 if i % 2 else 120, ago=1000 + i)
+    make("failed", took=5, ago=900)  # failures do not count
+    for _ in range(2):
+        make("succeeded", took=30, ago=800, model="hailuo-2-3-fast")  # too few for an estimate
+    running = make("running", ago=20, prompt="waiting for the fox")
+    late = make("submitted", ago=300, prompt="a late fox")
+    with_progress = make("running", ago=20, progress=40, prompt="a fox with progress")
+    no_history = make("running", ago=20, model="hailuo-2-3-fast", prompt="a fast fox")
+
+    assert median_durations([("apixo", "hailuo-2-3"), ("apixo", "hailuo-2-3-fast")]) == {("apixo", "hailuo-2-3"): 80.0}
+    with django_assert_max_num_queries(0):  # cached
+        assert median_durations([("apixo", "hailuo-2-3")]) == {("apixo", "hailuo-2-3"): 80.0}
+
+    cache.clear()
+    client.force_login(member)
+    page = client.get("/studio/gallery/", {"size": 12, "state": "in_progress"}).content.decode()
+    etas = dict(re.findall(r'id="gen-([0-9a-f-]{36})".*?(?:data-testid="eta"[^>]*>([^<]*)<|</article>)', page, re.S))
+    assert re.fullmatch(r"about (5[89]|60) s left", etas[str(running.pk)])
+    assert etas[str(late.pk)] == "taking longer than usual (about 80 s)"
+    assert etas[str(with_progress.pk)] == etas[str(no_history.pk)] == ""
+    card = client.get(f"/g/{running.pk}/card/").content.decode()
+    assert 'data-testid="eta"' in card
+
+
+def test_my_spending_shows_the_members_own_ledger_by_day_and_model(client, team, member, teammate, apixo_account):
+    import re
+
+    oct_ = lambda d, h=10: datetime(2026, 10, d, h, tzinfo=UTC)  # noqa: E731
+    _generation(member, team, apixo_account, "succeeded", oct_(3), price="0.336")
+    _generation(member, team, apixo_account, "succeeded", oct_(3, 14), price="0.56")
+    _generation(member, team, apixo_account, "succeeded", oct_(17), price="0.49")
+    _generation(member, team, apixo_account, "failed", oct_(17))
+    _generation(member, team, apixo_account, "succeeded", datetime(2026, 11, 1, 1, tzinfo=UTC), price="9")  # next month
+    _generation(teammate, team, apixo_account, "succeeded", oct_(4), price="7")  # not mine
+    _adjust(member, team, "0.105", oct_(20))
+    expected = Decimal("0.336") + Decimal("0.56") + Decimal("0.49") + Decimal("0.105")
+    mine = LedgerEntry.objects.filter(user=member, created_at__gte=oct_(1, 0), created_at__lt=datetime(2026, 11, 1, tzinfo=UTC))
+    assert money(sum((e.amount for e in mine if e.kind in ("capture", "adjustment")), ZERO)) == expected
+
+    client.force_login(member)
+    assert 'data-testid="my-spending-link"' in client.get("/studio/").content.decode()
+    response = client.get("/me/spending/", {"month": "2026-10"})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert re.search(r'data-testid="my-total">\$1\.491<', page)
+    day_table = page.split('data-testid="by-day"')[1].split("</table>")[0]
+    model_table = page.split('data-testid="by-model"')[1].split("</table>")[0]
+    day_amounts = [Decimal(a) for a in re.findall(r'<td class="num">\$([0-9.]+)</td></tr>', day_table.split("<tfoot>")[0])]
+    assert day_amounts == [Decimal("0.896"), Decimal("0.49"), Decimal("0.105")]  # 3, 17, 20 October
+    assert sum(day_amounts) == expected
+    assert "Hailuo 2.3" in model_table and "APIXO" in model_table and "hailuo-2-3" in model_table
+    model_amounts = [Decimal(a) for a in re.findall(r'<td class="num">\$([0-9.]+)</td></tr>', model_table.split("<tfoot>")[0])]
+    assert sum(model_amounts) == expected and "$7" not in page and "$9" not in page
+    assert client.get("/me/spending/", {"month": "2026-13"}).status_code == 422
+    assert client.get("/me/spending/").status_code == 200
