@@ -88,3 +88,60 @@ def test_hide_from_a_card_and_show_hidden(new_page, login, member, team, apixo_a
         card.get_by_test_id("card-unhide").click()
     expect(card.get_by_test_id("card-hide")).to_be_visible()
     assert LedgerEntry.objects.filter(generation=generation).count() == 2
+
+
+def test_screenshots_of_the_reports_the_studio_and_my_spending(new_page, login, screenshot, finance, member, team, apixo_account):
+    """Look at the result: the reports (failed / canceled / expired apart, the zone select, the
+    chart stopping at today), the studio (an ETA on a running card, a hidden card) and My spending."""
+    from billing.models import LedgerEntry
+    from generations.models import Generation
+
+    now = timezone.now()
+
+    def make(state, prompt, *, took=60, ago=3600, price="0.336", settle=True, hidden=False):
+        submitted = now - timedelta(seconds=ago)
+        g = Generation.objects.create(
+            user=member, team=team, provider_account=apixo_account, provider_kind="apixo", model="hailuo-2-3",
+            mode="standard-text-to-video", prompt=prompt, duration=6, resolution="768p", quoted_amount=Decimal(price),
+            state=state, submitted_at=submitted, created_at=submitted, hidden_at=now if hidden else None,
+            completed_at=submitted + timedelta(seconds=took) if state not in ("running", "submitted") else None,
+            fail_code="1026" if state == "failed" else "", fail_message="input new_sensitive" if state == "failed" else "",
+        )
+        when = min(submitted + timedelta(seconds=took), now)
+        LedgerEntry.objects.create(kind="hold", amount=Decimal(price), user=member, team=team, provider_account=apixo_account,
+                                   generation=g, effective_at=submitted, created_at=submitted)
+        if settle and state not in ("running", "submitted"):
+            extra = {"kind": "capture", "hold_amount": Decimal(price)} if state == "succeeded" else {"kind": "release"}
+            LedgerEntry.objects.create(amount=Decimal(price), user=member, team=team, provider_account=apixo_account,
+                                       generation=g, effective_at=submitted, created_at=when, **extra)
+        return g
+
+    for i in range(6):
+        make("succeeded", f"a paper boat on a rainy street, take {i + 1}", took=70 + 10 * i, ago=7200 + 60 * i)
+    make("failed", "a prompt the safety check refused", ago=5000)
+    make("canceled", "a canceled kite", ago=4000)
+    make("expired", "an expired lighthouse", ago=3000)
+    make("succeeded", "an old test, hidden", hidden=True, ago=2500)
+    running = make("running", "a fox running through fresh snow at dawn", ago=20)
+
+    reports = new_page()
+    login(reports, finance.email, "pw-finance-123", next_url="/reports/?period=this_month&tz=UTC")
+    expect(reports.get_by_test_id("total-canceled")).to_have_text("1")
+    expect(reports.get_by_test_id("total-expired")).to_have_text("1")
+    expect(reports.get_by_test_id("total-failed")).to_have_text("1")
+    assert reports.locator("select#f-tz").evaluate("s => s.value") == "UTC"
+    reports.wait_for_load_state("networkidle")
+    screenshot(reports, "polish2-reports", full_page=True)
+
+    studio = new_page()
+    login(studio, member.email, "pw-member-123", next_url="/studio/")
+    card = studio.locator(f"#gen-{running.pk}")
+    expect(card.get_by_test_id("eta")).to_contain_text("left")
+    expect(studio.locator("#gallery-grid .gen-card", has_text="an old test, hidden")).to_have_count(0)
+    studio.wait_for_load_state("networkidle")
+    screenshot(studio, "polish2-studio")
+
+    studio.get_by_test_id("my-spending-link").click()
+    expect(studio).to_have_title("My spending · Hailuo Studio")
+    expect(studio.get_by_test_id("my-total")).to_have_text("$2.352")  # seven captures of $0.336
+    screenshot(studio, "polish2-my-spending", full_page=True)
