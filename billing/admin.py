@@ -114,10 +114,65 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         obj._state.adding = False
 
 
+def provider_kind_choices() -> list[tuple[str, str]]:
+    """(kind, label) of every provider in ``providers.registry``."""
+    from providers.registry import kind_choices
+
+    return kind_choices()
+
+
+def model_id_choices() -> list[tuple[str, str]]:
+    """(model id, "id — Human name (providers)") of every model id in ``providers.registry``,
+    one entry per id (an id two providers share lists both), sorted by human name then id."""
+    from providers.registry import ADAPTERS
+
+    seen: dict[str, tuple[str, list[str]]] = {}
+    for cls in ADAPTERS.values():
+        for model in cls.capabilities.models:
+            label, providers = seen.setdefault(model.id, (model.label, []))
+            if cls.label not in providers:
+                providers.append(cls.label)
+    ordered = sorted(seen.items(), key=lambda item: (item[1][0].lower(), item[0]))
+    return [(mid, f"{mid} — {label} ({', '.join(providers)})") for mid, (label, providers) in ordered]
+
+
+class BudgetAdminForm(forms.ModelForm):
+    """Budget with its allowed providers and models picked from lists (the registry's provider
+    kinds and model ids) instead of typed as JSON. Nothing picked: any. A value saved earlier
+    that the registry no longer knows stays listed, so saving does not drop it silently."""
+
+    allowed_providers = forms.MultipleChoiceField(
+        required=False, widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="Provider kinds this budget may buy from; none selected: any. Ctrl/⌘-click to pick several.",
+    )
+    allowed_models = forms.MultipleChoiceField(
+        required=False, widget=forms.SelectMultiple(attrs={"size": 12}),
+        help_text="Model ids allowed; none selected: any. Ctrl/⌘-click to pick several.",
+    )
+
+    class Meta:
+        model = Budget
+        fields = ["user", "team", "amount", "period", "hard", "allowed_providers", "allowed_models", "active", "created_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, choices in (("allowed_providers", provider_kind_choices()), ("allowed_models", model_id_choices())):
+            known = {value for value, _ in choices}
+            saved = [v for v in (getattr(self.instance, name, None) or []) if v not in known]
+            self.fields[name].choices = choices + [(v, f"{v} (unknown now)") for v in saved]
+
+    def clean_allowed_providers(self) -> list[str]:
+        return list(self.cleaned_data.get("allowed_providers") or [])
+
+    def clean_allowed_models(self) -> list[str]:
+        return list(self.cleaned_data.get("allowed_models") or [])
+
+
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
     """Every budget layer; staff who add one are recorded as its author."""
 
+    form = BudgetAdminForm
     list_display = ["__str__", "layer_name", "user", "team", "amount", "period", "hard", "active", "created_by"]
     list_filter = ["period", "hard", "active"]
     readonly_fields = ["created_by", "created_at"]

@@ -49,7 +49,9 @@ class FiguresOut(Schema):
     held_usd: str = Field(description="Holds written in the period (not spend)")
     released_usd: str = Field(description="Releases written in the period (not spend)")
     succeeded: int = Field(description="Capture entries")
-    failed: int = Field(description="Release entries (failed, expired, canceled)")
+    failed: int = Field(description="Release entries of generations that failed (not canceled or expired)")
+    canceled: int = Field(description="Release entries of canceled generations")
+    expired: int = Field(description="Release entries of expired generations")
     entries: int
     average_price_usd: str | None = Field(description="captured ÷ succeeded; null without successes")
 

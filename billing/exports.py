@@ -186,7 +186,7 @@ def entries_csv_response(query: ReportQuery) -> StreamingHttpResponse:
 # --- group rows -------------------------------------------------------------------------------------
 FIGURE_COLUMNS = (
     "spend_usd", "captured_usd", "adjustments_usd", "credits_usd", "held_usd", "released_usd",
-    "succeeded", "failed", "entries", "average_price_usd",
+    "succeeded", "failed", "canceled", "expired", "entries", "average_price_usd",
 )
 _ID_DIMENSIONS = {"team", "member", "provider_account"}
 
@@ -205,8 +205,8 @@ def group_columns(group_by: tuple[str, ...]) -> list[str]:
 
 
 def _figure_values(f) -> list:
-    return [f.spend, f.captured, f.adjustments, f.credits, f.held, f.released, f.succeeded, f.failed, f.entries,
-            f.average_price]
+    return [f.spend, f.captured, f.adjustments, f.credits, f.held, f.released, f.succeeded, f.failed, f.canceled,
+            f.expired, f.entries, f.average_price]
 
 
 def group_rows(report: CostReport) -> Iterator[list]:
@@ -294,6 +294,32 @@ def _zone_note(period: Period) -> str:
             "Excel cannot store time zones). Amounts in USD.")
 
 
+#: The header row of every report sheet: after three title rows and a blank row.
+HEADER_ROW = 5
+_FORMAT_WIDTHS = {DATETIME_FORMAT: 20, "yyyy-mm-dd": 12, USD_FORMAT: 14, COUNT_FORMAT: 10}
+
+
+def _sheet_layout(sheet, columns, formats: list[str | None], *, widths: dict[str, int] | None = None) -> None:
+    """Before the first row of a write-only sheet: column widths (from the header's length, the
+    column's number format, or ``widths``) and the panes frozen below the header row
+    (:data:`HEADER_ROW`), so the header stays in view while scrolling."""
+    from openpyxl.utils import get_column_letter
+
+    for i, name in enumerate(columns, start=1):
+        fmt = formats[i - 1] if i - 1 < len(formats) else None
+        width = max(len(name) + 3, _FORMAT_WIDTHS.get(fmt, 12), (widths or {}).get(name, 0))
+        sheet.column_dimensions[get_column_letter(i)].width = min(width, 60)
+    sheet.freeze_panes = f"A{HEADER_ROW + 1}"
+
+
+def _autofilter(sheet, columns, last_row: int) -> None:
+    """An autofilter over the header row and the data rows (``HEADER_ROW``..``last_row``);
+    written when the write-only sheet is closed, so it can be set after the rows."""
+    from openpyxl.utils import get_column_letter
+
+    sheet.auto_filter.ref = f"A{HEADER_ROW}:{get_column_letter(len(columns))}{max(last_row, HEADER_ROW)}"
+
+
 def _title_rows(sheet, title: str, period: Period) -> None:
     sheet.append([_xlsx_cell(sheet, title, bold=True)])
     sheet.append([_xlsx_cell(sheet, f"Period: {period.label} ({period.start.isoformat()} to {period.end.isoformat()}, end excluded)")])
@@ -328,7 +354,8 @@ def entries_workbook(query: ReportQuery):
     """An openpyxl write-only workbook: sheet "Entries", one row per ledger entry, then a totals row.
 
     Layout: three title rows (report, period, zone note), a blank row, the header
-    (:data:`ENTRY_COLUMNS`), the entries, and a ``Total`` row: the number of entries and
+    (:data:`ENTRY_COLUMNS`, row :data:`HEADER_ROW`, frozen, with an autofilter over the
+    entries and widths per column), the entries, and a ``Total`` row: the number of entries and
     the sum of ``spend_usd`` (an exact Decimal sum written as a value, so it reads back
     without a spreadsheet recalculating). Raises :class:`ExportTooLarge` beyond :data:`XLSX_MAX_ROWS`.
     """
@@ -338,9 +365,10 @@ def entries_workbook(query: ReportQuery):
         raise ExportTooLarge(count)
     workbook = _workbook()
     sheet = workbook.create_sheet("Entries")
+    formats = _entry_formats()
+    _sheet_layout(sheet, ENTRY_COLUMNS, formats, widths={"member": 28, "reason": 40, "team": 18, "provider_account": 22, "mode": 24, "generation_id": 38})
     _title_rows(sheet, f"Hailuo Studio costs: ledger entries, {query.period.label}", query.period)
     sheet.append([_xlsx_cell(sheet, c, bold=True) for c in ENTRY_COLUMNS])
-    formats = _entry_formats()
     spend_index = ENTRY_COLUMNS.index("spend_usd")
     total = ZERO
     rows = 0
@@ -349,6 +377,7 @@ def entries_workbook(query: ReportQuery):
         total += row[spend_index]
         rows += 1
         sheet.append(write(row))
+    _autofilter(sheet, ENTRY_COLUMNS, HEADER_ROW + rows)
     totals = [None] * len(ENTRY_COLUMNS)
     totals[0], totals[3], totals[spend_index] = "Total", f"{rows} entries", money(total)
     sheet.append(_typed_row(sheet, totals, formats, bold=True))
@@ -375,7 +404,8 @@ def _group_formats(group_by: tuple[str, ...]) -> list[str | None]:
 def groups_workbook(report: CostReport):
     """An openpyxl write-only workbook: sheet "Report", one row per group, a totals row, outstanding holds.
 
-    Layout: three title rows, a blank row, the header (:func:`group_columns`, with
+    Layout: three title rows, a blank row, the header (row :data:`HEADER_ROW`, frozen, with
+    an autofilter over the groups and widths per column; :func:`group_columns`, with
     ``<bucket>_start`` as an Excel date in the report's zone), the groups, a ``Total`` row
     (the report's totals, whose ``average_price_usd`` is captured ÷ succeeded), a blank
     row and an ``Outstanding holds`` row (amount and count as of the period's end).
@@ -384,12 +414,14 @@ def groups_workbook(report: CostReport):
     workbook = _workbook()
     sheet = workbook.create_sheet("Report")
     dims = ", ".join(DIMENSION_LABELS[d].lower() for d in query.group_by)
-    _title_rows(sheet, f"Hailuo Studio costs by {dims}, {report.period.label}", report.period)
     columns = group_columns(query.group_by)
-    sheet.append([_xlsx_cell(sheet, c, bold=True) for c in columns])
     formats = _group_formats(query.group_by)
+    _sheet_layout(sheet, columns, formats, widths={"member": 28, "team": 18, "provider_account": 22, "mode": 24})
+    _title_rows(sheet, f"Hailuo Studio costs by {dims}, {report.period.label}", report.period)
+    sheet.append([_xlsx_cell(sheet, c, bold=True) for c in columns])
     for row in group_rows(report):
         sheet.append(_typed_row(sheet, row, formats))
+    _autofilter(sheet, columns, HEADER_ROW + len(report.groups))
     lead = len(columns) - len(FIGURE_COLUMNS)
     totals = ["Total"] + [None] * (lead - 1) + _figure_values(report.totals)
     sheet.append(_typed_row(sheet, totals, formats, bold=True))

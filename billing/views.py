@@ -4,6 +4,7 @@ team statements and reconciliation. Only :func:`billing.reports.can_view_reports
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from functools import wraps
 
@@ -25,6 +26,7 @@ from billing.reports import (
     ReportQuery,
     can_view_reports,
     cost_report,
+    period_resolve,
     reconciliation,
     report_query_from_params,
     spend_chart,
@@ -200,3 +202,43 @@ def snapshot_now(request):
     query = request.POST.get("next_query", "")
     return redirect(f"{back}?{query}" if query else back)
 
+
+
+# --- a member's own spending ------------------------------------------------------------------
+@login_required
+@require_GET
+def my_spending(request):
+    """"My spending": the logged-in member's own ledger for one month (``?month=YYYY-MM``,
+    default this month) in their team's time zone: spend by day and by model, and the total.
+
+    Figures come from :func:`billing.reports.cost_report` filtered to the user (every team),
+    so the total is the ledger's own sum for the month (USD, shown exactly, to the cent or
+    finer), and the day rows and the model rows each add up to it. No finance role needed:
+    a member sees only their own entries. A bad month answers 422 with the message."""
+    from providers.registry import ADAPTERS, model_label
+
+    tz = _default_tz(request.user)
+    month = (request.GET.get("month") or "").strip()
+    status, error = 200, ""
+    try:
+        period = period_resolve("month" if month else "this_month", tz=tz, month=month or None)
+    except ReportParamError as exc:
+        status, error = 422, " ".join(m for ms in exc.fields.values() for m in ms)
+        period = period_resolve("this_month", tz=tz)
+    by_day = cost_report(ReportQuery(period=period, group_by=("day",), user_id=request.user.pk))
+    by_model = cost_report(ReportQuery(period=period, group_by=("provider", "model"), user_id=request.user.pk))
+    models = []
+    for g in by_model.groups:
+        kind, model = g.key["provider"], g.key["model"]
+        provider = ADAPTERS[kind].label if kind in ADAPTERS else g.labels["provider"]
+        name = model_label(kind, model) if kind and model else g.labels["model"]
+        models.append({"name": name, "model_id": model or "", "provider": provider, "figures": g.figures})
+    models.sort(key=lambda m: (-m["figures"].spend, m["name"], m["provider"]))
+    first = period.start.astimezone(period.zone).date()
+    previous = (first.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    following = (first.replace(day=28) + timedelta(days=4)).strftime("%Y-%m")
+    return render(request, "billing/my_spending.html", {
+        "period": period, "month": first.strftime("%Y-%m"), "error": error,
+        "days": by_day.groups, "models": models, "totals": by_day.totals,
+        "previous": previous, "following": following,
+    }, status=status)

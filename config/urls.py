@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as accounts_views
+from billing import views as billing_views
 from config.api import api
 from config.health import healthz, healthz_live
 from config.metrics import metrics_view
@@ -19,12 +20,15 @@ urlpatterns = [
     path("g/<uuid:generation_id>/retry/", views.retry, name="generation_retry"),
     path("g/<uuid:generation_id>/cancel/", views.cancel, name="generation_cancel"),
     path("g/<uuid:generation_id>/save-again/", views.archive_retry, name="generation_archive_retry"),
+    path("g/<uuid:generation_id>/hide/", views.set_hidden, {"hidden": True}, name="generation_hide"),
+    path("g/<uuid:generation_id>/unhide/", views.set_hidden, {"hidden": False}, name="generation_unhide"),
     path("g/<uuid:generation_id>/video.mp4", views.video, name="generation_video"),
     path("g/<uuid:generation_id>/poster.jpg", views.poster, name="generation_poster"),
     path("u/<uuid:image_id>.<slug:ext>", views.input_image, name="input_image"),
     path("hooks/<slug:kind>/<uuid:generation_id>/<str:token>/", views.provider_callback, name="provider_callback"),
     path("team/<int:team_id>/budgets/", accounts_views.team_budgets, name="team_budgets"),
     path("tokens/", accounts_views.api_tokens, name="api_tokens"),
+    path("me/spending/", billing_views.my_spending, name="my_spending"),
     path("reports/", include("billing.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("accounts/", include("allauth.urls")),

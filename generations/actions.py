@@ -1,4 +1,4 @@
-"""What a member may do to one generation after it was made: retry and cancel.
+"""What a member may do to one generation after it was made: retry, cancel, hide.
 
 One place for the rules the studio (``generations.views``) and the API
 (``generations.api``) share:
@@ -9,9 +9,13 @@ One place for the rules the studio (``generations.views``) and the API
   expired one (budgets apply as usual).
 - :func:`generation_cancel`: ``services.generation_cancel`` (locally before the submit, at
   the provider where it documents a cancel) after the permission check.
+- :func:`generation_set_hidden`: hide a generation from the gallery or show it again
+  (``hidden_at``); nothing else changes, the ledger least of all.
 """
 
 from __future__ import annotations
+
+from django.utils import timezone
 
 from accounts.models import Membership
 from config.errors import Forbidden
@@ -23,7 +27,7 @@ RETRYABLE_STATES = frozenset({State.FAILED, State.EXPIRED})
 
 
 def may_act_on(*, user, generation: Generation) -> bool:
-    """True when ``user`` may retry or cancel ``generation``: its owner, an admin of its team
+    """True when ``user`` may retry, cancel or hide ``generation``: its owner, an admin of its team
     (``Membership.Role.TEAM_ADMIN``), or staff. One query at most."""
     if generation.user_id == user.pk or user.is_staff:
         return True
@@ -78,3 +82,20 @@ def generation_cancel(*, user, generation: Generation) -> str:
         if refused.code == "cannot_cancel":
             refused.status = 409
         raise
+
+
+def generation_set_hidden(*, user, generation: Generation, hidden: bool) -> Generation:
+    """Hide ``generation`` from the gallery (``hidden=True``: ``hidden_at`` = now, unless it is
+    hidden already) or show it again (``hidden=False``: ``hidden_at`` = None); returns it.
+
+    Only ``hidden_at`` is written (one UPDATE): the generation, its video and its ledger
+    entries stay as they are, so reports and budgets are unchanged. Any state may be hidden.
+    Raises :class:`Forbidden` (see :func:`may_act_on`).
+    """
+    require_may_act_on(user=user, generation=generation)
+    if hidden and generation.hidden_at is None:
+        generation.hidden_at = timezone.now()
+    elif not hidden:
+        generation.hidden_at = None
+    Generation.objects.filter(pk=generation.pk).update(hidden_at=generation.hidden_at)
+    return generation

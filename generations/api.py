@@ -83,6 +83,7 @@ class GenerationOut(Schema):
     archive_state: str = Field(examples=["done"])
     created_at: datetime
     completed_at: datetime | None
+    hidden_at: datetime | None = Field(None, description="When it was hidden from the gallery; null when shown")
 
 
 class PageOut(Schema):
@@ -108,6 +109,7 @@ class ListParams(Schema):
     created_from: date | None = Field(None, ge=date(2000, 1, 1), le=date(9998, 12, 31), description="Inclusive, UTC day")
     created_to: date | None = Field(None, ge=date(2000, 1, 1), le=date(9998, 12, 31), description="Inclusive, UTC day")
     q: Text | None = Field(None, max_length=200, description="Words the prompt contains", examples=["cat"])
+    include_hidden: bool = Field(False, description="Also the generations hidden from the gallery")
 
 
 def _out(request: HttpRequest, g: Generation) -> dict:
@@ -136,7 +138,7 @@ def _out(request: HttpRequest, g: Generation) -> dict:
         ),
         "archive_state": g.archive_state,
         "created_at": g.created_at,
-        "completed_at": g.completed_at,
+        "completed_at": g.completed_at, "hidden_at": g.hidden_at,
     }
 
 
@@ -228,6 +230,7 @@ def list_generations(request, params: Query[ListParams]):
     filters = GalleryFilters(
         state=params.state or "", provider=params.provider or "", model=params.model or "", member=params.member,
         date_from=params.created_from, date_to=params.created_to, q=params.q or "",
+        show_hidden=params.include_hidden,
     )
     team_ids, _ = teams_of(request.auth)
     page = gallery_page(user=request.auth, filters=filters, size=params.limit, before=params.cursor, team_ids=team_ids)

@@ -250,6 +250,7 @@ class GalleryFilterForm(forms.Form):
     member = forms.TypedChoiceField(required=False, label="Member", coerce=int, empty_value=None)
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    show_hidden = forms.BooleanField(required=False, label="Show hidden")
     size = forms.TypedChoiceField(
         required=False, label="Per page", coerce=int, empty_value=24,
         choices=[(n, str(n)) for n in (12, 24, 48, 96)],
@@ -289,7 +290,7 @@ class GalleryFilterForm(forms.Form):
         return GalleryFilters(
             state=data.get("state") or "", provider=data.get("provider") or "", model=data.get("model") or "",
             member=data.get("member") or None, date_from=data.get("date_from"), date_to=data.get("date_to"),
-            q=(data.get("q") or "").strip(),
+            q=(data.get("q") or "").strip(), show_hidden=bool(data.get("show_hidden")),
         )
 
     def page_size(self) -> int:

@@ -114,6 +114,9 @@ class Generation(models.Model):
     archive_attempts = models.PositiveSmallIntegerField(default=0)
     archive_error = models.TextField(blank=True)
     next_archive_at = models.DateTimeField(null=True, blank=True)
+    hidden_at = models.DateTimeField(
+        null=True, blank=True, help_text="Hidden from the gallery (by its owner or a team admin); the ledger is untouched.",
+    )
 
     # The API's Idempotency-Key (IETF draft "The Idempotency-Key HTTP Header Field"): at most
     # 255 characters, bound to the request it came with by ``request_fingerprint`` (SHA-256 of
@@ -177,9 +180,9 @@ class Generation(models.Model):
         (("sensitive", "moderation", "content policy", "nsfw", "safety", "1026", "1027"),
          "The provider's safety check refused this prompt or image. Try different wording or another image."),
         (("insufficient", "credit", "balance", "402", "1008", "quota"),
-         "The company's account at this provider is out of credit; admins can top it up. Nothing was charged."),
+         "The company's account at this provider is out of credit; admins have been told. Nothing was charged."),
         (("401", "1004", "unauthor", "api key", "invalid key", "authentication"),
-         "The company's account at this provider was refused (its key); admins can fix it. Nothing was charged."),
+         "The company's account at this provider was refused (its key); admins have been told. Nothing was charged."),
         (("timeout", "timed out", "expired"),
          "The provider did not finish in time. Retry it; nothing was charged."),
     )

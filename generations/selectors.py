@@ -64,6 +64,7 @@ class GalleryFilters:
     date_from: date | None = None  # inclusive, UTC day
     date_to: date | None = None  # inclusive, UTC day
     q: str = ""  # prompt search
+    show_hidden: bool = False  # include generations hidden from the gallery
 
     @property
     def active(self) -> bool:
@@ -72,7 +73,7 @@ class GalleryFilters:
     @property
     def narrowing(self) -> int:
         """How many filters other than the prompt search are set."""
-        return sum(1 for v in (self.state, self.provider, self.model, self.member, self.date_from, self.date_to) if v)
+        return sum(1 for v in (self.state, self.provider, self.model, self.member, self.date_from, self.date_to, self.show_hidden) if v)
 
 
 @dataclass
@@ -109,7 +110,9 @@ def decode_cursor(value: str | None) -> tuple[datetime, UUID] | None:
 
 
 def filter_generations(queryset: QuerySet[Generation], filters: GalleryFilters) -> QuerySet[Generation]:
-    """Narrow ``queryset`` to ``filters``."""
+    """Narrow ``queryset`` to ``filters`` (hidden generations only with ``show_hidden``)."""
+    if not filters.show_hidden:
+        queryset = queryset.filter(hidden_at__isnull=True)
     if filters.state == "in_progress":
         queryset = queryset.filter(state__in=IN_PROGRESS_STATES)
     elif filters.state:

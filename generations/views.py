@@ -24,6 +24,7 @@ from billing.selectors import budget_statuses_for, entries_for_generation, price
 from config.errors import Forbidden
 from config.metrics import CALLBACKS_RECEIVED
 from generations import actions, services
+from generations.eta import attach_etas
 from generations.forms import GalleryFilterForm, StudioForm
 from generations.models import State
 from generations.selectors import gallery_page, generation_for, teammates_of, teams_of
@@ -174,6 +175,7 @@ def _gallery(request, *, team_ids=None, members=None) -> dict:
         user=request.user, filters=filters, size=size, before=params.get("before"), after=params.get("after"),
         team_ids=team_ids,
     )
+    attach_etas(page.items)
     kept = {k: v for k, v in params.items() if k in filter_form.fields and v not in ("", None)}
     if kept.get("size") == str(GalleryFilterForm.DEFAULT_SIZE):
         kept.pop("size")
@@ -232,11 +234,13 @@ def gallery(request):
 def card(request, generation_id):
     """One card; while not final it re-polls itself (the final render carries no trigger)."""
     generation = _visible_or_404(request, generation_id)
+    attach_etas([generation])
     return render(request, "generations/partials/card.html", {"g": generation, "detail_view": request.GET.get("detail") == "1"})
 
 
 def _detail_context(generation, user=None) -> dict:
     account = generation.provider_account
+    attach_etas([generation])
     may_act = user is None or actions.may_act_on(user=user, generation=generation)
     return {
         "g": generation,
@@ -244,6 +248,7 @@ def _detail_context(generation, user=None) -> dict:
         "entries": entries_for_generation(generation_id=generation.pk),
         "can_retry": may_act and generation.retry_offered,
         "can_cancel": may_act and generation.cancel_offered,
+        "can_hide": may_act,
         "provider_label": account.adapter_cls.label,
         "detail_view": True,
     }
@@ -304,6 +309,27 @@ def cancel(request, generation_id):
         messages.success(request, "Canceled: the hold was released, nothing is charged.")
     else:
         messages.info(request, f"Not canceled: the generation is {state}.")
+    return redirect("generation_detail", generation_id=generation.pk)
+
+
+@login_required
+@require_POST
+def set_hidden(request, generation_id, hidden: bool):
+    """Hide a generation from the gallery, or show it again (``generations.actions
+    .generation_set_hidden``: owner or team admin only; the ledger is untouched).
+
+    HTMX (a card's button): answers the card re-rendered (marked hidden, with "Unhide");
+    otherwise redirects to the detail page."""
+    generation = _visible_or_404(request, generation_id)
+    try:
+        actions.generation_set_hidden(user=request.user, generation=generation, hidden=hidden)
+    except Forbidden as refused:
+        if request.htmx:
+            return HttpResponse(refused.message, status=403, content_type="text/plain; charset=utf-8")
+        return _detail_refusal(request, generation, refused.message, status=403)
+    if request.htmx:
+        return render(request, "generations/partials/card.html", {"g": generation})
+    messages.success(request, "Hidden from the gallery (“Show hidden” lists it)." if hidden else "Shown in the gallery again.")
     return redirect("generation_detail", generation_id=generation.pk)
 
 

@@ -38,6 +38,14 @@ class ProviderAccount(models.Model):
         null=True, blank=True, editable=False,
         help_text="Set from a 429's Retry-After: no status requests to this account before then.",
     )
+    problem_notified_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When staff were last emailed about an account-level problem (402 no credit, 401 bad key).",
+    )
+    problem_note = models.CharField(
+        max_length=300, blank=True, default="", editable=False,
+        help_text="The last account-level problem staff were told about.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -252,7 +252,9 @@ def test_totals_equal_the_ledger_in_every_zone_and_grouping(dataset, tz):
             t = report.totals
             assert t.spend == expected, (tz, month, group_by)
             assert t.succeeded == sum(e.kind == "capture" for e in entries)
-            assert t.failed == sum(e.kind == "release" for e in entries)
+            assert t.released_count == sum(e.kind == "release" for e in entries)
+            assert t.canceled == sum(e.kind == "release" and e.generation.state == "canceled" for e in entries)
+            assert t.expired == sum(e.kind == "release" and e.generation.state == "expired" for e in entries)
             assert t.entries == len(entries)
             assert t.captured == money(sum((e.amount for e in entries if e.kind == "capture"), ZERO))
             assert t.credits == money(sum((e.amount for e in entries if e.kind == "credit"), ZERO))

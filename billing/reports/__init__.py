@@ -13,8 +13,9 @@ Rules (ARCHITECTURE.md: "reports are computed from entries"):
   the report's time zone. Budgets date by ``effective_at`` (the hold's time) instead, so a
   video submitted on 31 October and finished on 1 November is October in the budget and
   November in the reports.
-- **Counts**: *succeeded* = capture entries; *failed* = release entries (failed, expired,
-  canceled or refused at submit: every generation whose hold was released uncharged).
+- **Counts**: *succeeded* = capture entries; the release entries (every generation whose
+  hold was released uncharged) split by the generation's state into *canceled*, *expired*
+  and *failed* (the rest: failed, refused at submit, reconciled as failed).
   *Average price* = captured ÷ succeeded.
 - Periods are half-open ``[start, end)`` in an IANA zone; time buckets are truncated in
   that zone (``Trunc(..., tzinfo=zone)``), weeks start on Monday.

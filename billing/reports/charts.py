@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.utils import timezone
+
 from billing.money import ZERO, format_usd, money
 from billing.reports.cost import ReportQuery, cost_report
 from billing.reports.periods import Period, calendar_first_day, calendar_next_first_day, local_midnight
@@ -38,7 +40,8 @@ def bucket_starts(period: Period, bucket: str) -> list[datetime]:
 
 @dataclass
 class SpendSeries:
-    """Spend per time bucket of one provider: ``points`` are ``(bucket start, USD)`` for every bucket."""
+    """Spend per time bucket of one provider: ``points`` are ``(bucket start, USD)`` for every bucket
+    that has begun (a bucket starting after now has no point: the future is not "$0")."""
 
     provider: str | None
     label: str
@@ -49,12 +52,18 @@ class SpendSeries:
         return money(sum((v for _, v in self.points), ZERO))
 
 
-def spend_over_time(query: ReportQuery, *, bucket: str | None = None) -> tuple[str, list[datetime], list[SpendSeries]]:
+def spend_over_time(
+    query: ReportQuery, *, bucket: str | None = None, now: datetime | None = None,
+) -> tuple[str, list[datetime], list[SpendSeries]]:
     """Spend per provider kind per time bucket over the query's period (filters applied).
 
-    Returns ``(bucket, bucket starts, series)``; each series has a value (USD, 0 when no
-    entry) for every bucket; series are ordered by total spend, largest first.
+    Returns ``(bucket, bucket starts, series)``; ``bucket starts`` cover the whole period (the
+    chart's x axis), while each series has a value (USD, 0 when no entry) only for the buckets
+    that have started by ``now`` (aware; default ``timezone.now()``), so a period that runs into
+    the future ("this month") draws no $0 points after today. Series are ordered by total spend,
+    largest first.
     """
+    now = now or timezone.now()
     bucket = bucket or chart_bucket(query.period)
     sub = ReportQuery(
         period=query.period, group_by=("provider", bucket), team_id=query.team_id, user_id=query.user_id,
@@ -69,7 +78,7 @@ def spend_over_time(query: ReportQuery, *, bucket: str | None = None) -> tuple[s
         labels[provider] = g.labels["provider"]
         by_provider.setdefault(provider, {})[g.key[bucket]] = g.figures.spend
     series = [
-        SpendSeries(provider=p, label=labels[p], points=[(s, values.get(s, ZERO)) for s in starts])
+        SpendSeries(provider=p, label=labels[p], points=[(s, values.get(s, ZERO)) for s in starts if s <= now])
         for p, values in by_provider.items()
     ]
     series.sort(key=lambda s: (-s.total, s.label))
@@ -93,6 +102,8 @@ def _nice_step(span: Decimal) -> Decimal:
 def spend_chart(bucket: str, starts: list[datetime], series: list[SpendSeries], zone) -> dict:
     """Geometry of the spend-over-time SVG line chart (viewBox 0 0 760 260), one line per provider.
 
+    The x axis spans every bucket of ``starts``; a series' ``points`` are a prefix of
+    ``starts`` (the buckets begun so far), so its line stops at today instead of falling to $0.
     Returns ``{width, height, lines: [{label, color, points, dots: [{x, y, title}]}],
     y_ticks: [{y, label}], x_ticks: [{x, label}], plot: {left, right, top, bottom}, empty}``.
     """
@@ -135,5 +146,5 @@ def spend_chart(bucket: str, starts: list[datetime], series: list[SpendSeries], 
     return {
         "width": width, "height": height, "lines": lines, "y_ticks": y_ticks, "x_ticks": x_ticks,
         "plot": {"left": left, "right": right, "top": top, "bottom": bottom, "zero": f"{y(Decimal(0)):.1f}"},
-        "empty": not series, "bucket": bucket, "center_x": (left + right) // 2, "center_y": (top + bottom) // 2,
+        "empty": not series, "bucket": bucket, "buckets": n, "center_x": (left + right) // 2, "center_y": (top + bottom) // 2,
     }

@@ -198,8 +198,11 @@ class Figures:
     """Money (USD, six places) and counts of a set of entries.
 
     ``spend`` = ``captured`` + ``adjustments`` − ``credits``; ``held``/``released`` are the
-    holds and releases written in the period (not spend); ``succeeded``/``failed`` count
-    captures and releases; ``average_price`` = captured ÷ succeeded (None without successes).
+    holds and releases written in the period (not spend); ``succeeded`` counts
+    captures; ``failed``/``canceled``/``expired`` split the releases by how the generation
+    ended (its state: canceled, expired, anything else — failed, refused at submit, reconciled
+    as failed — counts as failed), so ``failed + canceled + expired`` = release entries;
+    ``average_price`` = captured ÷ succeeded (None without successes).
     """
 
     spend: Decimal = ZERO
@@ -210,7 +213,14 @@ class Figures:
     released: Decimal = ZERO
     succeeded: int = 0
     failed: int = 0
+    canceled: int = 0
+    expired: int = 0
     entries: int = 0
+
+    @property
+    def released_count(self) -> int:
+        """Release entries: failed + canceled + expired."""
+        return self.failed + self.canceled + self.expired
 
     @property
     def average_price(self) -> Decimal | None:
@@ -224,7 +234,8 @@ class Figures:
             "spend_usd": f"{self.spend:.6f}", "captured_usd": f"{self.captured:.6f}",
             "adjustments_usd": f"{self.adjustments:.6f}", "credits_usd": f"{self.credits:.6f}",
             "held_usd": f"{self.held:.6f}", "released_usd": f"{self.released:.6f}",
-            "succeeded": self.succeeded, "failed": self.failed, "entries": self.entries,
+            "succeeded": self.succeeded, "failed": self.failed, "canceled": self.canceled, "expired": self.expired,
+            "entries": self.entries,
             "average_price_usd": None if avg is None else f"{avg:.6f}",
         }
 
@@ -244,7 +255,9 @@ METRICS = {
     "m_held": amount_sum(Q(kind=Kind.HOLD)),
     "m_released": amount_sum(Q(kind=Kind.RELEASE)),
     "m_succeeded": Count("id", filter=Q(kind=Kind.CAPTURE)),
-    "m_failed": Count("id", filter=Q(kind=Kind.RELEASE)),
+    "m_failed": Count("id", filter=Q(kind=Kind.RELEASE) & ~Q(generation__state__in=("canceled", "expired"))),
+    "m_canceled": Count("id", filter=Q(kind=Kind.RELEASE, generation__state="canceled")),
+    "m_expired": Count("id", filter=Q(kind=Kind.RELEASE, generation__state="expired")),
     "m_entries": Count("id"),
 }
 
@@ -253,7 +266,8 @@ def _figures(row: Mapping) -> Figures:
     return Figures(
         spend=money(row["m_spend"]), captured=money(row["m_captured"]), adjustments=money(row["m_adjustments"]),
         credits=money(row["m_credits"]), held=money(row["m_held"]), released=money(row["m_released"]),
-        succeeded=row["m_succeeded"], failed=row["m_failed"], entries=row["m_entries"],
+        succeeded=row["m_succeeded"], failed=row["m_failed"], canceled=row["m_canceled"], expired=row["m_expired"],
+        entries=row["m_entries"],
     )
 
 

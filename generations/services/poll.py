@@ -308,6 +308,11 @@ def _poll_failed(job: _PollJob, exc: ProviderError) -> None:
     generation = Generation.objects.get(pk=job.generation_id)
     if exc.http_status == 429:
         _pause_account(job.account_id, exc.retry_after)
+    if exc.http_status in (401, 402):
+        # An account-level problem (bad key, no credit): staff are emailed, at most hourly per account.
+        from providers.alerts import account_problem_notify
+
+        account_problem_notify(account=generation.provider_account, status=exc.http_status, detail=exc.message)
     Generation.objects.filter(pk=job.generation_id).update(
         poll_lease_until=None, next_poll_at=_next_poll(generation, exc.retry_after)
     )
