@@ -127,3 +127,44 @@ def test_the_view_uses_the_copy_path_and_its_spend_sums_to_the_report(client, fi
     response = client.get("/reports/export.csv", {"period": "month", "month": "2026-11", "tz": "America/St_Johns"})
     rows = read_csv(response)
     assert sum(Decimal(r["spend_usd"]) for r in rows) == cost_report(query).totals.spend
+
+
+# --- XLSX: the database-made sheet has the same cells as openpyxl's -----------------------------------------
+def _cells(body: bytes) -> list[list[tuple]]:
+    import io
+
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(io.BytesIO(body))["Entries"]
+    return [[(c.value, c.number_format, bool(c.font and c.font.b)) for c in row if c.value is not None]
+            for row in sheet.iter_rows()]
+
+
+@pytest.mark.parametrize("tz", ["Europe/Paris", "America/St_Johns", "Asia/Kolkata"])
+def test_copy_xlsx_has_the_cells_of_the_openpyxl_xlsx(awkward, tz):
+    import io
+
+    query = month_query("2026-11", tz)
+    today = io.BytesIO()
+    exports.entries_workbook(query).save(today)
+    fast = io.BytesIO()
+    count = exports.write_entries_xlsx_copy(query, fast)
+    want, got = _cells(today.getvalue()), _cells(fast.getvalue())
+    assert count > 300 and len(got) == count + 6  # title (3), a blank row, header, entries, total
+    assert got == want
+    # The totals row holds the exact Decimal sum (a number) and the count.
+    assert got[-1][0][0] == "Total" and got[-1][1][0] == f"{count} entries"
+
+
+def test_xlsx_view_on_postgresql_is_the_copy_path(client, finance, awkward):  # noqa: F811
+    client.force_login(finance)
+    response = client.get("/reports/export.xlsx", {"period": "month", "month": "2026-11", "tz": "UTC"})
+    assert response.status_code == 200
+    assert 'filename="hailuo-costs-2026-11.xlsx"' in response["Content-Disposition"]
+    body = b"".join(response.streaming_content)
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(body)) as book:
+        assert b"<sheetData>" in book.read("xl/worksheets/sheet1.xml")[:400]  # our writer, not openpyxl's
+    assert _cells(body)[-1][0][0] == "Total"
