@@ -2,11 +2,15 @@
 
 CSV: UTF-8 (no BOM), a header row, RFC 4180 quoting and CRLF line ends, ISO 8601
 timestamps with their UTC offset in the report's zone, amounts as Decimal USD with exactly
-six places (``0.336000``), empty cells for absent values. Entry exports are streamed: the
-rows come from ``QuerySet.iterator(chunk_size=EXPORT_CHUNK)`` (a server-side cursor on
-PostgreSQL) and are written out in ~64 KB pieces, so memory does not grow with the rows.
+six places (``0.336000``), empty cells for absent values. Entry exports are streamed in ~64 KB
+pieces, so memory does not grow with the rows. On PostgreSQL they are one
+``COPY (SELECT …) TO STDOUT (FORMAT csv)`` read with psycopg 3's ``cursor.copy()``, every column
+(ISO times in the report's zone, ``spend_usd``) computed in SQL (:func:`entries_csv_copy_chunks`);
+elsewhere the rows come from ``QuerySet.iterator(chunk_size=EXPORT_CHUNK)`` through the csv
+module. Both give the same bytes (tests/test_exports_copy.py).
 
-XLSX (openpyxl, write-only mode: rows are streamed to a temporary file, then zipped):
+XLSX (openpyxl, write-only mode: rows are streamed to a temporary file, then zipped; on
+PostgreSQL the entries sheet's row XML is made by the database, :func:`write_entries_xlsx_copy`):
 typed cells — times as Excel datetimes, amounts and counts as numbers with a number
 format — and a totals row. Excel cannot store time zones: times are converted to the
 report's zone and the sheet's first row says which zone.
