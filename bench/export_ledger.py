@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--small", type=int, default=100_000, help="entries of the smaller export (default 100,000)")
     p.add_argument("--no-xlsx", dest="xlsx", action="store_false", help="skip the XLSX export of the smaller set")
     p.add_argument("--measure", choices=["small", "all", "xlsx"], help=argparse.SUPPRESS)  # child-process mode
+    p.add_argument("--path", choices=["today", "copy"], default="copy", help=argparse.SUPPRESS)  # child-process mode
     return p.parse_args(argv)
 
 
@@ -213,12 +214,32 @@ def _query(which: str):
                        team_id=team_id)
 
 
-def _drain(query) -> tuple[int, int, float]:
-    """Export as the view does and read it all; returns (bytes, data rows, seconds to the first data chunk)."""
+def _today_csv_response(query):
+    """The CSV export as it was before the COPY path (and as it still is on SQLite): ``values_list``
+    over a server-side cursor, each row converted in Python, written by the csv module."""
+    from billing import exports
+    from billing.reports import report_entries
+
+    rows = exports.entry_rows(report_entries(query), query.period.zone)
+    return exports._streaming(exports.csv_chunks(exports.ENTRY_COLUMNS, rows, **exports._ENTRY_CSV_TYPES), "x.csv")
+
+
+def _today_xlsx_response(query):
+    """The XLSX export as it was before the COPY path (and as it still is on SQLite): openpyxl write-only."""
+    from billing import exports
+
+    return exports._xlsx_response(exports.entries_workbook(query), "x.xlsx")
+
+
+def _drain(query, path: str = "copy") -> tuple[int, int, float]:
+    """Export as the view does and read it all; returns (bytes, data rows, seconds to the first data chunk).
+
+    ``path``: "copy" = ``billing.exports.entries_csv_response`` (COPY on PostgreSQL), "today" = the
+    Python path (:func:`_today_csv_response`)."""
     from billing.exports import entries_csv_response
 
     started = time.perf_counter()
-    response = entries_csv_response(query)
+    response = entries_csv_response(query) if path == "copy" else _today_csv_response(query)
     size = lines = 0
     first = None
     for chunk in response.streaming_content:
@@ -230,7 +251,7 @@ def _drain(query) -> tuple[int, int, float]:
     return size, lines - 1, first or 0.0  # rows: minus the header
 
 
-def measure(which: str) -> dict:
+def measure(which: str, path: str = "copy") -> dict:
     import tracemalloc
 
     from django.db import connection
@@ -239,25 +260,27 @@ def measure(which: str) -> dict:
     connection.ensure_connection()
     before = rss_kb()
     started = time.perf_counter()
-    size, rows, first = _drain(query)
+    size, rows, first = _drain(query, path)
     seconds = time.perf_counter() - started
     peak = peak_rss_kb()
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    _drain(query)
-    _, heap_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    heap_peak = 0
+    if path == "copy":  # today's heap figure is in bench/README.md; a second 1,000,000-row run costs a minute
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        _drain(query, path)
+        _, heap_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
     out = {
-        "which": which, "rows": rows, "mb": round(size / 1e6, 1), "seconds": round(seconds, 2), "first_chunk_s": round(first, 2),
+        "which": which, "path": path, "rows": rows, "mb": round(size / 1e6, 1), "seconds": round(seconds, 2), "first_chunk_s": round(first, 2),
         "rows_per_s": round(rows / seconds), "rss_before_mb": round(before / 1024, 1), "rss_peak_mb": round(peak / 1024, 1),
         "rss_growth_mb": round((peak - before) / 1024, 1), "tracemalloc_peak_mb": round(heap_peak / 1e6, 2),
     }
     if which == "small":
-        out["spend_matches_report"] = _verify(query)
+        out["spend_matches_report"] = _verify(query, path)
     return out
 
 
-def measure_xlsx() -> dict:
+def measure_xlsx(path: str = "copy") -> dict:
     """The smaller set as XLSX (``billing.exports.entries_xlsx_response``): time, size, peak RSS, and its totals row checked."""
     import io
 
@@ -271,7 +294,7 @@ def measure_xlsx() -> dict:
     connection.ensure_connection()
     before = rss_kb()
     started = time.perf_counter()
-    response = entries_xlsx_response(query)
+    response = entries_xlsx_response(query) if path == "copy" else _today_xlsx_response(query)
     body = b"".join(response.streaming_content)
     response.close()
     seconds = time.perf_counter() - started
@@ -285,25 +308,28 @@ def measure_xlsx() -> dict:
     try:
         import lxml  # noqa: F401
 
-        writer = "lxml"
+        writer = "openpyxl + lxml"
     except ImportError:
-        writer = "et_xmlfile (no lxml)"
+        writer = "openpyxl + et_xmlfile (no lxml)"
+    if path == "copy" and connection.vendor == "postgresql":
+        writer = "COPY-made sheet XML"
     return {
-        "which": "xlsx", "rows": len(data), "mb": round(len(body) / 1e6, 1), "seconds": round(seconds, 2),
+        "which": "xlsx", "path": path, "rows": len(data), "mb": round(len(body) / 1e6, 1), "seconds": round(seconds, 2),
         "rows_per_s": round(len(data) / seconds), "rss_peak_mb": round(peak / 1024, 1),
         "rss_growth_mb": round((peak - before) / 1024, 1), "writer": writer,
         "spend_matches_report": abs(total - cost_report(query).totals.spend) < Decimal("0.000001") * max(1, len(data)),
     }
 
 
-def _verify(query) -> bool:
+def _verify(query, path: str = "copy") -> bool:
     import csv
     import io
 
     from billing.exports import entries_csv_response
     from billing.reports import cost_report
 
-    body = b"".join(entries_csv_response(query).streaming_content).decode()
+    response = entries_csv_response(query) if path == "copy" else _today_csv_response(query)
+    body = b"".join(response.streaming_content).decode()
     spend = sum(Decimal(r["spend_usd"]) for r in csv.DictReader(io.StringIO(body)))
     return spend == cost_report(query).totals.spend
 
@@ -312,7 +338,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     setup_django()
     if args.measure:
-        print(json.dumps(measure_xlsx() if args.measure == "xlsx" else measure(args.measure)))
+        print(json.dumps(measure_xlsx(args.path) if args.measure == "xlsx" else measure(args.measure, args.path)))
         return 0
     from django.db import connection
 
@@ -321,25 +347,37 @@ def main(argv=None) -> int:
     print(f"  {filled['entries']:,} entries and {filled['generations']:,} generations in {filled['seconds']} s", flush=True)
     env = dict(os.environ)
     results = []
-    for which in ("small", "all") + (("xlsx",) if args.xlsx else ()):
-        done = subprocess.run([sys.executable, __file__, "--measure", which], env=env, capture_output=True, text=True, check=False)
+    runs = [(w, p) for w in ("small", "all") for p in ("today", "copy")] + ([("xlsx", "today"), ("xlsx", "copy")] if args.xlsx else [])
+    for which, path in runs:
+        done = subprocess.run([sys.executable, __file__, "--measure", which, "--path", path], env=env, capture_output=True,
+                              text=True, check=False)
         if done.returncode != 0:
             print(done.stdout, done.stderr, file=sys.stderr)
             return done.returncode
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"  {which} {path}: {results[-1]['rows']:,} rows in {results[-1]['seconds']} s", flush=True)
+    csvs = [r for r in results if r["which"] != "xlsx"]
     print()
-    print("| rows | CSV size | time | first chunk after | rows/s | peak RSS (growth during export) | tracemalloc peak |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results[:2]:
-        print(f"| {r['rows']:,} | {r['mb']} MB | {r['seconds']} s | {r['first_chunk_s']} s | {r['rows_per_s']:,} | "
-              f"{r['rss_peak_mb']} MB (+{r['rss_growth_mb']} MB) | {r['tracemalloc_peak_mb']} MB |")
+    print("| rows | path | CSV size | time | first chunk after | rows/s | peak RSS (growth during export) | tracemalloc peak |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in csvs:
+        heap = f"{r['tracemalloc_peak_mb']} MB" if r["path"] == "copy" else "—"
+        print(f"| {r['rows']:,} | {r['path']} | {r['mb']} MB | {r['seconds']} s | {r['first_chunk_s']} s | {r['rows_per_s']:,} | "
+              f"{r['rss_peak_mb']} MB (+{r['rss_growth_mb']} MB) | {heap} |")
     print()
-    print(f"small export's spend_usd sum equals the report's total: {results[0].get('spend_matches_report')}")
+    for which in ("small", "all"):
+        today, copy = (next(r for r in csvs if r["which"] == which and r["path"] == p) for p in ("today", "copy"))
+        print(f"CSV, {copy['rows']:,} rows: COPY path {copy['seconds']} s vs today's {today['seconds']} s = "
+              f"{today['seconds'] / copy['seconds']:.1f}x faster; files identical in size: {copy['mb'] == today['mb']}")
+    print(f"small export's spend_usd sum equals the report's total: today {csvs[0].get('spend_matches_report')}, "
+          f"COPY {csvs[1].get('spend_matches_report')}")
     if args.xlsx:
-        x = results[2]
-        print(f"XLSX of the smaller set ({x['writer']}): {x['rows']:,} rows, {x['mb']} MB in {x['seconds']} s = "
-              f"{x['rows_per_s']:,} rows/s; peak RSS {x['rss_peak_mb']} MB (+{x['rss_growth_mb']} MB); "
-              f"its spend_usd sum equals the report's total: {x['spend_matches_report']}")
+        for x in results[-2:]:
+            print(f"XLSX of the smaller set, {x['path']} ({x['writer']}): {x['rows']:,} rows, {x['mb']} MB in {x['seconds']} s = "
+                  f"{x['rows_per_s']:,} rows/s; peak RSS {x['rss_peak_mb']} MB (+{x['rss_growth_mb']} MB); "
+                  f"its spend_usd sum equals the report's total: {x['spend_matches_report']}")
+        today, copy = results[-2:]
+        print(f"XLSX rows/s: {copy['rows_per_s'] / today['rows_per_s']:.1f}x today's")
     print(json.dumps({"fill": filled, "exports": results}))
     return 0
 

@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""``POST /api/v1/generations`` and an authenticated ``GET`` under gunicorn, against a trivial view.
+
+Prints figures; it is not a test. See bench/README.md ("submit_throughput.py").
+
+    scripts/with-postgres.sh .venv/bin/python bench/submit_throughput.py [--seconds 10] [--connections 16]
+
+1. Migrates the throwaway database (``DATABASE_URL``), creates a member of a team, an APIXO
+   account (pointing at a closed local port: a submit only queues the provider call for a
+   django-q2 worker, and none runs here) and a read-write API token. With ``--ledger N``,
+   first writes N ledger holds of this month for the member's team (COPY).
+2. Starts gunicorn as ``scripts/start.sh web`` does (``deploy/gunicorn.conf.py``, gthread) with
+   ``--workers`` workers, settings ``bench.settings_bench`` (rate limits lifted; ``bench.urls``
+   adds ``/bench/trivial``), access log off.
+3. Runs ``wrk`` (Debian's ``wrk``) for ``--seconds`` against, in turn: ``GET /bench/trivial``,
+   ``GET /api/v1/generations/{id}`` with the token, ``POST /api/v1/generations`` with the token
+   (one new generation, a budget check and a ledger hold per request). Prints requests/s,
+   latency percentiles, non-2xx answers, and each one's ratio to the trivial view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+BODY = {"provider_account_id": 0, "model": "hailuo-2-3", "mode": "standard-text-to-video",
+        "prompt": "a paper boat on a rainy street, slow dolly in", "duration": 6, "resolution": "768p"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=int, default=10, help="wrk duration per target (default 10)")
+    p.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    p.add_argument("--ledger", type=int, default=0, help="ledger holds written this month before measuring (default 0)")
+    return p.parse_args(argv)
+
+
+def setup(ledger: int) -> tuple[str, int, str]:
+    """Returns (raw token, provider account id, a generation id)."""
+    from django.core.management import call_command
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from accounts.models import ApiToken, Membership, Team, User
+    from billing.models import LedgerEntry
+    from generations.models import Generation
+    from providers.models import ProviderAccount
+
+    call_command("migrate", verbosity=0)
+    if Generation.objects.exists():
+        raise SystemExit("the database already has generations: use a throwaway database (scripts/with-postgres.sh)")
+    user = User.objects.create_user("bench@example.com", "pw-bench-12345")
+    team = Team.objects.create(name="Bench", time_zone="UTC")
+    Membership.objects.create(user=user, team=team)
+    account = ProviderAccount(kind="apixo", label="bench", base_url="http://127.0.0.1:9")
+    account.set_api_key("sk-bench-0001")
+    account.save()
+    _, raw = ApiToken.issue(user=user, name="bench")
+    if ledger:
+        now = timezone.now()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cols = "user_id, team_id, provider_account_id, kind, amount, currency, reason, effective_at, created_at"
+            with cursor.cursor.copy(f"COPY {LedgerEntry._meta.db_table} ({cols}) FROM STDIN") as copy:
+                for _ in range(ledger):  # credits: money in the period's ledger that no budget check may skip
+                    copy.write_row((user.pk, team.pk, account.pk, "credit", "0.000001", "USD", "bench", now, now))
+            cursor.execute("ANALYZE")
+    return raw, account.pk
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url: str, seconds: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"gunicorn did not answer {url}")
+
+
+def wrk(url: str, args, *, method: str = "GET", body: str = "", token: str = "") -> dict:
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    lines = [f'wrk.method = "{method}"']
+    if body:
+        lines += [f"wrk.body = {json.dumps(body)}", 'wrk.headers["Content-Type"] = "application/json"']
+    if token:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
+    script.write("\n".join(lines) + "\n")
+    script.close()
+    out = subprocess.run(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
+                          "-s", script.name, url], capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "non_2xx": int(errors.group(1)) if errors else 0, "p50": ms("50%"), "p99": ms("99%")}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: apt-get install wrk")
+    if not os.environ.get("DATABASE_URL"):
+        raise SystemExit("PostgreSQL only: run it under scripts/with-postgres.sh")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings_bench"
+    import django
+
+    django.setup()
+    import httpx
+
+    token, account_id = setup(args.ledger)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings_bench", GUNICORN_BIND=f"127.0.0.1:{port}",
+               GUNICORN_WORKERS=str(args.workers), GUNICORN_ACCESS_LOG="", PROMETHEUS_MULTIPROC_DIR="",
+               PYTHONPATH=str(REPO))
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi:application", "-c", "deploy/gunicorn.conf.py"],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_up(base + "/bench/trivial")
+        body = json.dumps(dict(BODY, provider_account_id=account_id))
+        first = httpx.post(base + "/api/v1/generations", content=body, timeout=10,
+                           headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        if first.status_code not in (200, 201, 202):
+            raise SystemExit(f"POST /api/v1/generations answered {first.status_code}: {first.text[:500]}")
+        gid = first.json()["id"]
+        results = {
+            "trivial view": wrk(base + "/bench/trivial", args),
+            "authenticated GET /api/v1/generations/{id}": wrk(f"{base}/api/v1/generations/{gid}", args, token=token),
+            "POST /api/v1/generations": wrk(base + "/api/v1/generations", args, method="POST", body=body, token=token),
+        }
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    from django.db import connection
+
+    from billing.models import LedgerEntry
+
+    entries = LedgerEntry.objects.count()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        version = cursor.fetchone()[0].split(" on ")[0]
+    base_rps = results["trivial view"]["rps"]
+    print(f"gunicorn gthread -w {args.workers} (4 threads), wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, "
+          f"{version}, {os.cpu_count()} CPUs; ledger entries at the end: {entries:,}\n")
+    print("| target | requests/s | p50 | p99 | non-2xx | ratio to the trivial view |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        print(f"| {name} | {r['rps']:,.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['non_2xx']} | {r['rps'] / base_rps:.3f} |")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
