@@ -399,6 +399,9 @@ def _zone_note(period: Period) -> str:
             "Excel cannot store time zones). Amounts in USD.")
 
 
+#: Wider columns of the entries sheet (characters), for both XLSX paths.
+ENTRY_WIDTHS = {"member": 28, "reason": 40, "team": 18, "provider_account": 22, "mode": 24, "generation_id": 38}
+
 #: The header row of every report sheet: after three title rows and a blank row.
 HEADER_ROW = 5
 _FORMAT_WIDTHS = {DATETIME_FORMAT: 20, "yyyy-mm-dd": 12, USD_FORMAT: 14, COUNT_FORMAT: 10}
@@ -410,11 +413,19 @@ def _sheet_layout(sheet, columns, formats: list[str | None], *, widths: dict[str
     (:data:`HEADER_ROW`), so the header stays in view while scrolling."""
     from openpyxl.utils import get_column_letter
 
-    for i, name in enumerate(columns, start=1):
-        fmt = formats[i - 1] if i - 1 < len(formats) else None
-        width = max(len(name) + 3, _FORMAT_WIDTHS.get(fmt, 12), (widths or {}).get(name, 0))
-        sheet.column_dimensions[get_column_letter(i)].width = min(width, 60)
+    for i, width in enumerate(_column_widths(columns, formats, widths=widths), start=1):
+        sheet.column_dimensions[get_column_letter(i)].width = width
     sheet.freeze_panes = f"A{HEADER_ROW + 1}"
+
+
+def _column_widths(columns, formats: list[str | None], *, widths: dict[str, int] | None = None) -> list[int]:
+    """Each column's width in characters: the header's length, its number format's usual width,
+    or ``widths[name]``, whichever is largest, at most 60."""
+    out = []
+    for i, name in enumerate(columns):
+        fmt = formats[i] if i < len(formats) else None
+        out.append(min(max(len(name) + 3, _FORMAT_WIDTHS.get(fmt, 12), (widths or {}).get(name, 0)), 60))
+    return out
 
 
 def _autofilter(sheet, columns, last_row: int) -> None:
@@ -471,7 +482,7 @@ def entries_workbook(query: ReportQuery):
     workbook = _workbook()
     sheet = workbook.create_sheet("Entries")
     formats = _entry_formats()
-    _sheet_layout(sheet, ENTRY_COLUMNS, formats, widths={"member": 28, "reason": 40, "team": 18, "provider_account": 22, "mode": 24, "generation_id": 38})
+    _sheet_layout(sheet, ENTRY_COLUMNS, formats, widths=ENTRY_WIDTHS)
     _title_rows(sheet, f"Hailuo Studio costs: ledger entries, {query.period.label}", query.period)
     sheet.append([_xlsx_cell(sheet, c, bold=True) for c in ENTRY_COLUMNS])
     spend_index = ENTRY_COLUMNS.index("spend_usd")
@@ -650,7 +661,15 @@ def write_entries_xlsx_copy(query: ReportQuery, handle) -> int:
             for name, text in _XLSX_PARTS.items():
                 book.writestr(name, text)
             with book.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
-                sheet.write((_XML_HEAD + f'<worksheet xmlns="{_NS}"><sheetData>' + "".join(head)).encode())
+                # The same layout as the openpyxl path: panes frozen below the header row, column
+                # widths, and (after the rows) an autofilter over the header and the entries.
+                cols = "".join(
+                    f'<col min="{i}" max="{i}" width="{w}" customWidth="1"/>'
+                    for i, w in enumerate(_column_widths(ENTRY_COLUMNS, _entry_formats(), widths=ENTRY_WIDTHS), start=1)
+                )
+                views = (f'<sheetViews><sheetView workbookViewId="0"><pane ySplit="{HEADER_ROW}" topLeftCell="A{HEADER_ROW + 1}" '
+                         'activePane="bottomLeft" state="frozen"/><selection pane="bottomLeft"/></sheetView></sheetViews>')
+                sheet.write((_XML_HEAD + f'<worksheet xmlns="{_NS}">{views}<cols>{cols}</cols><sheetData>' + "".join(head)).encode())
                 buffer = bytearray()
                 # CSV with a delimiter and quote no cell can hold: COPY neither quotes nor escapes the rows.
                 with cursor.cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x03')",
@@ -661,7 +680,8 @@ def write_entries_xlsx_copy(query: ReportQuery, handle) -> int:
                             sheet.write(buffer)
                             buffer.clear()
                 sheet.write(buffer)
-                sheet.write((tail + "</sheetData></worksheet>").encode())
+                autofilter = f'<autoFilter ref="A{HEADER_ROW}:{_COLUMN_LETTERS[len(ENTRY_COLUMNS) - 1]}{HEADER_ROW + count}"/>'
+                sheet.write((tail + "</sheetData>" + autofilter + "</worksheet>").encode())
     return count
 
 

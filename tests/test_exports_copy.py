@@ -166,5 +166,7 @@ def test_xlsx_view_on_postgresql_is_the_copy_path(client, finance, awkward):  # 
     import zipfile
 
     with zipfile.ZipFile(io.BytesIO(body)) as book:
-        assert b"<sheetData>" in book.read("xl/worksheets/sheet1.xml")[:400]  # our writer, not openpyxl's
+        head = book.read("xl/worksheets/sheet1.xml")[:4000]
+        assert b"<sheetData>" in head and b"<sheetPr" not in head  # our writer, not openpyxl's (which writes sheetPr)
+        assert b'state="frozen"' in head and b"<cols>" in head  # with the openpyxl path's layout
     assert _cells(body)[-1][0][0] == "Total"
