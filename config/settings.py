@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "billing",
     "generations",
     "webhooks",
+    "teamwork",
 ]
 
 MIDDLEWARE = [

@@ -26,6 +26,7 @@ urlpatterns = [
     path("tokens/", accounts_views.api_tokens, name="api_tokens"),
     path("reports/", include("billing.urls")),
     path("webhooks/", include("webhooks.urls")),
+    path("", include("teamwork.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

@@ -37,7 +37,7 @@ class GenerationAdmin(admin.ModelAdmin):
     """Generations with their timeline; actions: poll now, resolve needs_reconciliation."""
 
     list_display = ["created_at", "state", "provider_account", "model", "mode", "duration", "resolution", "user", "quoted_amount", "charged_amount", "archive_state"]
-    list_filter = ["state", "provider_kind", "provider_account", "archive_state", "model"]
+    list_filter = ["state", "provider_kind", "provider_account", "archive_state", "model", "starred", "project"]
     search_fields = ["id", "prompt", "provider_task_id", "user__email"]
     date_hierarchy = "created_at"
     list_select_related = ["provider_account", "user"]

@@ -25,6 +25,7 @@ from config.errors import DomainError, ErrorOut, NotFound
 from generations import actions, services, views
 from generations.models import Generation, State
 from generations.selectors import GalleryFilters, decode_cursor, gallery_page, generation_for, teams_of
+from teamwork.selectors import project_for
 
 router = Router(tags=["generations"])
 
@@ -48,6 +49,10 @@ class GenerationIn(Schema):
     image_url: Text = Field("", max_length=2000, examples=[""], description="First frame (image-to-video modes)")
     options: JsonObject = Field(
         default_factory=dict, examples=[{"provider": "value"}], description='Provider options, e.g. APIXO {"provider": "value"}'
+    )
+    project_id: int | None = Field(
+        None, ge=1, le=2**63 - 1, examples=[None],
+        description="One of your teams' open projects (GET /api/v1/projects); the take then belongs to that team",
     )
 
 
@@ -77,6 +82,8 @@ class GenerationOut(Schema):
         examples=[f"https://studio.example.com/api/v1/generations/{_EXAMPLE_ID}/poster"],
     )
     archive_state: str = Field(examples=["done"])
+    project_id: int | None = Field(examples=[None], description="Its project, if any")
+    starred: bool = Field(examples=[False], description="A kept take (PUT/DELETE /star)")
     created_at: datetime
     completed_at: datetime | None
 
@@ -104,6 +111,9 @@ class ListParams(Schema):
     created_from: date | None = Field(None, ge=date(2000, 1, 1), le=date(9998, 12, 31), description="Inclusive, UTC day")
     created_to: date | None = Field(None, ge=date(2000, 1, 1), le=date(9998, 12, 31), description="Inclusive, UTC day")
     q: Text | None = Field(None, max_length=200, description="Words the prompt contains", examples=["cat"])
+    project: int | None = Field(None, ge=1, le=2**63 - 1, description="Only this project's (one of your teams')")
+    starred: bool | None = Field(None, description="`true`: only starred (kept) takes")
+    tag: Text | None = Field(None, max_length=40, description="Only takes with this tag", examples=["hero"])
 
 
 def _out(request: HttpRequest, g: Generation) -> dict:
@@ -131,6 +141,8 @@ def _out(request: HttpRequest, g: Generation) -> dict:
             if archived and g.poster else None
         ),
         "archive_state": g.archive_state,
+        "project_id": g.project_id,
+        "starred": g.starred,
         "created_at": g.created_at,
         "completed_at": g.completed_at,
     }
@@ -161,7 +173,7 @@ _REPLAY_HEADERS = {REPLAY_HEADER: {"description": "`true` on a replayed answer",
 
 @router.post(
     "/generations",
-    response={201: GenerationOut, 400: ErrorOut, 402: ErrorOut, 403: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+    response={201: GenerationOut, 400: ErrorOut, 402: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut},
     summary="Create a generation",
     openapi_extra={"responses": {201: {"headers": _REPLAY_HEADERS}}},
 )
@@ -173,7 +185,8 @@ def create_generation(
     """Validate, price and hold, then submit in the background: 201 with the generation.
 
     Refusals: 402 `budget_exceeded`, 403 `budget_not_allowed`, 422 `validation_error` /
-    `no_price_rule` / `provider_unavailable` (with `fields`), 400 `idempotency_key_too_long`,
+    `no_price_rule` / `provider_unavailable` / `project_archived` (with `fields`), 404 `not_found` for a
+    `project_id` not of your teams, 400 `idempotency_key_too_long`,
     409 `idempotency_conflict`."""
     if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
         raise DomainError(
@@ -181,9 +194,19 @@ def create_generation(
             {"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]}, status=400,
         )
     params = services.CreateParams(**payload.dict())
+    project = None
+    if payload.project_id is not None:
+        project = project_for(user=request.auth, project_id=payload.project_id)
+        if project is None:
+            raise NotFound("No such project.")
+        if project.archived:
+            raise DomainError(
+                "project_archived", "This project is archived.", {"project_id": ["Archived: restore it first."]}, status=422
+            )
     # A refusal is a GenerationRefused (a DomainError): config.api answers it as ErrorOut.
     generation = services.generation_create(
-        user=request.auth, params=params, idempotency_key=idempotency_key or None, fingerprint=request_fingerprint(payload)
+        user=request.auth, params=params, idempotency_key=idempotency_key or None, fingerprint=request_fingerprint(payload),
+        team=project.team if project is not None else None,
     )
     if getattr(generation, "replayed", False):
         first = generation.idempotent_response or {
@@ -221,6 +244,7 @@ def list_generations(request, params: Query[ListParams]):
     filters = GalleryFilters(
         state=params.state or "", provider=params.provider or "", model=params.model or "", member=params.member,
         date_from=params.created_from, date_to=params.created_to, q=params.q or "",
+        project=params.project, starred=bool(params.starred), tag=(params.tag or "").strip().lower(),
     )
     team_ids, _ = teams_of(request.auth)
     page = gallery_page(user=request.auth, filters=filters, size=params.limit, before=params.cursor, team_ids=team_ids)
