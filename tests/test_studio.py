@@ -293,7 +293,7 @@ def test_a_gallery_page_costs_a_fixed_number_of_queries_whatever_its_size(
 
 EXPECTED_QUERIES = {
     "/studio/gallery/?size={size}": 4,
-    "/studio/?size={size}": 14,  # + the teams the user is a team admin of (the "Team" menu)
+    "/studio/?size={size}": 15,  # + the teams the user is a team admin of (the "Team" menu), + the projects (switcher and filter)
     "/studio/gallery/?size={size}&q=prompt&state=succeeded": 4,
 }
 
