@@ -26,6 +26,7 @@ from generations import services
 from generations.models import Generation, State
 from providers.base import TaskState, TaskUpdate
 from teamwork.models import Project, ShareLink, hash_token
+from teamwork.services import share_create
 
 from .conftest import make_params
 
@@ -234,7 +235,7 @@ def test_a_share_link_plays_logged_out_shows_only_what_was_chosen_and_is_logged(
     client.logout()
     assert client.get(f"/s/{token}/").status_code == 404
     assert client.get(f"/s/{token}/{g.pk}.mp4").status_code == 404
-    link2, raw2 = __import__("teamwork.services", fromlist=["x"]).share_create(user=member, generation=g, days=1)
+    link2, raw2 = share_create(user=member, generation=g, days=1)
     assert client.get(f"/s/{raw2}/").status_code == 200
     ShareLink.objects.filter(pk=link2.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert client.get(f"/s/{raw2}/").status_code == 404
@@ -309,7 +310,7 @@ def test_spend_by_project_member_and_kept_equals_the_ledger_to_the_cent(client, 
     finance = User.objects.create_user("fin@example.com", "pw-fin-123")
     Membership.objects.create(user=finance, team=team, role=Membership.Role.FINANCE)
     client.force_login(finance)
-    response = client.get("/reports/export.csv?rows=groups&period=this_month&group_by=project,kept&team_id=%d" % team.pk)
+    response = client.get(f"/reports/export.csv?rows=groups&period=this_month&group_by=project,kept&team_id={team.pk}")
     assert response.status_code == 200, response.content[:300]
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert {"project_id", "project", "kept", "spend_usd"} <= set(rows[0])
