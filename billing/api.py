@@ -57,7 +57,7 @@ class FiguresOut(Schema):
 
 
 class GroupOut(Schema):
-    key: dict[str, int | str | None] = Field(description="Per dimension: an id, a value, or a time bucket's start (ISO 8601)")
+    key: dict[str, bool | int | str | None] = Field(description="Per dimension: an id, a value (kept: true/false), or a time bucket's start (ISO 8601)")
     labels: dict[str, str]
     figures: FiguresOut
 

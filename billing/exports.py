@@ -293,11 +293,11 @@ FIGURE_COLUMNS = (
     "spend_usd", "captured_usd", "adjustments_usd", "credits_usd", "held_usd", "released_usd",
     "succeeded", "failed", "canceled", "expired", "entries", "average_price_usd",
 )
-_ID_DIMENSIONS = {"team", "member", "provider_account"}
+_ID_DIMENSIONS = {"team", "member", "provider_account", "project"}
 
 
 def group_columns(group_by: tuple[str, ...]) -> list[str]:
-    """Header of a per-group export: per dimension an id column (team, member, account) or a
+    """Header of a per-group export: per dimension an id column (team, member, account, project) or a
     ``<bucket>_start`` column (time), then its label, then :data:`FIGURE_COLUMNS`."""
     cols = []
     for d in group_by:
@@ -325,6 +325,9 @@ def group_rows(report: CostReport) -> Iterator[list]:
                 row.append(value.astimezone(zone) if value is not None else None)
             elif d in _ID_DIMENSIONS:
                 row.append(value)
+            elif d == "kept":  # "Starred" / "Not starred" / "(not a generation)"
+                row.append(g.labels[d])
+                continue
             else:  # provider kind, model, mode, resolution: the raw value (empty when absent)
                 row.append(value or None)
                 continue

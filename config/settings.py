@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "billing",
     "generations",
     "webhooks",
+    "teamwork",
 ]
 
 MIDDLEWARE = [

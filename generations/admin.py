@@ -59,7 +59,7 @@ class GenerationAdmin(admin.ModelAdmin):
     video that could not be saved. needs_reconciliation rows show their age and the amount at risk."""
 
     list_display = ["created_at", "state", "open_for", "at_risk", "provider_account", "model", "mode", "duration", "resolution", "user", "quoted_amount", "charged_amount", "late", "archive_state"]
-    list_filter = ["state", VideoNotSavedFilter, "late", "provider_kind", "provider_account", "archive_state", "model"]
+    list_filter = ["state", VideoNotSavedFilter, "late", "provider_kind", "provider_account", "archive_state", "model", "starred", "project"]
     search_fields = ["id", "prompt", "provider_task_id", "user__email"]
     date_hierarchy = "created_at"
     list_select_related = ["provider_account", "user"]

@@ -25,6 +25,7 @@ from config.errors import DomainError, ErrorOut, NotFound
 from generations import actions, services, views
 from generations.models import Generation, State
 from generations.selectors import GalleryFilters, decode_cursor, gallery_page, generation_for, teams_of
+from teamwork.selectors import project_for
 
 router = Router(tags=["generations"])
 
@@ -52,6 +53,10 @@ class GenerationIn(Schema):
     team_id: int | None = Field(
         None, ge=1, le=2**63 - 1, examples=[None],
         description="The team to book it to (one of yours); default: your primary team. 403 `team_forbidden` otherwise",
+    )
+    project_id: int | None = Field(
+        None, ge=1, le=2**63 - 1, examples=[None],
+        description="One of your teams' open projects (GET /api/v1/projects); the take then belongs to that team",
     )
 
 
@@ -81,6 +86,8 @@ class GenerationOut(Schema):
         examples=[f"https://studio.example.com/api/v1/generations/{_EXAMPLE_ID}/poster"],
     )
     archive_state: str = Field(examples=["done"])
+    project_id: int | None = Field(examples=[None], description="Its project, if any")
+    starred: bool = Field(examples=[False], description="A kept take (PUT/DELETE /star)")
     created_at: datetime
     completed_at: datetime | None
     hidden_at: datetime | None = Field(None, description="When it was hidden from the gallery; null when shown")
@@ -110,6 +117,9 @@ class ListParams(Schema):
     created_to: date | None = Field(None, ge=date(2000, 1, 1), le=date(9998, 12, 31), description="Inclusive, UTC day")
     q: Text | None = Field(None, max_length=200, description="Words the prompt contains", examples=["cat"])
     include_hidden: bool = Field(False, description="Also the generations hidden from the gallery")
+    project: int | None = Field(None, ge=1, le=2**63 - 1, description="Only this project's (one of your teams')")
+    starred: bool | None = Field(None, description="`true`: only starred (kept) takes")
+    tag: Text | None = Field(None, max_length=40, description="Only takes with this tag", examples=["hero"])
 
 
 def _out(request: HttpRequest, g: Generation) -> dict:
@@ -137,6 +147,8 @@ def _out(request: HttpRequest, g: Generation) -> dict:
             if archived and g.poster else None
         ),
         "archive_state": g.archive_state,
+        "project_id": g.project_id,
+        "starred": g.starred,
         "created_at": g.created_at,
         "completed_at": g.completed_at, "hidden_at": g.hidden_at,
     }
@@ -167,7 +179,7 @@ _REPLAY_HEADERS = {REPLAY_HEADER: {"description": "`true` on a replayed answer",
 
 @router.post(
     "/generations",
-    response={201: GenerationOut, 400: ErrorOut, 402: ErrorOut, 403: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+    response={201: GenerationOut, 400: ErrorOut, 402: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut},
     summary="Create a generation",
     openapi_extra={"responses": {201: {"headers": _REPLAY_HEADERS}}},
 )
@@ -179,7 +191,8 @@ def create_generation(
     """Validate, price and hold, then submit in the background: 201 with the generation.
 
     Refusals: 402 `budget_exceeded`, 403 `budget_not_allowed` / `team_forbidden` (a `team_id` not yours), 422 `validation_error` /
-    `no_price_rule` / `provider_unavailable` (with `fields`), 400 `idempotency_key_too_long`,
+    `no_price_rule` / `provider_unavailable` / `project_archived` / `team_mismatch` (with `fields`), 404
+    `not_found` for a `project_id` not of your teams, 400 `idempotency_key_too_long`,
     409 `idempotency_conflict`."""
     if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
         raise DomainError(
@@ -189,10 +202,24 @@ def create_generation(
     fields = payload.dict()
     team_id = fields.pop("team_id", None)
     params = services.CreateParams(**fields)
+    project = None
+    if payload.project_id is not None:
+        project = project_for(user=request.auth, project_id=payload.project_id)
+        if project is None:
+            raise NotFound("No such project.")
+        if project.archived:
+            raise DomainError(
+                "project_archived", "This project is archived.", {"project_id": ["Archived: restore it first."]}, status=422
+            )
+        if team_id is not None and team_id != project.team_id:
+            raise DomainError(
+                "team_mismatch", "The project belongs to another team than team_id.",
+                {"team_id": ["Leave it out, or give the project's team."]}, status=422,
+            )
     # A refusal is a GenerationRefused (a DomainError): config.api answers it as ErrorOut.
     generation = services.generation_create(
         user=request.auth, params=params, idempotency_key=idempotency_key or None, fingerprint=request_fingerprint(payload),
-        team=team_id,
+        team=project.team if project is not None else team_id,
     )
     if getattr(generation, "replayed", False):
         first = generation.idempotent_response or {
@@ -231,6 +258,7 @@ def list_generations(request, params: Query[ListParams]):
         state=params.state or "", provider=params.provider or "", model=params.model or "", member=params.member,
         date_from=params.created_from, date_to=params.created_to, q=params.q or "",
         show_hidden=params.include_hidden,
+        project=params.project, starred=bool(params.starred), tag=(params.tag or "").strip().lower(),
     )
     team_ids, _ = teams_of(request.auth)
     page = gallery_page(user=request.auth, filters=filters, size=params.limit, before=params.cursor, team_ids=team_ids)

@@ -40,16 +40,22 @@ class StudioForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
     )
 
+    project = forms.TypedChoiceField(required=False, label="Project", coerce=int, empty_value=None)
+
     OPTION_PREFIX = "opt_"
     #: A hidden input listing the options the form showed: an unchecked checkbox sends nothing,
     #: so a re-render from the submitted values (the price refresh) would otherwise reset it to
     #: its default. An option named here but absent from the data is off.
     OPTIONS_MARKER = "_options"
 
-    def __init__(self, *args, teams=None, **kwargs):
+    def __init__(self, *args, teams=None, projects=(), **kwargs):
         """``teams``: the member's teams, primary first; with two or more the form offers a
-        "Book to team" choice (the budgets of the chosen team apply)."""
+        "Book to team" choice (the budgets of the chosen team apply). ``projects``: (id, name)
+        pairs of the member's teams' open projects (the switcher;
+        ``teamwork.selectors.project_choices``); the view still checks the pick is visible, and
+        a project books the take to the project's team."""
         super().__init__(*args, **kwargs)
+        self.fields["project"].choices = [("", "No project"), *[(pk, name) for pk, name in projects]]
         self.teams = list(teams or [])
         if len(self.teams) > 1:
             self.fields["team"] = forms.ChoiceField(
@@ -159,7 +165,7 @@ class StudioForm(forms.Form):
         initial = {
             "provider_account": str(generation.provider_account_id), "model": generation.model, "mode": generation.mode,
             "duration": str(generation.duration), "resolution": generation.resolution, "prompt": generation.prompt,
-            "image_url": generation.image_url,
+            "image_url": generation.image_url, "project": str(generation.project_id or ""),
         }
         options = generation.options or {}
         for name, value in options.items():
@@ -251,6 +257,9 @@ class GalleryFilterForm(forms.Form):
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     show_hidden = forms.BooleanField(required=False, label="Show hidden")
+    project = forms.TypedChoiceField(required=False, label="Project", coerce=int, empty_value=None)
+    starred = forms.BooleanField(required=False, label="Starred only")
+    tag = forms.CharField(required=False, max_length=40, label="Tag", widget=forms.TextInput(attrs={"placeholder": "a tag"}))
     size = forms.TypedChoiceField(
         required=False, label="Per page", coerce=int, empty_value=24,
         choices=[(n, str(n)) for n in (12, 24, 48, 96)],
@@ -259,9 +268,10 @@ class GalleryFilterForm(forms.Form):
     PAGE_SIZES = (12, 24, 48, 96)
     DEFAULT_SIZE = 24
 
-    def __init__(self, data=None, *args, members=None, **kwargs):
+    def __init__(self, data=None, *args, members=None, projects=None, **kwargs):
         """``members``: (id, email) pairs for the member filter; None accepts any id (the
-        visibility filter still applies), which spares the query on fragment refreshes."""
+        visibility filter still applies), which spares the query on fragment refreshes.
+        ``projects``: (id, name) pairs for the project filter, the same way."""
         data = data.copy() if data is not None else {}
         if not data.get("size"):
             data["size"] = str(self.DEFAULT_SIZE)
@@ -282,6 +292,10 @@ class GalleryFilterForm(forms.Form):
             self.fields["member"] = forms.IntegerField(required=False, min_value=1)
         else:
             self.fields["member"].choices = [("", "Anyone"), *[(pk, email) for pk, email in members]]
+        if projects is None:
+            self.fields["project"] = forms.IntegerField(required=False, min_value=1)
+        else:
+            self.fields["project"].choices = [("", "Any project"), *[(pk, name) for pk, name in projects]]
 
     def filters(self) -> GalleryFilters:
         """The valid filters (an invalid field is dropped, the others still apply)."""
@@ -291,6 +305,8 @@ class GalleryFilterForm(forms.Form):
             state=data.get("state") or "", provider=data.get("provider") or "", model=data.get("model") or "",
             member=data.get("member") or None, date_from=data.get("date_from"), date_to=data.get("date_to"),
             q=(data.get("q") or "").strip(), show_hidden=bool(data.get("show_hidden")),
+            project=data.get("project") or None, starred=bool(data.get("starred")),
+            tag=(data.get("tag") or "").strip().lower(),
         )
 
     def page_size(self) -> int:

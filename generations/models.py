@@ -75,6 +75,11 @@ class Generation(models.Model):
     resolution = models.CharField(max_length=10)
     image_url = models.URLField(max_length=2000, blank=True)
     options = models.JSONField(default=dict, blank=True)
+    project = models.ForeignKey(
+        "teamwork.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="generations",
+        help_text="The team's campaign or client this take belongs to (cost reports group by it).",
+    )
+    starred = models.BooleanField(default=False, help_text="A kept take (the team's favourites).")
 
     state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED, db_index=True)
     provider_state = models.CharField(max_length=40, blank=True)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from generations.models import Generation, State
 
@@ -65,6 +65,9 @@ class GalleryFilters:
     date_to: date | None = None  # inclusive, UTC day
     q: str = ""  # prompt search
     show_hidden: bool = False  # include generations hidden from the gallery
+    project: int | None = None  # a teamwork.Project id (visibility still applies)
+    starred: bool = False  # only kept takes
+    tag: str = ""  # a tag name of the take's team
 
     @property
     def active(self) -> bool:
@@ -73,7 +76,10 @@ class GalleryFilters:
     @property
     def narrowing(self) -> int:
         """How many filters other than the prompt search are set."""
-        return sum(1 for v in (self.state, self.provider, self.model, self.member, self.date_from, self.date_to, self.show_hidden) if v)
+        return sum(1 for v in (
+            self.state, self.provider, self.model, self.member, self.date_from, self.date_to, self.show_hidden,
+            self.project, self.starred, self.tag,
+        ) if v)
 
 
 @dataclass
@@ -131,6 +137,17 @@ def filter_generations(queryset: QuerySet[Generation], filters: GalleryFilters) 
     if filters.date_to:
         end = datetime.combine(filters.date_to, time.min, tzinfo=UTC) + timedelta(days=1)
         queryset = queryset.filter(created_at__lt=end)
+    if filters.project:
+        queryset = queryset.filter(project_id=filters.project)
+    if filters.starred:
+        queryset = queryset.filter(starred=True)
+    if filters.tag:
+        # A semi-join (the tag of the take's own team), so a take never appears twice.
+        from teamwork.models import Tag
+
+        queryset = queryset.filter(Exists(Tag.generations.through.objects.filter(
+            generation_id=OuterRef("pk"), tag__name=filters.tag.strip().lower(), tag__team_id=OuterRef("team_id"),
+        )))
     if filters.q:
         for word in filters.q.split()[:8]:
             queryset = queryset.filter(prompt__icontains=word)

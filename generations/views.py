@@ -30,6 +30,7 @@ from generations.models import State
 from generations.selectors import gallery_page, generation_for, teammates_of, teams_of
 from providers.base import GenerationRequest
 from providers.registry import ADAPTERS as PROVIDER_KINDS
+from teamwork.selectors import project_choices, project_for
 
 
 def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
@@ -68,9 +69,13 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
 @login_required
 def studio(request):
     """GET: the form and the gallery. POST: create a generation (HTMX: return the new card)."""
+    open_projects, all_projects = project_choices(request.user)
     if request.method == "POST":
-        form = StudioForm(request.POST, request.FILES, teams=_teams(request.user))
+        form = StudioForm(request.POST, request.FILES, teams=_teams(request.user), projects=open_projects)
         if form.is_valid():
+            # The switcher offers only the member's teams' open projects (the form refuses
+            # anything else); the take then belongs to the project's team.
+            project = project_for(user=request.user, project_id=form.cleaned_data["project"]) if form.cleaned_data.get("project") else None
             image_url = form.cleaned_data.get("image_url") or ""
             upload = form.cleaned_data.get("image_file")
             if upload:
@@ -87,11 +92,15 @@ def studio(request):
                 resolution=form.cleaned_data["resolution"],
                 image_url=image_url,
                 options=form.options(),
+                project_id=project.pk if project is not None else None,
             )
             try:
                 if form.errors:
                     raise services.GenerationRefused("validation_error", "invalid upload")
-                generation = services.generation_create(user=request.user, params=params, team=form.booked_team())
+                # A project books the take to the project's team; otherwise the chosen team.
+                generation = services.generation_create(
+                    user=request.user, params=params, team=project.team if project is not None else form.booked_team()
+                )
             except services.GenerationRefused as refused:
                 for field_name, messages_ in refused.fields.items():
                     target = field_name if field_name in form.fields else None
@@ -105,6 +114,7 @@ def studio(request):
                     fresh = StudioForm(
                         initial={k: v for k, v in request.POST.items() if k not in {"csrfmiddlewaretoken", "image_url"}},
                         teams=_teams(request.user),
+                        projects=open_projects,
                     )
                     response = render(
                         request,
@@ -118,7 +128,7 @@ def studio(request):
             return render(
                 request, "generations/partials/form.html", {"form": form, **_price_context(form, request.user)}, status=422
             )
-        return _studio_page(request, form)
+        return _studio_page(request, form, projects=all_projects)
     remix = None
     # A link may prefill the form (``?provider_account=…&model=…``); the gallery's filters
     # share some names (``model``) but never carry ``provider_account``.
@@ -128,7 +138,10 @@ def studio(request):
         if remix is None:
             raise Http404
         initial = StudioForm.initial_from_generation(remix)
-    return _studio_page(request, StudioForm(initial=initial, teams=_teams(request.user)), remix=remix)
+    return _studio_page(
+        request, StudioForm(initial=initial, teams=_teams(request.user), projects=open_projects), remix=remix,
+        projects=all_projects,
+    )
 
 
 def _teams(user) -> list:
@@ -143,7 +156,7 @@ def _uuid_or_404(value: str) -> uuid.UUID:
         raise Http404 from None
 
 
-def _studio_page(request, form: StudioForm, *, remix=None):
+def _studio_page(request, form: StudioForm, *, remix=None, projects=None):
     """The whole studio page: the form with its price, the filters and the gallery.
 
     The budgets are read once for the header and the price row (the context processor's
@@ -157,18 +170,18 @@ def _studio_page(request, form: StudioForm, *, remix=None):
         {
             "form": form, "remix": remix, "budget_statuses": statuses,
             **_price_context(form, request.user, budget_statuses=statuses),
-            **_gallery(request, team_ids=team_ids, members=members),
+            **_gallery(request, team_ids=team_ids, members=members, projects=projects),
         },
     )
 
 
-def _gallery(request, *, team_ids=None, members=None) -> dict:
+def _gallery(request, *, team_ids=None, members=None, projects=None) -> dict:
     """The gallery's context: the filter form, one page of cards and the pager's links.
 
     A fixed number of queries whatever the page size and the number of generations (keyset
     pagination: no COUNT, no OFFSET)."""
     params = request.GET if not request.GET.get("remix") else {}
-    filter_form = GalleryFilterForm(params, members=members)
+    filter_form = GalleryFilterForm(params, members=members, projects=projects)
     filters = filter_form.filters()
     size = filter_form.page_size()
     page = gallery_page(
@@ -203,7 +216,10 @@ def form_fragment(request):
     Nothing is saved: POST only because the picks travel with the prompt, which may not fit
     in a URL. The form is unbound (no errors yet), its values taken as initial values."""
     values = request.POST if request.method == "POST" else request.GET
-    form = StudioForm(initial={k: v for k, v in values.items() if k != "csrfmiddlewaretoken"}, teams=_teams(request.user))
+    form = StudioForm(
+        initial={k: v for k, v in values.items() if k != "csrfmiddlewaretoken"}, teams=_teams(request.user),
+        projects=project_choices(request.user)[0],
+    )
     return render(request, "generations/partials/form.html", {"form": form, "preview": True, **_price_context(form, request.user)})
 
 
@@ -245,6 +261,7 @@ def _detail_context(generation, user=None) -> dict:
     return {
         "g": generation,
         "events": list(generation.events.all()),
+        "tags": list(generation.tags.all()),
         "entries": entries_for_generation(generation_id=generation.pk),
         "can_retry": may_act and generation.retry_offered,
         "can_cancel": may_act and generation.cancel_offered,

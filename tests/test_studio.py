@@ -295,8 +295,9 @@ def test_a_gallery_page_costs_a_fixed_number_of_queries_whatever_its_size(
 EXPECTED_QUERIES = {
     "/studio/gallery/?size={size}": 4,
     # + the teams the user is a team admin of (the "Team" menu), the spending policy (the
-    # site-wide default layer) and the teams a generation may be booked to (the team choice).
-    "/studio/?size={size}": 16,
+    # site-wide default layer), the teams a generation may be booked to (the team choice) and
+    # the projects (switcher and filter).
+    "/studio/?size={size}": 17,
     "/studio/gallery/?size={size}&q=prompt&state=succeeded": 4,
 }
 

@@ -40,9 +40,12 @@ PROVIDER_KIND = Coalesce(F("provider_account__kind"), F("generation__provider_ki
 PROVIDER_ACCOUNT_ID = Coalesce(F("provider_account_id"), F("generation__provider_account_id"))
 
 TIME_DIMENSIONS = ("day", "week", "month")
-DIMENSIONS = ("team", "member", "provider", "provider_account", "model", "mode", "resolution", *TIME_DIMENSIONS)
+DIMENSIONS = (
+    "team", "member", "project", "kept", "provider", "provider_account", "model", "mode", "resolution", *TIME_DIMENSIONS,
+)
 DIMENSION_LABELS = {
-    "team": "Team", "member": "Member", "provider": "Provider", "provider_account": "Provider account",
+    "team": "Team", "member": "Member", "project": "Project", "kept": "Starred",
+    "provider": "Provider", "provider_account": "Provider account",
     "model": "Model", "mode": "Mode", "resolution": "Resolution", "day": "Day", "week": "Week", "month": "Month",
 }
 MAX_DIMENSIONS = 3
@@ -50,6 +53,7 @@ NONE_LABEL = "—"
 #: How an absent value shows: adjustments and credits have no provider or generation.
 NONE_LABELS = {
     "team": "(no team)", "provider": "(no provider)", "provider_account": "(no account)",
+    "project": "(no project)", "kept": "(not a generation)",
     "model": "(not a generation)", "mode": "(not a generation)", "resolution": "(not a generation)",
 }
 
@@ -315,6 +319,10 @@ def _dimension_exprs(zone: ZoneInfo) -> dict[str, object]:
         "model": F("generation__model"),
         "mode": F("generation__mode"),
         "resolution": F("generation__resolution"),
+        # Through the entry's generation (the ledger has no project of its own): finance
+        # charges back by client; "kept" is the take's star (spend on kept takes vs the rest).
+        "project": F("generation__project_id"),
+        "kept": F("generation__starred"),
         "day": Trunc("created_at", "day", tzinfo=zone),
         "week": Trunc("created_at", "week", tzinfo=zone),
         "month": Trunc("created_at", "month", tzinfo=zone),
@@ -340,7 +348,11 @@ def _labeller(group_by: tuple[str, ...], rows: list[dict], zone: ZoneInfo):
 
     kinds = dict(kind_choices())
     lookups: dict[str, dict] = {}
-    for dim, model, attr in (("team", Team, "name"), ("member", User, "email"), ("provider_account", ProviderAccount, None)):
+    from teamwork.models import Project
+
+    for dim, model, attr in (
+        ("team", Team, "name"), ("member", User, "email"), ("provider_account", ProviderAccount, None), ("project", Project, "name"),
+    ):
         if dim in group_by:
             ids = {r[f"g_{dim}"] for r in rows if r[f"g_{dim}"] is not None}
             objects = model.objects.in_bulk(ids)
@@ -353,6 +365,8 @@ def _labeller(group_by: tuple[str, ...], rows: list[dict], zone: ZoneInfo):
             return NONE_LABELS.get(dim, NONE_LABEL)
         if dim in lookups:
             return lookups[dim].get(value, f"#{value}")
+        if dim == "kept":
+            return "Starred" if value else "Not starred"
         if dim == "provider":
             return str(kinds.get(value, value))
         return str(value)

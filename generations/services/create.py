@@ -41,6 +41,9 @@ class CreateParams:
     resolution: str
     image_url: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    #: A ``teamwork.Project`` id; the caller checks it is one of the member's teams' (the
+    #: studio and the API resolve it with ``teamwork.selectors.project_for``).
+    project_id: int | None = None
 
     def to_request(self) -> GenerationRequest:
         return GenerationRequest(
@@ -199,6 +202,7 @@ def generation_create(
                 resolution=params.resolution,
                 image_url=params.image_url or "",
                 options=dict(params.options),
+                project_id=params.project_id,
                 quoted_amount=priced.amount,
                 price_rule=priced.snapshot,
                 idempotency_key=idempotency_key or None,

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TeamworkConfig(AppConfig):
+    name = "teamwork"
+    verbose_name = "Team work (projects, tags, share links)"

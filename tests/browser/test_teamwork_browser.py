@@ -1,0 +1,95 @@
+"""Issue 15 in a real browser (Debian's Chromium): a member stars a take, compares two side by
+side with synchronised playback, shares the starred one, and the link plays logged out.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+
+from generations import services
+from generations.models import Generation, State
+from teamwork.models import ShareLink
+
+from ..conftest import make_params
+
+if os.environ.get("HAILUO_REQUIRE_BROWSER") == "1":
+    from playwright.sync_api import expect
+else:
+    expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+SAMPLE_MP4 = (Path(__file__).resolve().parents[2] / "providers" / "sandbox" / "assets" / "sample.mp4").read_bytes()
+
+
+def _archived_take(user, account, prompt: str) -> Generation:
+    """A take through the real create (priced, held), then archived with a real MP4."""
+    g = services.generation_create(user=user, params=make_params(account, prompt=prompt))
+    g.video.save(f"{g.pk}.mp4", ContentFile(SAMPLE_MP4), save=False)
+    g.archive_state = "done"
+    g.state = State.SUCCEEDED
+    g.save()
+    return g
+
+
+def test_member_stars_compares_shares_and_the_link_plays_logged_out(
+    new_page, login, member, budget, apixo_account, no_queue, media_root, screenshot
+):
+    first = _archived_take(member, apixo_account, "a paper boat on a rainy street")
+    second = _archived_take(member, apixo_account, "a paper boat on a sunny lake")
+    page = new_page()
+    login(page, "member@example.com", "pw-member-123")
+    page.goto("/studio/")
+
+    # Star the first take (htmx swaps the button in place).
+    card = page.locator(f"#gen-{first.pk}")
+    card.get_by_test_id("star").click()
+    expect(card.get_by_test_id("star")).to_contain_text("★ Starred")
+    expect(card.get_by_test_id("star")).to_have_attribute("aria-pressed", "true")
+    assert Generation.objects.get(pk=first.pk).starred
+
+    # Compare the two side by side: one play starts both, one pause stops both.
+    card.get_by_test_id("compare-pick").check()
+    page.locator(f"#gen-{second.pk}").get_by_test_id("compare-pick").check()
+    page.get_by_test_id("compare-submit").click()
+    expect(page.get_by_test_id("compare-take")).to_have_count(2)
+    expect(page.locator("[data-compare][data-compare-ready]")).to_be_attached()
+    expect(page.get_by_test_id("compare-params").first).to_contain_text("768p")
+    page.get_by_test_id("compare-play").click()
+    page.wait_for_function("() => [...document.querySelectorAll('video[data-compare-video]')].every(v => !v.paused && v.currentTime > 0)")
+    page.locator("video[data-compare-video]").first.evaluate("v => v.pause()")
+    page.wait_for_function("() => [...document.querySelectorAll('video[data-compare-video]')].every(v => v.paused)")
+    screenshot(page, "teamwork-compare")
+
+    # Share the starred take from its page; the address is shown once.
+    page.goto(f"/g/{first.pk}/")
+    page.get_by_test_id("share").click()
+    url = page.get_by_test_id("share-url").input_value()
+    assert "/s/" in url and ShareLink.objects.get().generation_id == first.pk
+
+    # Logged out (a fresh context, no cookies): the video plays, no price, no email.
+    visitor = new_page()
+    visitor.goto(url)
+    expect(visitor.get_by_test_id("shared-prompt")).to_have_text("a paper boat on a rainy street")
+    video = visitor.get_by_test_id("shared-video")
+    expect(video).to_be_visible()
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    visitor.wait_for_function("() => document.querySelector('[data-testid=shared-video]').currentTime > 0")
+    text = visitor.locator("body").inner_text()
+    assert "$" not in text and "member@example.com" not in text and "Log out" not in text
+    screenshot(visitor, "teamwork-shared")
+
+    # The opening was logged; the sharer sees it and can revoke the link.
+    page.goto("/projects/")
+    expect(page.get_by_test_id("open-count").first).to_have_text("1")
+    page.get_by_role("button", name="Revoke").click()
+    visitor.goto(url)
+    expect(visitor.get_by_test_id("shared-video")).to_have_count(0)
