@@ -67,7 +67,8 @@ def test_operation_conforms_and_never_answers_5xx(method, path, mode, apixo_acco
     headers = {"Authorization": f"Bearer {api_token}"}
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @hypothesis_settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @hypothesis_settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+                         derandomize=True)  # the same cases on every run: CI cannot flake; widen EXAMPLES to explore
     def check(case):
         # positive_data_acceptance is left out: schema-valid requests the business rules refuse
         # (a provider account that does not exist, an expiry in the past, a cursor we never
