@@ -104,7 +104,6 @@ from generations.services.poll import (
     generation_apply_update,
     generations_expire,
     generations_poll,
-    generations_resolve_reported,
     generations_stuck_submitting,
     poll_lease_seconds,
 )
@@ -117,5 +116,6 @@ from generations.services.reconcile import (
     reconciliation_digest_send,
     reconciliation_open,
 )
+from generations.services.resolve import generations_resolve_reported
 from generations.services.submit import generation_submit
 from providers.base import RuleViolation
