@@ -259,6 +259,11 @@ def test_two_clusters_poll_300_tasks_each_once_at_a_time(member, account, sandbo
     feeder = threading.Thread(target=keep_sweeping, daemon=True)
     feeder.start()
     try:
+        # 600 generations are far beyond the site-wide default budget ($50 a month): this
+        # test is about polling, so staff grant the member unlimited spend (billing.UnlimitedGrant).
+        from billing.models import UnlimitedGrant
+
+        UnlimitedGrant.objects.get_or_create(user=member, defaults={"reason": "multi-worker polling test"})
         ids, states = _create_and_submit(member, account, TASKS)
         assert Counter(states) == {State.SUBMITTED: TASKS}
         submitted = time.monotonic() - started
