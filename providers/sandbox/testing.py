@@ -7,10 +7,12 @@ library only: raw HTTP calls to a sandbox and polling.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = ["http_call", "wait_for"]
@@ -49,3 +51,34 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+class JsonReceiver:
+    """A loopback webhook receiver answering scripted statuses (then 200) at ``url`` (``path``
+    on a free port); ``received`` holds each POST's ``(Content-Type, parsed JSON body)``.
+    Call :meth:`close` when done."""
+
+    def __init__(self, statuses=(), *, path: str = "/hooks"):
+        self.statuses = list(statuses)
+        self.received: list = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append((self.headers.get("Content-Type"), json.loads(body)))
+                code = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.apixo import image_dimensions, inspect_image_bytes
-from providers.sandbox.testing import http_call, wait_for
+from providers.sandbox.testing import JsonReceiver, http_call, wait_for
 
 KEY = "sk-sandbox-apixo"
 T2V = "standard-text-to-video"
@@ -373,33 +371,9 @@ def test_result_url_expiry_and_signature(sb):
 # ---------------------------------------------------------------- callbacks
 
 
-class Receiver:
-    """A tiny webhook receiver answering scripted statuses."""
-
-    def __init__(self, statuses):
-        self.statuses = list(statuses)
-        self.received = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((self.headers.get("Content-Type"), json.loads(body)))
-                code = outer.statuses.pop(0) if outer.statuses else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/apixo"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def Receiver(statuses):
+    """The shared JSON webhook receiver (``providers.sandbox.testing.JsonReceiver``) at ``/hooks/apixo``."""
+    return JsonReceiver(statuses, path="/hooks/apixo")
 
 
 def test_callback_delivery_with_retries(sb):

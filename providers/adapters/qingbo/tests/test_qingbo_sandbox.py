@@ -9,20 +9,18 @@ import base64
 import json
 import re
 import socket
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.common import make_png
 from providers.sandbox.qingbo import price_for, sniff_image
-from providers.sandbox.testing import http_call, wait_for
+from providers.sandbox.testing import JsonReceiver, http_call, wait_for
 
 KEY = "sk-sandbox-qingbo"
 IMG = "https://example.com/first.jpg"
@@ -478,33 +476,9 @@ def test_sniff_image():
 # ---------------------------------------------------------------- callbacks
 
 
-class Receiver:
-    """A tiny webhook receiver answering scripted statuses."""
-
-    def __init__(self, statuses):
-        self.statuses = list(statuses)
-        self.received = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((self.headers.get("Content-Type"), json.loads(body)))
-                code = outer.statuses.pop(0) if outer.statuses else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/qingbo"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def Receiver(statuses):
+    """The shared JSON webhook receiver (``providers.sandbox.testing.JsonReceiver``) at ``/hooks/qingbo``."""
+    return JsonReceiver(statuses, path="/hooks/qingbo")
 
 
 def test_callback_on_completion_with_retries(sb):
