@@ -175,6 +175,7 @@ from billing.api import router as reports_router  # noqa: E402
 from generations.api import router as generations_router  # noqa: E402
 from providers.api import router as providers_router  # noqa: E402
 from teamwork.api import router as teamwork_router  # noqa: E402
+from teamwork.library_api import router as library_router  # noqa: E402
 from webhooks.api import router as webhooks_router  # noqa: E402
 
 api.add_router("/", generations_router)
@@ -183,3 +184,4 @@ api.add_router("/", providers_router)
 api.add_router("/", reports_router)
 api.add_router("/", webhooks_router)
 api.add_router("/", teamwork_router)
+api.add_router("/", library_router)

@@ -88,6 +88,7 @@ class GenerationOut(Schema):
     archive_state: str = Field(examples=["done"])
     project_id: int | None = Field(examples=[None], description="Its project, if any")
     starred: bool = Field(examples=[False], description="A kept take (PUT/DELETE /star)")
+    tags: list[str] = Field(examples=[["hero"]], description="Its tags' names, sorted (PUT /tags)")
     created_at: datetime
     completed_at: datetime | None
     hidden_at: datetime | None = Field(None, description="When it was hidden from the gallery; null when shown")
@@ -149,6 +150,7 @@ def _out(request: HttpRequest, g: Generation) -> dict:
         "archive_state": g.archive_state,
         "project_id": g.project_id,
         "starred": g.starred,
+        "tags": [t.name for t in g.tags.all()],  # prefetched by the list (generations.selectors.gallery_page)
         "created_at": g.created_at,
         "completed_at": g.completed_at, "hidden_at": g.hidden_at,
     }

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from generations.models import Generation, State
 
@@ -161,9 +161,14 @@ def gallery_page(
     """A page of the generations ``user`` may see, narrowed by ``filters``, newest first.
 
     ``before``: the page just older than that cursor; ``after``: the page just newer; neither:
-    the newest page. Exactly one query (plus one for the teams unless ``team_ids`` is given).
+    the newest page. Exactly one query (plus one for the teams unless ``team_ids`` is given), and
+    one for the page's tags (prefetched, names only; none for an empty page).
     """
-    queryset = filter_generations(generations_visible_to(user=user, team_ids=team_ids), filters)
+    from teamwork.models import Tag
+
+    queryset = filter_generations(generations_visible_to(user=user, team_ids=team_ids), filters).prefetch_related(
+        Prefetch("tags", queryset=Tag.objects.only("id", "name").order_by("name"))
+    )
     older_than = decode_cursor(before)
     newer_than = None if older_than else decode_cursor(after)
     if newer_than:

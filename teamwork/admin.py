@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from teamwork.models import Project, ShareLink, Tag
+from teamwork.models import NotificationPreference, NotificationSent, Project, PromptTemplate, ShareLink, Tag
 
 
 @admin.register(Project)
@@ -26,3 +26,34 @@ class ShareLinkAdmin(admin.ModelAdmin):
     list_filter = ["team", "revoked_at"]
     readonly_fields = ["token_hash", "open_count", "last_opened_at", "created_at"]
     raw_id_fields = ["generation", "project", "created_by"]
+
+
+@admin.register(PromptTemplate)
+class PromptTemplateAdmin(admin.ModelAdmin):
+    """A team's prompt templates (the prompt library); placeholders are ``{name}``."""
+
+    list_display = ["name", "team", "model", "mode", "duration", "resolution", "created_by", "updated_at"]
+    list_filter = ["team"]
+    search_fields = ["name", "prompt"]
+    raw_id_fields = ["created_by", "provider_account"]
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    list_display = ["user", "email_finished", "email_failed", "email_approval"]
+    list_filter = ["email_finished", "email_failed", "email_approval"]
+    search_fields = ["user__email"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(NotificationSent)
+class NotificationSentAdmin(admin.ModelAdmin):
+    """The emails sent to members (read only: a record, one per event)."""
+
+    list_display = ["sent_at", "user", "kind", "subject"]
+    list_filter = ["kind"]
+    search_fields = ["user__email", "subject", "key"]
+    readonly_fields = ["key", "user", "kind", "generation", "subject", "sent_at"]
+
+    def has_add_permission(self, request):
+        return False

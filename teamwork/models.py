@@ -3,6 +3,10 @@
 A generation belongs to at most one :class:`Project` (``Generation.project``), carries any
 number of its team's :class:`Tag` s and may be starred (``Generation.starred``: a kept take).
 A :class:`ShareLink` shows one take, or a project's starred takes, to people without a login.
+A :class:`PromptTemplate` is a team's saved prompt with placeholders and settings (the prompt
+library, ``teamwork.library``); :class:`NotificationPreference` says which emails a member
+wants (``teamwork.notifications``), and :class:`NotificationSent` records each one sent so
+that no event is ever emailed twice.
 """
 
 from __future__ import annotations
@@ -90,3 +94,71 @@ class ShareLink(models.Model):
     def is_active(self) -> bool:
         """Neither revoked nor expired."""
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class PromptTemplate(models.Model):
+    """A team's saved prompt with its settings: the prompt library.
+
+    ``prompt`` may hold placeholders such as ``{product}`` (a name of letters, digits and
+    ``_``), filled in at use (``teamwork.library.render_prompt``); ``{{`` and ``}}`` stand for
+    literal braces. The settings are those of a create request (provider account, model, mode,
+    duration in seconds, resolution, provider options, an optional first-frame URL); they are
+    checked against the account's capabilities when saved and again by the create itself.
+    """
+
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="prompt_templates")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="prompt_templates")
+    name = models.CharField(max_length=120)
+    prompt = models.TextField()
+    provider_account = models.ForeignKey(
+        "providers.ProviderAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Empty when the account was deleted: the studio then offers its first account.",
+    )
+    model = models.CharField(max_length=60)
+    mode = models.CharField(max_length=60)
+    duration = models.PositiveIntegerField(help_text="Seconds of output.")
+    resolution = models.CharField(max_length=10)
+    options = models.JSONField(default=dict, blank=True)
+    image_url = models.URLField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="prompttemplate_unique_name_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.team})"
+
+
+class NotificationPreference(models.Model):
+    """Which emails a member wants; every one is off until they turn it on (``/settings/notifications/``).
+
+    ``email_finished``: one of their videos succeeded; ``email_failed``: one failed or expired;
+    ``email_approval``: an approval decision about one of their requests."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference")
+    email_finished = models.BooleanField(default=False, verbose_name="Email me when a video of mine is ready")
+    email_failed = models.BooleanField(default=False, verbose_name="Email me when a video of mine fails")
+    email_approval = models.BooleanField(default=False, verbose_name="Email me about approvals of my requests")
+
+    def __str__(self) -> str:
+        return f"notifications of {self.user}"
+
+
+class NotificationSent(models.Model):
+    """One email sent to a member; ``key`` (unique) names what it was about (e.g.
+    ``event:<GenerationEvent id>``), so the same event is never emailed twice."""
+
+    key = models.CharField(max_length=200, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20)
+    generation = models.ForeignKey("generations.Generation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    subject = models.CharField(max_length=200)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-sent_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.user} ({self.sent_at:%Y-%m-%d %H:%M})"
