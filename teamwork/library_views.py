@@ -17,6 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.errors import DomainError
@@ -38,9 +39,10 @@ def _template_or_404(request, template_id):
     return template
 
 
-def _studio_form_response(request, initial: dict):
+def _studio_form_response(request, initial: dict, *, extra: str = ""):
     """The studio's create form rendered from ``initial``, swapped in place of ``#create-form``
-    (whatever element asked), with its price and the budget left."""
+    (whatever element asked), with its price and the budget left; ``extra``: out-of-band HTML
+    appended (htmx swaps it by its id)."""
     from generations.views import _price_context, _teams
 
     for kept in ("team", "project"):  # the member's current team and project picks stay
@@ -48,6 +50,8 @@ def _studio_form_response(request, initial: dict):
             initial[kept] = request.POST[kept]
     form = StudioForm(initial=initial, teams=_teams(request.user), projects=project_choices(request.user)[0])
     response = render(request, "generations/partials/form.html", {"form": form, **_price_context(form, request.user)})
+    if extra:
+        response.content += extra.encode()
     response["HX-Retarget"] = "#create-form"
     response["HX-Reswap"] = "outerHTML"
     return response
@@ -95,7 +99,10 @@ def template_use(request, template_id):
             "t": template, "names": library.placeholders(template.prompt), "values": values, "error": refused.message,
             "bad": {k.removeprefix("values.") for k in refused.fields},
         }, status=422)
-    return _studio_form_response(request, _initial(library.settings_of(template), prompt))
+    fill_form = render_to_string("teamwork/partials/template_fill.html", {
+        "t": template, "names": library.placeholders(template.prompt), "values": values, "filled": True, "oob": True,
+    }, request=request)
+    return _studio_form_response(request, _initial(library.settings_of(template), prompt), extra=fill_form)
 
 
 @login_required
