@@ -191,7 +191,7 @@ def template_edit(request, template_id):
     form = TemplateEditForm(request.POST or None, initial={"name": template.name, "prompt": template.prompt, "image_url": template.image_url})
     if request.method == "POST" and form.is_valid():
         settings = library.settings_of(template)
-        settings.image_url = form.cleaned_data["image_url"] or ""
+        settings.image_url = template.image_url = form.cleaned_data["image_url"] or ""
         try:
             library.template_update(template=template, name=form.cleaned_data["name"], prompt=form.cleaned_data["prompt"],
                                     settings=settings if template.provider_account_id else None)

@@ -11,6 +11,7 @@ succeeded → ``finished``; failed or expired → ``failed``. The approvals flow
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 
@@ -46,15 +47,15 @@ def notify_member(user, kind: str, subject: str, body: str, generation=None, *, 
 
     Sent when the current transaction commits (at once outside one), to ``user.email`` from
     ``DEFAULT_FROM_EMAIL``; ``generation`` (optional) is recorded with it and its page linked
-    under the body. ``key`` makes it idempotent: a second call with a key already sent sends
-    nothing (default: one per kind and generation when ``generation`` is given, else no
-    de-duplication). Returns True when an email was scheduled; False when the member did not
+    under the body. ``key`` (at most 200 characters) makes it idempotent: a second call with a
+    key already sent sends nothing (default with ``generation``: its kind, id and subject, so
+    the same email about the same generation goes once; without: no de-duplication). Returns True when an email was scheduled; False when the member did not
     opt in or has no address. Raises ``ValueError`` for an unknown kind. A failing mail server
     is logged, never raised."""
     if not wants(user, kind) or not user.email:
         return False
     if key is None and generation is not None:
-        key = f"{kind}:{generation.pk}"
+        key = f"{kind}:{generation.pk}:{hashlib.sha256(subject.encode()).hexdigest()[:16]}"
     if generation is not None:
         from webhooks.services import public_url
 

@@ -271,8 +271,26 @@ def test_notify_member_checks_the_preference_and_sends_on_commit_once_per_key(me
     with django_capture_on_commit_callbacks(execute=True):
         notify_member(member, "approval", "Approved", "Your request was approved.", g, key="approval:1")
     assert len(mail.outbox) == 1 and mail.outbox[0].subject == "[Hailuo Studio] Approved"
+    # Without a key, the same subject about the same generation goes once; another subject goes.
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_member(member, "approval", "Rejected", "Over budget.", g)
+        notify_member(member, "approval", "Rejected", "Over budget.", g)
+    assert [m.subject for m in mail.outbox] == ["[Hailuo Studio] Approved", "[Hailuo Studio] Rejected"]
     with pytest.raises(ValueError):
         notify_member(member, "nonsense", "s", "b")
+
+
+def test_only_my_own_cards_last_poll_is_marked_for_a_browser_notification(client, member, teammate, apixo_account):
+    mine = services.generation_create(user=member, params=make_params(apixo_account, prompt="mine"))
+    theirs = services.generation_create(user=teammate, params=make_params(apixo_account, prompt="theirs"))
+    Generation.objects.filter(pk__in=[mine.pk, theirs.pk]).update(state=State.FAILED)
+    client.force_login(member)
+    own = client.get(f"/g/{mine.pk}/card/", HTTP_HX_REQUEST="true").content.decode()
+    other = client.get(f"/g/{theirs.pk}/card/", HTTP_HX_REQUEST="true").content.decode()
+    assert "data-final-notify data-mine" in own
+    assert "data-final-notify" in other and "data-mine" not in other
+    # The first render of a page is not a last poll: nothing to announce.
+    assert "data-final-notify" not in client.get(f"/g/{mine.pk}/card/").content.decode()
 
 
 def test_the_settings_page_edits_the_preferences(client, member):
