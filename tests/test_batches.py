@@ -267,3 +267,61 @@ def test_another_teams_batch_is_404(client, member, teammate, outsider, api_toke
     client.force_login(teammate)
     page = client.get(f"/batches/{batch.pk}/")
     assert page.status_code == 200 and "mine" in page.content.decode()
+
+
+# --- the studio's batch pages ----------------------------------------------------------------
+def _batch_form(account, **extra) -> dict:
+    return {"provider_account": account.pk, "model": "hailuo-2-3", "mode": "standard-text-to-video", "duration": 6,
+            "resolution": "768p", **extra}
+
+
+def _hidden(page: str, name: str) -> str:
+    import html
+    import re
+
+    return html.unescape(re.search(rf'name="{name}" value="([^"]*)"', page).group(1))
+
+
+def test_preview_shows_each_price_the_total_and_the_budget_then_confirm_makes_one_batch(client, member, apixo_account, budget, no_queue):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(member)
+    upload = SimpleUploadedFile("shots.csv", csv_of(["a red kite,6", "a blue kite,10", "a green kite,"], header="prompt,duration"))
+    preview = client.post("/batches/new/", _batch_form(apixo_account, csv_file=upload, title="Kites"))
+    page = preview.content.decode()
+    assert preview.status_code == 200 and page.count('data-testid="batch-row"') == 3
+    assert ["$0.336", "$0.56", "$0.336"] == [cell.split("<")[0] for cell in page.split('data-testid="row-price">')[1:]]
+    assert "$1.232" in page and "Budget left $5.00" in page and "after this batch $3.77" in page
+    assert not Generation.objects.exists()  # a preview writes nothing
+    form = {name: _hidden(page, name) for name in ("shared", "items", "token", "title", "team")}
+    done = client.post("/batches/confirm/", form)
+    batch = Batch.objects.get()
+    assert done.status_code == 302 and done["Location"] == f"/batches/{batch.pk}/"
+    assert batch.title == "Kites" and batch.quoted_total == Decimal("1.232") and batch.generations.count() == 3
+    assert client.post("/batches/confirm/", form).status_code == 302 and Batch.objects.count() == 1  # a double click
+    detail = client.get(f"/batches/{batch.pk}/").content.decode()
+    assert "0 succeeded, 0 failed, 3 running of 3" in detail and "quoted $1.23, charged $0.00" in detail
+
+
+def test_batch_form_names_the_row_and_field_of_each_problem(client, member, apixo_account, budget, no_queue):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(member)
+    upload = SimpleUploadedFile("bad.csv", csv_of(["fine,6,", "slow,abc,", "pro,6,1080p"], header="prompt,duration,resolution"))
+    response = client.post("/batches/new/", _batch_form(apixo_account, csv_file=upload))
+    page = response.content.decode()
+    assert response.status_code == 422 and "Row 3, duration: “abc” is not a whole number of seconds." in page
+    assert "Row 4, " in page and "Row 2" not in page and not Generation.objects.exists()
+    assert "Paste prompts" in client.post("/batches/new/", _batch_form(apixo_account)).content.decode()
+
+
+def test_confirming_a_batch_over_budget_refuses_it_whole_naming_the_budget(client, member, apixo_account, budget, no_queue):
+    client.force_login(member)
+    lines = "\n".join(f"a comet over the sea, take {n}" for n in range(16))
+    preview = client.post("/batches/new/", _batch_form(apixo_account, lines=lines)).content.decode()
+    assert 'data-testid="batch-over"' in preview and "$5.376" in preview
+    form = {name: _hidden(preview, name) for name in ("shared", "items", "token", "title", "team")}
+    refused = client.post("/batches/confirm/", form)
+    assert refused.status_code == 402
+    assert "Refused by your budget of $5.00 per month: $5.00 left, this batch of 16 costs $5.376" in refused.content.decode()
+    assert not Batch.objects.exists() and not Generation.objects.exists() and not LedgerEntry.objects.exists()
