@@ -132,6 +132,9 @@ def gallery_rows(items: list[Generation]) -> list[dict]:
             rows.append({"group": GalleryGroup(batch=batches[g.batch_id], progress=progress[g.batch_id], items=[g])})
         else:
             rows.append({"g": g})
+    for row in rows:  # a group reads in batch order (the page itself is newest first)
+        if "group" in row:
+            row["group"].items.sort(key=lambda g: g.batch_index or 0)
     return rows
 
 

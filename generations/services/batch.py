@@ -27,6 +27,7 @@ from generations.models import Batch, Generation
 from generations.services.create import CreateParams, _booked_team, generation_quote, generation_write
 from generations.services.lifecycle import GenerationRefused
 from providers.models import ProviderAccount
+from providers.registry import model_label
 
 #: "N variants" of one request: at least 1, at most this many in one submit.
 MAX_VARIANTS = 4
@@ -64,9 +65,12 @@ class BatchShared:
 
 @dataclass
 class PlannedItem:
+    """One item of a plan: what was asked, the parameters it resolves to, its quote (USD)."""
+
     item: BatchItem
     params: CreateParams
     quote: Quote
+    model_label: str = ""
 
 
 @dataclass
@@ -139,7 +143,7 @@ def batch_plan(*, shared: BatchShared, items: list[BatchItem], errors: list[RowE
                 for message in messages:
                     errors.append(RowError(item.where, "" if name == "__all__" else name, message))
             continue
-        planned.append(PlannedItem(item=item, params=params, quote=found))
+        planned.append(PlannedItem(item=item, params=params, quote=found, model_label=model_label(account.kind, params.model)))
     if errors:
         order = {item.where: n for n, item in enumerate(items)}
         raise BatchInvalid(sorted(errors, key=lambda e: order.get(e.where, -1)))
