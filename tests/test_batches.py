@@ -325,3 +325,14 @@ def test_confirming_a_batch_over_budget_refuses_it_whole_naming_the_budget(clien
     assert refused.status_code == 402
     assert "Refused by your budget of $5.00 per month: $5.00 left, this batch of 16 costs $5.376" in refused.content.decode()
     assert not Batch.objects.exists() and not Generation.objects.exists() and not LedgerEntry.objects.exists()
+
+
+def test_confirm_refuses_a_team_not_mine_and_a_tampered_body(client, member, outsider, apixo_account, budget, no_queue):
+    client.force_login(member)
+    preview = client.post("/batches/new/", _batch_form(apixo_account, lines="one\ntwo")).content.decode()
+    form = {name: _hidden(preview, name) for name in ("shared", "items", "token", "title", "team")}
+    theirs = client.post("/batches/confirm/", {**form, "team": outsider.primary_team.pk}, follow=True)
+    assert "only to a team you belong to" in theirs.content.decode()
+    broken = client.post("/batches/confirm/", {**form, "items": "not json"}, follow=True)
+    assert "could not be read again" in broken.content.decode()
+    assert not Generation.objects.exists() and not LedgerEntry.objects.exists()

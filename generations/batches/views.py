@@ -134,14 +134,14 @@ def batch_confirm(request):
             fingerprint=batch_fingerprint(shared=shared, items=items, kind="studio-batch", extra={"team": str(team or ""), "title": title}),
         )
     except GenerationRefused as refused:
+        from generations.services.create import _booked_team
+
         try:
             plan = batch_plan(shared=shared, items=items)
+            booked = _booked_team(request.user, team)
         except GenerationRefused:
             messages.error(request, refused.message)
             return redirect("batches:new")
-        from generations.services.create import _booked_team
-
-        booked = _booked_team(request.user, team)
         return render(request, "generations/batches/preview.html", _preview_context(
             request, plan=plan, shared=shared, items=items, team=booked, title=title, token=token, error=refused.message,
         ), status=refused.status)
