@@ -336,3 +336,15 @@ def test_confirm_refuses_a_team_not_mine_and_a_tampered_body(client, member, out
     broken = client.post("/batches/confirm/", {**form, "items": "not json"}, follow=True)
     assert "could not be read again" in broken.content.decode()
     assert not Generation.objects.exists() and not LedgerEntry.objects.exists()
+
+
+def test_batches_are_in_django_admin(client, member, apixo_account, budget, no_queue):
+    from accounts.models import User
+
+    batch = batch_create(user=member, shared=shared(apixo_account), items=parse_lines("admin one\nadmin two"), title="Admin view")
+    staff = User.objects.create_superuser("root@example.com", "pw-root-123")
+    client.force_login(staff)
+    listing = client.get("/admin/generations/batch/").content.decode()
+    assert "Admin view" in listing and "0 succeeded, 0 failed, 2 running of 2" in listing and "$0.672" in listing
+    page = client.get(f"/admin/generations/batch/{batch.pk}/change/")
+    assert page.status_code == 200 and "admin one" in page.content.decode() and "admin two" in page.content.decode()
