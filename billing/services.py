@@ -20,9 +20,12 @@ from billing.selectors import budget_layers_for, committed_in
 
 
 class BudgetExceeded(Exception):
-    """A hard budget refuses this submit. ``budget``, ``remaining`` and ``over_by`` are in USD."""
+    """A hard budget refuses this submit. ``budget``, ``remaining`` and ``over_by`` are in USD.
 
-    def __init__(self, *, budget: Budget, amount: Decimal, remaining: Decimal):
+    ``subject`` names what costs ``amount`` in the message ("this generation"; a batch says
+    "this batch of 12")."""
+
+    def __init__(self, *, budget: Budget, amount: Decimal, remaining: Decimal, subject: str = "this generation"):
         self.budget = budget
         self.amount = amount
         self.remaining = remaining
@@ -31,7 +34,7 @@ class BudgetExceeded(Exception):
         period = budget.get_period_display()
         super().__init__(
             f"Refused by {scope} budget of {format_usd(budget.amount)} {period}: "
-            f"{format_usd(max(remaining, Decimal(0)))} left, this generation costs {format_usd(amount)} "
+            f"{format_usd(max(remaining, Decimal(0)))} left, {subject} costs {format_usd(amount)} "
             f"(over by {format_usd(self.over_by)})."
         )
 

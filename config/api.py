@@ -173,6 +173,7 @@ def _server_error(request, exc):
 from accounts.api import router as tokens_router  # noqa: E402
 from billing.api import router as reports_router  # noqa: E402
 from generations.api import router as generations_router  # noqa: E402
+from generations.batches.api import router as batches_router  # noqa: E402
 from providers.api import router as providers_router  # noqa: E402
 from teamwork.api import router as teamwork_router  # noqa: E402
 from teamwork.library_api import router as library_router  # noqa: E402
@@ -185,3 +186,4 @@ api.add_router("/", reports_router)
 api.add_router("/", webhooks_router)
 api.add_router("/", teamwork_router)
 api.add_router("/", library_router)
+api.add_router("/", batches_router)

@@ -31,6 +31,7 @@ urlpatterns = [
     path("me/spending/", billing_views.my_spending, name="my_spending"),
     path("reports/", include("billing.urls")),
     path("webhooks/", include("webhooks.urls")),
+    path("batches/", include("generations.batches.urls")),
     path("", include("teamwork.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

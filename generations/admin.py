@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from billing.money import format_usd
 from generations import services
-from generations.models import ArchiveState, Generation, GenerationEvent, InputImage, State
+from generations.models import ArchiveState, Batch, Generation, GenerationEvent, InputImage, State
 
 
 def poll_summary(counts: dict[str, int], *, in_flight: int, selected: int) -> str:
@@ -166,3 +166,44 @@ class GenerationAdmin(admin.ModelAdmin):
 class InputImageAdmin(admin.ModelAdmin):
     list_display = ["created_at", "user", "format", "width", "height", "size"]
     readonly_fields = ["user", "file", "format", "width", "height", "size", "created_at"]
+
+
+class BatchGenerationInline(admin.TabularInline):
+    """A batch's generations, read-only (each has its own page with its timeline and ledger)."""
+
+    model = Generation
+    fk_name = "batch"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["batch_index", "prompt", "model", "duration", "resolution", "state", "quoted_amount", "charged_amount"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    """Variants and batches (one submit, all held or none): who, which team and project, the
+    total quoted and the progress; the generations inline."""
+
+    list_display = ["__str__", "kind", "user", "team", "project", "size", "total", "progress", "created_at"]
+    list_filter = ["kind", "team"]
+    search_fields = ["title", "user__email", "idempotency_key"]
+    raw_id_fields = ["user", "team", "project"]
+    readonly_fields = ["quoted_total", "size", "shared", "idempotency_key", "request_fingerprint", "idempotent_response", "created_at"]
+    inlines = [BatchGenerationInline]
+
+    @admin.display(description="quoted")
+    def total(self, obj: Batch) -> str:
+        return format_usd(obj.quoted_total)
+
+    @admin.display(description="progress")
+    def progress(self, obj: Batch) -> str:
+        from generations.batches.selectors import batch_progress
+
+        return batch_progress([obj])[obj.pk].summary
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made by the studio and the API, all held or none

@@ -58,6 +58,10 @@ class GenerationIn(Schema):
         None, ge=1, le=2**63 - 1, examples=[None],
         description="One of your teams' open projects (GET /api/v1/projects); the take then belongs to that team",
     )
+    variants: int = Field(
+        1, ge=1, le=4, examples=[1],
+        description="How many takes of this request (1 to 4); above 1 the answer is a batch (BatchOut), all held or none",
+    )
 
 
 class GenerationOut(Schema):
@@ -89,9 +93,34 @@ class GenerationOut(Schema):
     project_id: int | None = Field(examples=[None], description="Its project, if any")
     starred: bool = Field(examples=[False], description="A kept take (PUT/DELETE /star)")
     tags: list[str] = Field(examples=[["hero"]], description="Its tags' names, sorted (PUT /tags)")
+    batch_id: UUID | None = Field(None, examples=[None], description="Its batch or variants (GET /api/v1/batches/{id}), if any")
     created_at: datetime
     completed_at: datetime | None
     hidden_at: datetime | None = Field(None, description="When it was hidden from the gallery; null when shown")
+
+
+class BatchProgressOut(Schema):
+    total: int = Field(examples=[10])
+    succeeded: int = Field(examples=[7])
+    failed: int = Field(examples=[1], description="Failed, expired or canceled (released, not charged)")
+    running: int = Field(examples=[2], description="Not final yet")
+    states: dict[str, int] = Field(examples=[{"succeeded": 7, "failed": 1, "running": 2}])
+
+
+class BatchOut(Schema):
+    """A batch or variants (``generations.batches``): its progress and its generations in order."""
+
+    id: UUID
+    kind: str = Field(examples=["batch"], description="`batch` or `variants`")
+    title: str
+    size: int = Field(examples=[10])
+    team_id: int | None
+    project_id: int | None
+    quoted_usd: str = Field(examples=["3.360000"], description="Sum of the items' quotes (= their holds), USD")
+    charged_usd: str = Field(examples=["2.352000"], description="Sum of the captures so far, USD")
+    progress: BatchProgressOut
+    created_at: datetime
+    generations: list[GenerationOut]
 
 
 class PageOut(Schema):
@@ -151,6 +180,7 @@ def _out(request: HttpRequest, g: Generation) -> dict:
         "project_id": g.project_id,
         "starred": g.starred,
         "tags": [t.name for t in g.tags.all()],  # prefetched by the list (generations.selectors.gallery_page)
+        "batch_id": g.batch_id,
         "created_at": g.created_at,
         "completed_at": g.completed_at, "hidden_at": g.hidden_at,
     }
@@ -160,8 +190,17 @@ def request_fingerprint(payload: GenerationIn) -> str:
     """SHA-256 hex of the canonical JSON of a create body (sorted keys, no spaces, defaults
     filled in): two bodies meaning the same request have the same fingerprint; any difference,
     ``options`` included, changes it."""
-    canonical = json.dumps(payload.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # ``variants`` is left out at its default, so fingerprints stored before it existed still match.
+    dumped = payload.model_dump(mode="json", exclude={"variants"} if payload.variants == 1 else None)
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _key_is_a_batch(user, idempotency_key: str) -> bool:
+    """Whether ``user`` already used this key for a batch (its replay or conflict is the batch's)."""
+    from generations.models import Batch
+
+    return Batch.objects.filter(user=user, idempotency_key=idempotency_key).exists()
 
 
 def _visible(request, generation_id) -> Generation:
@@ -181,8 +220,10 @@ _REPLAY_HEADERS = {REPLAY_HEADER: {"description": "`true` on a replayed answer",
 
 @router.post(
     "/generations",
-    response={201: GenerationOut, 400: ErrorOut, 402: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut},
-    summary="Create a generation",
+    response={
+        201: GenerationOut | BatchOut, 400: ErrorOut, 402: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut,
+    },
+    summary="Create a generation (or 2 to 4 variants of it)",
     openapi_extra={"responses": {201: {"headers": _REPLAY_HEADERS}}},
 )
 def create_generation(
@@ -195,7 +236,8 @@ def create_generation(
     Refusals: 402 `budget_exceeded`, 403 `budget_not_allowed` / `team_forbidden` (a `team_id` not yours), 422 `validation_error` /
     `no_price_rule` / `provider_unavailable` / `project_archived` / `team_mismatch` (with `fields`), 404
     `not_found` for a `project_id` not of your teams, 400 `idempotency_key_too_long`,
-    409 `idempotency_conflict`."""
+    409 `idempotency_conflict`. With `variants` 2 to 4: 201 with a batch (BatchOut) of that many
+    generations, all held in one transaction or none."""
     if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
         raise DomainError(
             "idempotency_key_too_long", f"An Idempotency-Key has at most {IDEMPOTENCY_KEY_MAX} characters.",
@@ -203,6 +245,7 @@ def create_generation(
         )
     fields = payload.dict()
     team_id = fields.pop("team_id", None)
+    variants = fields.pop("variants", 1)
     params = services.CreateParams(**fields)
     project = None
     if payload.project_id is not None:
@@ -218,6 +261,13 @@ def create_generation(
                 "team_mismatch", "The project belongs to another team than team_id.",
                 {"team_id": ["Leave it out, or give the project's team."]}, status=422,
             )
+    if variants > 1 or (idempotency_key and _key_is_a_batch(request.auth, idempotency_key)):
+        from generations.batches.api import variants_answer
+
+        return variants_answer(
+            request, params=params, count=variants, team=project.team if project is not None else team_id,
+            idempotency_key=idempotency_key or None, fingerprint=request_fingerprint(payload),
+        )
     # A refusal is a GenerationRefused (a DomainError): config.api answers it as ErrorOut.
     generation = services.generation_create(
         user=request.auth, params=params, idempotency_key=idempotency_key or None, fingerprint=request_fingerprint(payload),

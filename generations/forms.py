@@ -41,6 +41,10 @@ class StudioForm(forms.Form):
     )
 
     project = forms.TypedChoiceField(required=False, label="Project", coerce=int, empty_value=None)
+    #: "N variants" of this request in one submit (a batch: all held or none; generations.services.batch).
+    variants = forms.TypedChoiceField(
+        required=False, label="Variants", coerce=int, empty_value=1, initial=1, choices=[(n, str(n)) for n in range(1, 5)],
+    )
 
     OPTION_PREFIX = "opt_"
     #: A hidden input listing the options the form showed: an unchecked checkbox sends nothing,
@@ -220,6 +224,12 @@ class StudioForm(forms.Form):
             if not data.get("image_url") and not data.get("image_file"):
                 self.add_error("image_url", "Give a first-frame image: a URL or an upload.")
         return data
+
+    def variants_count(self) -> int:
+        """The variants asked for (1 to 4; anything else counts as 1 for the price preview)."""
+        source = self.data if self.is_bound else self.initial
+        value = str(source.get("variants") or "1")
+        return int(value) if value in {"1", "2", "3", "4"} else 1
 
     def booked_team(self):
         """The team picked in the form (a member's team), or None for the primary team."""

@@ -80,6 +80,11 @@ class Generation(models.Model):
         help_text="The team's campaign or client this take belongs to (cost reports group by it).",
     )
     starred = models.BooleanField(default=False, help_text="A kept take (the team's favourites).")
+    batch = models.ForeignKey(
+        "generations.Batch", null=True, blank=True, on_delete=models.PROTECT, related_name="generations",
+        help_text="The variants or batch this generation was made in (one submit, all held or none).",
+    )
+    batch_index = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Its position in the batch, from 1.")
 
     state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED, db_index=True)
     provider_state = models.CharField(max_length=40, blank=True)
@@ -305,3 +310,46 @@ class SweepLease(models.Model):
 
     def __str__(self) -> str:
         return f"sweep slot {self.slot} ({self.holder or 'free'} until {self.expires_at:%H:%M:%S})"
+
+
+class Batch(models.Model):
+    """Generations made by one submit: N variants of one request, or a batch of many prompts.
+
+    Every generation of a batch is written, and every hold placed, in one transaction
+    (``generations.services.batch.batch_create``): all or none. ``quoted_total`` (USD) is the
+    sum of its generations' quotes, i.e. of their holds. The API's ``Idempotency-Key`` is bound
+    to the whole body by ``request_fingerprint``; ``idempotent_response`` is the first answer.
+    """
+
+    class Kind(models.TextChoices):
+        VARIANTS = "variants", "Variants"
+        BATCH = "batch", "Batch"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="batches")
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="batches")
+    project = models.ForeignKey("teamwork.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="batches")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BATCH)
+    title = models.CharField(max_length=200, blank=True)
+    size = models.PositiveSmallIntegerField(help_text="How many generations it made.")
+    quoted_total = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
+    shared = models.JSONField(default=dict, blank=True, help_text="The settings shared by every item.")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: no key, unique otherwise)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    idempotent_response = models.JSONField(null=True, blank=True, help_text="{status, body} of the first answer to the key.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "batches"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="batch_unique_idempotency_key_per_user",
+            ),
+            models.CheckConstraint(condition=Q(quoted_total__gte=0), name="batch_total_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"{self.get_kind_display()} of {self.size}"

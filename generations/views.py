@@ -15,17 +15,19 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing.money import format_cents
+from billing.money import format_cents, format_usd
 from billing.pricing import NoPriceRule, quote
 from billing.selectors import budget_statuses_for, entries_for_generation, price_rules_for
 from config.errors import Forbidden
 from config.metrics import CALLBACKS_RECEIVED
 from generations import actions, services
+from generations.batches.views import created_group, gallery_rows
 from generations.eta import attach_etas
 from generations.forms import GalleryFilterForm, StudioForm
 from generations.media import download_name, poster_response, serve_file, video_response  # noqa: F401  (re-exported)
-from generations.models import State
+from generations.models import Generation, State
 from generations.selectors import gallery_page, generation_for, teammates_of, teams_of
+from generations.services.batch import variants_create
 from providers.base import GenerationRequest
 from providers.registry import ADAPTERS as PROVIDER_KINDS
 from teamwork.selectors import project_choices, project_for
@@ -56,11 +58,14 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
         budget_statuses = budget_statuses_for(user=user, team=form.booked_team() or user.primary_team)
     statuses = budget_statuses
     remaining = min((s.remaining for s in statuses), default=None)
+    variants = form.variants_count()
     return {
         "price": priced.display,
         "price_rule": priced.snapshot,
+        "variants": variants,
+        "price_total": format_usd(priced.amount * variants) if variants > 1 else None,
         "remaining": format_cents(remaining) if remaining is not None else None,
-        "fits": remaining is None or priced.amount <= remaining,
+        "fits": remaining is None or priced.amount * variants <= remaining,
     }
 
 
@@ -96,9 +101,11 @@ def studio(request):
                 if form.errors:
                     raise services.GenerationRefused("validation_error", "invalid upload")
                 # A project books the take to the project's team; otherwise the chosen team.
-                generation = services.generation_create(
-                    user=request.user, params=params, team=project.team if project is not None else form.booked_team()
-                )
+                team = project.team if project is not None else form.booked_team()
+                if (form.cleaned_data.get("variants") or 1) > 1:  # N variants: one batch, all held or none
+                    generation = variants_create(user=request.user, params=params, count=form.cleaned_data["variants"], team=team)
+                else:
+                    generation = services.generation_create(user=request.user, params=params, team=team)
             except services.GenerationRefused as refused:
                 for field_name, messages_ in refused.fields.items():
                     target = field_name if field_name in form.fields else None
@@ -116,8 +123,8 @@ def studio(request):
                     )
                     response = render(
                         request,
-                        "generations/partials/created.html",
-                        {"form": fresh, "generation": generation, **_price_context(fresh, request.user)},
+                        "generations/partials/created.html" if isinstance(generation, Generation) else "generations/batches/created.html",
+                        {"form": fresh, "generation": generation, **_price_context(fresh, request.user), **created_group(generation)},
                     )
                     response["HX-Trigger"] = "budget-changed"
                     return response
@@ -187,6 +194,7 @@ def _gallery(request, *, team_ids=None, members=None, projects=None) -> dict:
         team_ids=team_ids,
     )
     attach_etas(page.items)
+    rows = gallery_rows(page.items)
     kept = {k: v for k, v in params.items() if k in filter_form.fields and v not in ("", None)}
     if kept.get("size") == str(GalleryFilterForm.DEFAULT_SIZE):
         kept.pop("size")
@@ -199,6 +207,7 @@ def _gallery(request, *, team_ids=None, members=None, projects=None) -> dict:
         "filters": filters,
         "page": page,
         "generations": page.items,
+        "gallery_rows": rows,
         "query": urlencode(kept),
         "newer_query": link(after=page.newer_cursor) if page.newer_cursor else None,
         "newest_query": link() if not page.is_first else None,

@@ -190,30 +190,11 @@ def generation_create(
     priced = generation_quote(params=params, account=account)
     try:
         with transaction.atomic():
-            generation = Generation.objects.create(
-                user=user,
-                team=team,
-                provider_account=account,
-                provider_kind=account.kind,
-                model=params.model,
-                mode=params.mode,
-                prompt=params.prompt,
-                duration=int(params.duration),
-                resolution=params.resolution,
-                image_url=params.image_url or "",
-                options=dict(params.options),
-                project_id=params.project_id,
-                quoted_amount=priced.amount,
-                price_rule=priced.snapshot,
-                idempotency_key=idempotency_key or None,
-                request_fingerprint=fingerprint if idempotency_key else "",
+            generation = generation_write(
+                user=user, team=team, account=account, params=params, priced=priced,
+                idempotency_key=idempotency_key or None, request_fingerprint=fingerprint if idempotency_key else "",
             )
-            _event(generation.pk, State.QUEUED, f"Quoted {priced.display}; hold placed")
-            _, warnings = billing_services.ledger_hold(generation=generation, quote=priced)
-            for warning in warnings:
-                _event(generation.pk, "", warning)
-            transaction.on_commit(lambda: services.enqueue_submit(generation.pk))
-            _log(generation.pk, "created", generation=generation, model=generation.model, amount=str(priced.amount))
+            warnings = generation.warnings
     except billing_services.BudgetExceeded as exc:
         raise GenerationRefused("budget_exceeded", str(exc), {"__all__": [str(exc)]}) from exc
     except billing_services.BudgetNotAllowed as exc:
@@ -226,6 +207,43 @@ def generation_create(
             if existing is not None:
                 return _same_or_conflict(existing, params, fingerprint)
         raise
+    generation.warnings = warnings
+    return generation
+
+
+def generation_write(*, user, team, account: ProviderAccount, params: CreateParams, priced: Quote, **fields) -> Generation:
+    """The in-transaction part of a create: write the row (``fields`` add columns, e.g.
+    ``idempotency_key``, ``batch``), its queued event and its hold, and enqueue the submit on commit.
+
+    The caller owns the ``transaction.atomic()`` (:func:`generation_create` for one,
+    ``services.batch.batch_create`` for many in one transaction: all held or none) and has
+    validated and priced ``params`` (``priced``: :func:`generation_quote`). Sets
+    ``generation.warnings`` (soft budgets exceeded). Raises billing's ``BudgetExceeded`` /
+    ``BudgetNotAllowed`` (README "Money": the budget layers, checked under row locks).
+    """
+    generation = Generation.objects.create(
+        user=user,
+        team=team,
+        provider_account=account,
+        provider_kind=account.kind,
+        model=params.model,
+        mode=params.mode,
+        prompt=params.prompt,
+        duration=int(params.duration),
+        resolution=params.resolution,
+        image_url=params.image_url or "",
+        options=dict(params.options),
+        project_id=params.project_id,
+        quoted_amount=priced.amount,
+        price_rule=priced.snapshot,
+        **fields,
+    )
+    _event(generation.pk, State.QUEUED, f"Quoted {priced.display}; hold placed")
+    _, warnings = billing_services.ledger_hold(generation=generation, quote=priced)
+    for warning in warnings:
+        _event(generation.pk, "", warning)
+    transaction.on_commit(lambda: services.enqueue_submit(generation.pk))
+    _log(generation.pk, "created", generation=generation, model=generation.model, amount=str(priced.amount))
     generation.warnings = warnings
     return generation
 
