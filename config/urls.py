@@ -32,6 +32,7 @@ urlpatterns = [
     path("reports/", include("billing.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("", include("teamwork.urls")),
+    path("approvals/", include("approvals.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

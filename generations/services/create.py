@@ -18,10 +18,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from approvals import services as approvals  # imported as a module: approvals imports us back
 from billing import services as billing_services
 from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
-from generations import services  # the queue is called through the package (see its docstring)
 from generations.models import Generation, InputImage, State
 from generations.services.lifecycle import GenerationRefused, _event, _log
 from providers.base import GenerationRequest, RequestRefused, RuleViolation
@@ -212,7 +212,7 @@ def generation_create(
             _, warnings = billing_services.ledger_hold(generation=generation, quote=priced)
             for warning in warnings:
                 _event(generation.pk, "", warning)
-            transaction.on_commit(lambda: services.enqueue_submit(generation.pk))
+            approvals.approval_or_submit(generation)  # the team's approval rule: wait for a team admin, or enqueue the submit on commit
             _log(generation.pk, "created", generation=generation, model=generation.model, amount=str(priced.amount))
     except billing_services.BudgetExceeded as exc:
         raise GenerationRefused("budget_exceeded", str(exc), {"__all__": [str(exc)]}) from exc
