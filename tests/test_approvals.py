@@ -352,3 +352,36 @@ def test_undecided_requests_expire_and_release_their_hold(
     assert kinds(generation) == ["hold", "release"] and queue == []
     assert ApprovalRequest.objects.get(generation=generation).decision == "expired"
     assert mailoutbox[-1].to == ["member@example.com"] and mailoutbox[-1].subject.startswith("Expired")
+
+
+def test_a_request_approved_hours_later_is_not_expired_at_once(
+    member, lead, rule, apixo_account, sandbox, queue, django_capture_on_commit_callbacks
+):
+    """``HAILUO_MAX_TASK_LIFETIME`` counts from the submit, not from the request: a request that
+    waited 8 hours for approval is polled, not given up on."""
+    generation = pending(member, apixo_account, django_capture_on_commit_callbacks)
+    Generation.objects.filter(pk=generation.pk).update(created_at=timezone.now() - timedelta(hours=8))
+    with django_capture_on_commit_callbacks(execute=True):
+        approvals.approve(actor=lead, generation=generation)
+    queue.run()
+    generation.refresh_from_db()
+    assert generation.state == State.SUBMITTED
+    assert services.generations_expire() == 0
+    assert services.generations_expire(now=timezone.now() + timedelta(hours=7)) == 1
+    generation.refresh_from_db()
+    assert generation.state == State.EXPIRED and kinds(generation) == ["hold", "release"]
+
+
+def test_a_rejection_fires_the_canceled_webhook_with_its_state(
+    member, lead, rule, apixo_account, sandbox, queue, monkeypatch, django_capture_on_commit_callbacks
+):
+    from webhooks import services as webhooks
+    from webhooks.models import Delivery
+
+    monkeypatch.setattr(webhooks, "enqueue_delivery", lambda *args, **kwargs: None)
+    webhooks.endpoint_create(actor=member, url="http://127.0.0.1:9/hook", events=["generation.canceled"])
+    generation = pending(member, apixo_account, django_capture_on_commit_callbacks)
+    assert not Delivery.objects.exists()  # waiting is no event
+    approvals.reject(actor=lead, generation=generation, reason="Not this week")
+    delivery = Delivery.objects.get()
+    assert delivery.event_type == "generation.canceled" and '"state":"rejected"' in delivery.body.replace(" ", "")

@@ -204,8 +204,8 @@ class Figures:
     ``spend`` = ``captured`` + ``adjustments`` − ``credits``; ``held``/``released`` are the
     holds and releases written in the period (not spend); ``succeeded`` counts
     captures; ``failed``/``canceled``/``expired`` split the releases by how the generation
-    ended (its state: canceled — or rejected by a team admin, approvals —, expired, anything else — failed, refused at submit, reconciled
-    as failed — counts as failed), so ``failed + canceled + expired`` = release entries;
+    ended (its state: canceled or rejected by a team admin, expired, anything else — failed,
+    refused at submit, reconciled as failed — counts as failed), so ``failed + canceled + expired`` = release entries;
     ``average_price`` = captured ÷ succeeded (None without successes).
     """
 
