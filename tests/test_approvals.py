@@ -191,7 +191,7 @@ def test_a_double_approve_sends_one_provider_request(
     assert reject.status_code == 409 and reject.json()["code"] == "not_pending"
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_admins_approving_at_once_move_it_once(member, lead, team, apixo_account, sandbox, monkeypatch):
     ApprovalRule.objects.create(team=team, resolutions=["1080p"])
     second = User.objects.create_user("second-lead@example.com", "pw")
