@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -50,27 +51,41 @@ REASON_MAX = 1000
 
 
 # --- the rule --------------------------------------------------------------------------
-def may_decide(*, user, generation: Generation) -> bool:
-    """True when ``user`` may approve or reject ``generation``: staff, or an admin of its team. One query at most."""
+def _decides_for_team(user, team_id) -> bool:
     if user.is_staff:
         return True
-    if generation.team_id is None:
+    if team_id is None:
         return False
-    return Membership.objects.filter(user=user, team_id=generation.team_id, role=Membership.Role.TEAM_ADMIN).exists()
+    return Membership.objects.filter(user=user, team_id=team_id, role=Membership.Role.TEAM_ADMIN).exists()
+
+
+def may_decide(*, user, generation: Generation) -> bool:
+    """True when ``user`` may approve or reject ``generation``: staff, or an admin of its team. One query at most."""
+    return _decides_for_team(user, generation.team_id)
+
+
+def reasons_for_submit(*, user, team_id, amount: Decimal, resolution: str, model: str) -> list[str]:
+    """Why a submit by ``user`` booked to team ``team_id`` of ``amount`` USD at ``resolution``
+    with ``model`` would wait for approval ([] when it would not: no team, no rule, no condition
+    matching, or ``user`` may decide it themselves; see the module docstring). Two queries at most.
+    The studio's price row shows these before the member submits."""
+    if team_id is None:
+        return []
+    rule = ApprovalRule.objects.filter(team_id=team_id).first()
+    if rule is None or rule.is_empty:
+        return []
+    reasons = rule.reasons_for(amount=amount, resolution=resolution, model=model)
+    if reasons and _decides_for_team(user, team_id):
+        return []
+    return reasons
 
 
 def reasons_needing_approval(generation: Generation) -> list[str]:
-    """The conditions of the generation's team rule it matches ([] when none, when it has no
-    team or rule, or when its own member may decide it: see the module docstring)."""
-    if generation.team_id is None:
-        return []
-    rule = ApprovalRule.objects.filter(team_id=generation.team_id).first()
-    if rule is None or rule.is_empty:
-        return []
-    reasons = rule.reasons_for(amount=generation.quoted_amount, resolution=generation.resolution, model=generation.model)
-    if reasons and may_decide(user=generation.user, generation=generation):
-        return []
-    return reasons
+    """:func:`reasons_for_submit` for a generation just created (its quote, resolution, model, team)."""
+    return reasons_for_submit(
+        user=generation.user, team_id=generation.team_id, amount=generation.quoted_amount,
+        resolution=generation.resolution, model=generation.model,
+    )
 
 
 def approval_or_submit(generation: Generation) -> bool:

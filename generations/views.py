@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from approvals import services as approvals
 from billing.money import format_cents
 from billing.pricing import NoPriceRule, quote
 from billing.selectors import budget_statuses_for, entries_for_generation, price_rules_for
@@ -52,8 +53,9 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
             "price": None,
             "price_error": "No price rule for this model yet: an admin must add one before it can be used.",
         }
+    team = form.booked_team() or user.primary_team
     if budget_statuses is None:
-        budget_statuses = budget_statuses_for(user=user, team=form.booked_team() or user.primary_team)
+        budget_statuses = budget_statuses_for(user=user, team=team)
     statuses = budget_statuses
     remaining = min((s.remaining for s in statuses), default=None)
     return {
@@ -61,6 +63,9 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
         "price_rule": priced.snapshot,
         "remaining": format_cents(remaining) if remaining is not None else None,
         "fits": remaining is None or priced.amount <= remaining,
+        "approval_reasons": approvals.reasons_for_submit(  # shown before submitting: it would wait for a team admin
+            user=user, team_id=getattr(team, "pk", None), amount=priced.amount, resolution=selection["resolution"], model=selection["model"],
+        ),
     }
 
 

@@ -385,3 +385,14 @@ def test_a_rejection_fires_the_canceled_webhook_with_its_state(
     approvals.reject(actor=lead, generation=generation, reason="Not this week")
     delivery = Delivery.objects.get()
     assert delivery.event_type == "generation.canceled" and '"state":"rejected"' in delivery.body.replace(" ", "")
+
+
+def test_the_studio_says_before_submitting_that_a_request_will_wait(client, member, lead, rule, apixo_account, sandbox):
+    form = {"provider_account": apixo_account.pk, "model": "hailuo-2-3", "mode": "pro-text-to-video", "duration": 5, "resolution": "1080p"}
+    client.force_login(member)
+    page = client.post("/studio/form/", form).content.decode()
+    assert 'data-testid="approval-hint"' in page and "resolution 1080p" in page
+    page = client.post("/studio/form/", {**form, "mode": "standard-text-to-video", "duration": 6, "resolution": "768p"}).content.decode()
+    assert 'data-testid="approval-hint"' not in page
+    client.force_login(lead)  # a team admin's own submits never wait
+    assert 'data-testid="approval-hint"' not in client.post("/studio/form/", form).content.decode()

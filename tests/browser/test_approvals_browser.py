@@ -42,6 +42,7 @@ def generate_1080p(page, prompt: str):
         page.get_by_label("Mode", exact=True).select_option("pro-text-to-video")  # the form is rebuilt for it
     expect(page.get_by_test_id("price")).to_have_text("$0.49")
     expect(page.get_by_label("Resolution")).to_have_value("1080p")
+    expect(page.get_by_test_id("approval-hint")).to_contain_text("Needs a team admin's approval (resolution 1080p)")
     page.get_by_label("Prompt", exact=True).fill(prompt)
     expect(page.get_by_label("Prompt", exact=True)).to_have_value(prompt)
     page.get_by_role("button", name="Generate").click()
