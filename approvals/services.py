@@ -29,6 +29,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Subquery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -64,18 +65,25 @@ def may_decide(*, user, generation: Generation) -> bool:
     return _decides_for_team(user, generation.team_id)
 
 
-def reasons_for_submit(*, user, team_id, amount: Decimal, resolution: str, model: str) -> list[str]:
+def reasons_for_submit(*, user, team_id, amount: Decimal, resolution: str, model: str, primary: bool = False) -> list[str]:
     """Why a submit by ``user`` booked to team ``team_id`` of ``amount`` USD at ``resolution``
     with ``model`` would wait for approval ([] when it would not: no team, no rule, no condition
-    matching, or ``user`` may decide it themselves; see the module docstring). Two queries at most.
-    The studio's price row shows these before the member submits."""
-    if team_id is None:
+    matching, or ``user`` may decide it themselves; see the module docstring). ``team_id=None``
+    with ``primary=True``: the user's primary team (their first membership's), as the studio
+    books it. One query, a second only when a condition matches. The studio's price row shows
+    these before the member submits."""
+    if team_id is not None:
+        rules = ApprovalRule.objects.filter(team_id=team_id)
+    elif primary:
+        first = Membership.objects.filter(user=user).order_by("id").values("team_id")[:1]
+        rules = ApprovalRule.objects.filter(team_id=Subquery(first))
+    else:
         return []
-    rule = ApprovalRule.objects.filter(team_id=team_id).first()
+    rule = rules.first()
     if rule is None or rule.is_empty:
         return []
     reasons = rule.reasons_for(amount=amount, resolution=resolution, model=model)
-    if reasons and _decides_for_team(user, team_id):
+    if reasons and _decides_for_team(user, rule.team_id):
         return []
     return reasons
 

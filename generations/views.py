@@ -53,9 +53,8 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
             "price": None,
             "price_error": "No price rule for this model yet: an admin must add one before it can be used.",
         }
-    team = form.booked_team() or user.primary_team
     if budget_statuses is None:
-        budget_statuses = budget_statuses_for(user=user, team=team)
+        budget_statuses = budget_statuses_for(user=user, team=form.booked_team() or user.primary_team)
     statuses = budget_statuses
     remaining = min((s.remaining for s in statuses), default=None)
     return {
@@ -64,7 +63,8 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
         "remaining": format_cents(remaining) if remaining is not None else None,
         "fits": remaining is None or priced.amount <= remaining,
         "approval_reasons": approvals.reasons_for_submit(  # shown before submitting: it would wait for a team admin
-            user=user, team_id=getattr(team, "pk", None), amount=priced.amount, resolution=selection["resolution"], model=selection["model"],
+            user=user, team_id=getattr(form.booked_team(), "pk", None), amount=priced.amount,
+            resolution=selection["resolution"], model=selection["model"], primary=True,
         ),
     }
 

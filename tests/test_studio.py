@@ -296,8 +296,9 @@ EXPECTED_QUERIES = {
     "/studio/gallery/?size={size}": 4,
     # + the teams the user is a team admin of (the "Team" menu), the spending policy (the
     # site-wide default layer), the teams a generation may be booked to (the team choice) and
-    # the projects (switcher and filter).
-    "/studio/?size={size}": 17,
+    # the projects (switcher and filter), and the booked team's approval rule (the price row
+    # says beforehand whether a submit will wait for a team admin).
+    "/studio/?size={size}": 18,
     "/studio/gallery/?size={size}&q=prompt&state=succeeded": 4,
 }
 
