@@ -396,3 +396,22 @@ def test_the_studio_says_before_submitting_that_a_request_will_wait(client, memb
     assert 'data-testid="approval-hint"' not in page
     client.force_login(lead)  # a team admin's own submits never wait
     assert 'data-testid="approval-hint"' not in client.post("/studio/form/", form).content.decode()
+
+
+def test_django_admin_edits_rules_and_lists_requests(
+    client, member, team, rule, apixo_account, sandbox, queue, django_capture_on_commit_callbacks
+):
+    staff = User.objects.create_superuser("staff@example.com", "pw-staff-123")
+    generation = pending(member, apixo_account, django_capture_on_commit_callbacks)
+    client.force_login(staff)
+    assert client.get("/admin/approvals/approvalrule/add/").status_code == 200
+    answer = client.post(f"/admin/approvals/approvalrule/{rule.pk}/change/", {
+        "team": team.pk, "price_above": "1.00", "resolutions": ["1080p"], "model_ids": ["MiniMax-Hailuo-2.3"],
+    })
+    assert answer.status_code == 302
+    rule.refresh_from_db()
+    assert rule.price_above == Decimal("1.00") and rule.model_ids == ["MiniMax-Hailuo-2.3"] and rule.updated_by == staff
+    listing = client.get("/admin/approvals/approvalrequest/").content.decode()
+    assert str(generation) == "hailuo-2-3 pro-text-to-video 5s (pending_approval)" and str(generation) in listing
+    # Staff may decide any team's request (here through the queue page, which lists every team's).
+    assert 'data-testid="approval-row"' in client.get("/approvals/").content.decode()
