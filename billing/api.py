@@ -50,7 +50,7 @@ class FiguresOut(Schema):
     released_usd: str = Field(description="Releases written in the period (not spend)")
     succeeded: int = Field(description="Capture entries")
     failed: int = Field(description="Release entries of generations that failed (not canceled or expired)")
-    canceled: int = Field(description="Release entries of canceled generations")
+    canceled: int = Field(description="Release entries of canceled generations, and of requests a team admin rejected")
     expired: int = Field(description="Release entries of expired generations")
     entries: int
     average_price_usd: str | None = Field(description="captured ÷ succeeded; null without successes")

@@ -171,6 +171,7 @@ def _server_error(request, exc):
 
 
 from accounts.api import router as tokens_router  # noqa: E402
+from approvals.api import router as approvals_router  # noqa: E402
 from billing.api import router as reports_router  # noqa: E402
 from generations.api import router as generations_router  # noqa: E402
 from generations.batches.api import router as batches_router  # noqa: E402
@@ -187,3 +188,4 @@ api.add_router("/", webhooks_router)
 api.add_router("/", teamwork_router)
 api.add_router("/", library_router)
 api.add_router("/", batches_router)
+api.add_router("/", approvals_router)

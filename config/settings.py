@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "generations",
     "webhooks",
     "teamwork",
+    "approvals",
 ]
 
 MIDDLEWARE = [
@@ -274,6 +275,8 @@ HAILUO_LATE_POLL_INTERVAL = env_float("HAILUO_LATE_POLL_INTERVAL", 600.0)
 # A video whose download failed for good may be retried this long after the task finished
 # (the shortest documented result-URL lifetime: qingbo's 24 h; MiniMax signs a fresh URL each read).
 HAILUO_RESULT_URL_HOURS = env_float("HAILUO_RESULT_URL_HOURS", 24.0)
+# Seconds a request may wait for a team admin's approval; then it is rejected and its hold released (approvals).
+HAILUO_APPROVAL_TTL = env_int("HAILUO_APPROVAL_TTL", 7 * 24 * 3600)
 # Submit retries for errors raised before the request left (connection refused, 429, 5xx).
 HAILUO_SUBMIT_MAX_ATTEMPTS = env_int("HAILUO_SUBMIT_MAX_ATTEMPTS", 5)
 # Input images (uploads and image URLs) with more pixels than this are refused before any

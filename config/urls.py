@@ -33,6 +33,7 @@ urlpatterns = [
     path("webhooks/", include("webhooks.urls")),
     path("batches/", include("generations.batches.urls")),
     path("", include("teamwork.urls")),
+    path("approvals/", include("approvals.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

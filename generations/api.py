@@ -97,6 +97,9 @@ class GenerationOut(Schema):
     created_at: datetime
     completed_at: datetime | None
     hidden_at: datetime | None = Field(None, description="When it was hidden from the gallery; null when shown")
+    rejection_reason: str | None = Field(
+        None, description="State `rejected`: why a team admin rejected it (or that nobody decided in time); nothing was charged"
+    )
 
 
 class BatchProgressOut(Schema):
@@ -183,6 +186,7 @@ def _out(request: HttpRequest, g: Generation) -> dict:
         "batch_id": g.batch_id,
         "created_at": g.created_at,
         "completed_at": g.completed_at, "hidden_at": g.hidden_at,
+        "rejection_reason": g.fail_message if g.state == State.REJECTED else None,
     }
 
 

@@ -25,23 +25,32 @@ class State(models.TextChoices):
     EXPIRED = "expired", "Expired"
     CANCELED = "canceled", "Canceled"
     NEEDS_RECONCILIATION = "needs_reconciliation", "Needs reconciliation"
+    # Approvals (``approvals``): a submit the team's rule holds back until a team admin decides.
+    PENDING_APPROVAL = "pending_approval", "Waiting for approval"
+    REJECTED = "rejected", "Rejected"
 
 
-FINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.EXPIRED, State.CANCELED})
+FINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.EXPIRED, State.CANCELED, State.REJECTED})
 IN_FLIGHT_STATES = frozenset({State.SUBMITTED, State.RUNNING})
 
 #: Which states each state may be entered from; anything else is a late or duplicate update.
 ALLOWED_FROM: dict[str, frozenset[str]] = {
     State.SUBMITTING: frozenset({State.QUEUED}),
-    State.QUEUED: frozenset({State.SUBMITTING}),  # a retry after an error before the request left
+    # A retry after an error before the request left; or a team admin's approval.
+    State.QUEUED: frozenset({State.SUBMITTING, State.PENDING_APPROVAL}),
     State.SUBMITTED: frozenset({State.SUBMITTING, State.NEEDS_RECONCILIATION}),
     State.RUNNING: frozenset({State.SUBMITTED}),
     # From expired: a late success our own status read confirmed (captured late, issue 11).
     State.SUCCEEDED: frozenset({State.SUBMITTED, State.RUNNING, State.EXPIRED}),
     State.FAILED: frozenset({State.QUEUED, State.SUBMITTING, State.SUBMITTED, State.RUNNING, State.NEEDS_RECONCILIATION}),
     State.EXPIRED: frozenset({State.SUBMITTED, State.RUNNING}),
-    State.CANCELED: frozenset({State.QUEUED, State.SUBMITTED, State.RUNNING}),
+    State.CANCELED: frozenset({State.QUEUED, State.PENDING_APPROVAL, State.SUBMITTED, State.RUNNING}),
     State.NEEDS_RECONCILIATION: frozenset({State.SUBMITTING}),
+    # Only at creation, in the create transaction (``approvals.services.approval_or_submit``):
+    # nobody ever sees such a row queued, and no submit was enqueued for it.
+    State.PENDING_APPROVAL: frozenset({State.QUEUED}),
+    # A team admin's rejection, or nobody decided within HAILUO_APPROVAL_TTL: the hold is released.
+    State.REJECTED: frozenset({State.PENDING_APPROVAL}),
 }
 
 
@@ -176,7 +185,7 @@ class Generation(models.Model):
         """Whether cancel is offered: before it was sent (a local cancel), or in flight where the
         provider documents a cancel for the task's current provider state (qingbo: queued only,
         providers.md "Cancel Task")."""
-        if self.state == State.QUEUED:
+        if self.state in (State.QUEUED, State.PENDING_APPROVAL):
             return True
         if self.state not in IN_FLIGHT_STATES:
             return False

@@ -12,7 +12,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from generations.models import Generation, State
 
 #: The gallery's "in progress" filter: every state that is not final yet.
-IN_PROGRESS_STATES = (State.QUEUED, State.SUBMITTING, State.SUBMITTED, State.RUNNING)
+IN_PROGRESS_STATES = (State.PENDING_APPROVAL, State.QUEUED, State.SUBMITTING, State.SUBMITTED, State.RUNNING)
 
 
 def team_ids_of(user) -> list[int]:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from approvals import services as approvals
 from billing.money import format_cents, format_usd
 from billing.pricing import NoPriceRule, quote
 from billing.selectors import budget_statuses_for, entries_for_generation, price_rules_for
@@ -66,6 +67,10 @@ def _price_context(form: StudioForm, user, budget_statuses=None) -> dict:
         "price_total": format_usd(priced.amount * variants) if variants > 1 else None,
         "remaining": format_cents(remaining) if remaining is not None else None,
         "fits": remaining is None or priced.amount * variants <= remaining,
+        "approval_reasons": approvals.reasons_for_submit(  # shown before submitting: it would wait for a team admin
+            user=user, team_id=getattr(form.booked_team(), "pk", None), amount=priced.amount,
+            resolution=selection["resolution"], model=selection["model"], primary=True,
+        ),
     }
 
 

@@ -22,6 +22,7 @@ def test_setup_schedules_is_idempotent_and_removes_orphans():
         f"{PREFIX}balance-snapshots": "billing.tasks.snapshot_balances",
         f"{PREFIX}webhook-deliveries": "webhooks.tasks.deliveries_sweep",
         f"{PREFIX}reconciliation-digest": "generations.tasks.reconciliation_digest",
+        f"{PREFIX}approvals-expire": "approvals.tasks.expire_pending",
     }
     assert set(ours) == set(SCHEDULES)
     assert Schedule.objects.filter(name="someone-elses").exists()  # not ours: left alone

@@ -296,8 +296,10 @@ EXPECTED_QUERIES = {
     "/studio/gallery/?size={size}": 5,
     # + the teams the user is a team admin of (the "Team" menu), the spending policy (the
     # site-wide default layer), the teams a generation may be booked to (the team choice) and
-    # the projects (switcher and filter). The Templates and History menus load when opened.
-    "/studio/?size={size}": 18,
+    # the projects (switcher and filter), and the booked team's approval rule (the price row
+    # says beforehand whether a submit will wait for a team admin). The Templates and History
+    # menus load when opened.
+    "/studio/?size={size}": 19,
     "/studio/gallery/?size={size}&q=prompt&state=succeeded": 5,
 }
 

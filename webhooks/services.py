@@ -47,6 +47,7 @@ GENERATION_EVENTS = {
     "failed": EventType.GENERATION_FAILED,
     "expired": EventType.GENERATION_FAILED,
     "canceled": EventType.GENERATION_CANCELED,
+    "rejected": EventType.GENERATION_CANCELED,  # a team admin's rejection (approvals); nothing is charged
     "needs_reconciliation": EventType.GENERATION_NEEDS_RECONCILIATION,
 }
 

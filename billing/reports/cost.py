@@ -204,8 +204,8 @@ class Figures:
     ``spend`` = ``captured`` + ``adjustments`` − ``credits``; ``held``/``released`` are the
     holds and releases written in the period (not spend); ``succeeded`` counts
     captures; ``failed``/``canceled``/``expired`` split the releases by how the generation
-    ended (its state: canceled, expired, anything else — failed, refused at submit, reconciled
-    as failed — counts as failed), so ``failed + canceled + expired`` = release entries;
+    ended (its state: canceled or rejected by a team admin, expired, anything else — failed,
+    refused at submit, reconciled as failed — counts as failed), so ``failed + canceled + expired`` = release entries;
     ``average_price`` = captured ÷ succeeded (None without successes).
     """
 
@@ -259,8 +259,9 @@ METRICS = {
     "m_held": amount_sum(Q(kind=Kind.HOLD)),
     "m_released": amount_sum(Q(kind=Kind.RELEASE)),
     "m_succeeded": Count("id", filter=Q(kind=Kind.CAPTURE)),
-    "m_failed": Count("id", filter=Q(kind=Kind.RELEASE) & ~Q(generation__state__in=("canceled", "expired"))),
-    "m_canceled": Count("id", filter=Q(kind=Kind.RELEASE, generation__state="canceled")),
+    "m_failed": Count("id", filter=Q(kind=Kind.RELEASE) & ~Q(generation__state__in=("canceled", "rejected", "expired"))),
+    # Canceled counts the requests a team admin rejected too (approvals): released, never charged.
+    "m_canceled": Count("id", filter=Q(kind=Kind.RELEASE, generation__state__in=("canceled", "rejected"))),
     "m_expired": Count("id", filter=Q(kind=Kind.RELEASE, generation__state="expired")),
     "m_entries": Count("id"),
 }

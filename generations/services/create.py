@@ -18,10 +18,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from approvals import services as approvals  # imported as a module: approvals imports us back
 from billing import services as billing_services
 from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
-from generations import services  # the queue is called through the package (see its docstring)
 from generations.models import Generation, InputImage, State
 from generations.services.lifecycle import GenerationRefused, _event, _log
 from providers.base import GenerationRequest, RequestRefused, RuleViolation
@@ -213,7 +213,8 @@ def generation_create(
 
 def generation_write(*, user, team, account: ProviderAccount, params: CreateParams, priced: Quote, **fields) -> Generation:
     """The in-transaction part of a create: write the row (``fields`` add columns, e.g.
-    ``idempotency_key``, ``batch``), its queued event and its hold, and enqueue the submit on commit.
+    ``idempotency_key``, ``batch``), its queued event and its hold, and enqueue the submit on commit (or, when the team's
+    approval rule matches, leave it waiting in ``pending_approval``: ``approvals.services``).
 
     The caller owns the ``transaction.atomic()`` (:func:`generation_create` for one,
     ``services.batch.batch_create`` for many in one transaction: all held or none) and has
@@ -242,7 +243,7 @@ def generation_write(*, user, team, account: ProviderAccount, params: CreatePara
     _, warnings = billing_services.ledger_hold(generation=generation, quote=priced)
     for warning in warnings:
         _event(generation.pk, "", warning)
-    transaction.on_commit(lambda: services.enqueue_submit(generation.pk))
+    approvals.approval_or_submit(generation)  # the team's approval rule: wait for a team admin, or enqueue the submit on commit
     _log(generation.pk, "created", generation=generation, model=generation.model, amount=str(priced.amount))
     generation.warnings = warnings
     return generation

@@ -425,7 +425,10 @@ def generations_expire(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.HAILUO_MAX_TASK_LIFETIME)
     count = 0
-    rows = Generation.objects.filter(state__in=[State.SUBMITTED, State.RUNNING], created_at__lt=cutoff).select_related("provider_account")
+    # The task's age counts from its submit: a request that waited for approval starts late (approvals).
+    rows = Generation.objects.filter(
+        Q(submitted_at__lt=cutoff) | Q(submitted_at__isnull=True, created_at__lt=cutoff), state__in=[State.SUBMITTED, State.RUNNING]
+    ).select_related("provider_account")
     for generation in rows:
         note = f"No final answer after {settings.HAILUO_MAX_TASK_LIFETIME} s"
         account = generation.provider_account

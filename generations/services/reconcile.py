@@ -144,10 +144,10 @@ def generation_cancel(*, generation_id, user) -> str:
     cancel, or refuses it (e.g. the task already started).
     """
     generation = Generation.objects.select_related("provider_account").get(pk=generation_id)
-    if generation.state == State.QUEUED:
+    if generation.state in (State.QUEUED, State.PENDING_APPROVAL):  # not sent yet (or still waiting for approval)
         with transaction.atomic():
             if _transition(generation.pk, State.CANCELED, generation=generation, message=f"Canceled by {user} before it was sent",
-                           completed_at=timezone.now()):
+                           from_states={generation.state}, completed_at=timezone.now()):
                 billing_services.ledger_release(generation=generation, reason="canceled before submit")
                 return State.CANCELED
     generation.refresh_from_db()

@@ -15,6 +15,7 @@ SCHEDULES = {
     f"{PREFIX}balance-snapshots": ("billing.tasks.snapshot_balances", Schedule.MINUTES, 60),
     f"{PREFIX}webhook-deliveries": ("webhooks.tasks.deliveries_sweep", Schedule.MINUTES, 1),
     f"{PREFIX}reconciliation-digest": ("generations.tasks.reconciliation_digest", Schedule.MINUTES, 24 * 60),
+    f"{PREFIX}approvals-expire": ("approvals.tasks.expire_pending", Schedule.MINUTES, 60),
 }
 
 
