@@ -41,6 +41,7 @@ from config.errors import DomainError, Forbidden, NotFound
 from generations import services as generation_services  # enqueue_submit looked up there (tests swap it)
 from generations.models import Generation, State
 from generations.services.lifecycle import _log, _transition
+from teamwork.notifications import notify_member
 
 log = logging.getLogger(__name__)
 
@@ -283,29 +284,31 @@ def notify_member_of_decision(generation_id) -> None:
     """Email the generation's member the decision on their request (approved, rejected with the
     reason, or expired), read from the generation and its :class:`ApprovalRequest`.
 
-    The one place a decision reaches the member by email (per-member email preferences plug
-    in here). Sent after the decision committed; a mail failure is logged, never raised.
+    The one place a decision reaches the member by email, only when they opted in to approval
+    emails (``teamwork.notifications.notify_member``, kind "approval"; at most once per
+    decision). Sent after the decision committed; a mail failure is logged, never raised.
     """
     generation = Generation.objects.select_related("user", "approval_request__decided_by").filter(pk=generation_id).first()
     if generation is None or not generation.user.email:
         return
     request = getattr(generation, "approval_request", None)
     decision = request.decision if request else ""
-    link = _link(reverse("generation_detail", args=[generation.pk]))
     who = request.decided_by.email if request and request.decided_by else "nobody"
     if decision == ApprovalRequest.Decision.APPROVED:
         subject = "Approved: your video is being made"
-        body = f"{who} approved your request; it is on its way to the provider.\n\n{_summary(generation)}\n{link}\n"
+        body = f"{who} approved your request; it is on its way to the provider.\n\n{_summary(generation)}\n"
     elif decision == ApprovalRequest.Decision.REJECTED:
         subject = "Rejected: your video request"
         body = (
             f"{who} rejected your request: {request.reason}\n"
             f"The hold of {format_usd(generation.quoted_amount)} was released; nothing was charged.\n\n"
-            f"{_summary(generation)}\n{link}\n"
+            f"{_summary(generation)}\n"
         )
     elif decision == ApprovalRequest.Decision.EXPIRED:
         subject = "Expired: nobody approved your video request"
-        body = f"{request.reason}\n\n{_summary(generation)}\n{link}\n"
+        body = f"{request.reason}\n\n{_summary(generation)}\n"
     else:
         return
-    _send(subject, body, [generation.user.email])
+    # Optional per member (Settings → Notifications, "approvals of my requests"; issue 15):
+    # notify_member checks the preference, links the generation and sends once per decision.
+    notify_member(generation.user, "approval", subject, body, generation, key=f"approval:{generation.pk}:{decision}")

@@ -24,6 +24,7 @@ from billing.reports.cost import cost_report
 from billing.selectors import committed_in
 from generations import services, tasks
 from generations.models import Generation, State
+from teamwork.models import NotificationPreference
 
 from .conftest import make_params, record_queue
 
@@ -53,6 +54,12 @@ def other_lead(db):
     user = User.objects.create_user("other-lead@example.com", "pw-other-123")
     Membership.objects.create(user=user, team=other, role=Membership.Role.TEAM_ADMIN)
     return user
+
+
+@pytest.fixture
+def opted_in(member):
+    """The member asked for approval emails (Settings → Notifications); off by default."""
+    return NotificationPreference.objects.create(user=member, email_approval=True)
 
 
 @pytest.fixture
@@ -134,7 +141,7 @@ def test_a_pending_hold_counts_against_the_budget(member, team, rule, apixo_acco
 
 # --- approve ------------------------------------------------------------------------------
 def test_admins_are_emailed_and_an_approval_is_submitted_at_the_sandbox(
-    client, member, lead, teammate, rule, apixo_account, sandbox, queue, mailoutbox, django_capture_on_commit_callbacks
+    client, member, lead, teammate, rule, apixo_account, sandbox, queue, mailoutbox, opted_in, django_capture_on_commit_callbacks
 ):
     generation = pending(member, apixo_account, django_capture_on_commit_callbacks)
     assert [m.to for m in mailoutbox] == [["lead@example.com"]]
@@ -161,7 +168,7 @@ def test_admins_are_emailed_and_an_approval_is_submitted_at_the_sandbox(
     assert request.decision == "approved" and request.decided_by == lead
     messages = list(generation.events.values_list("state", "message"))
     assert ("queued", "Approved by lead@example.com; sent to the provider next") in messages
-    assert mailoutbox[-1].to == ["member@example.com"] and mailoutbox[-1].subject.startswith("Approved")
+    assert mailoutbox[-1].to == ["member@example.com"] and mailoutbox[-1].subject.startswith("[Hailuo Studio] Approved")
     with override_settings(HAILUO_POLL_TIME_SCALE=0):
         for _ in range(100):
             tasks.sweep_once()
@@ -222,9 +229,27 @@ def test_two_admins_approving_at_once_move_it_once(member, lead, team, apixo_acc
     assert len(submit_posts(sandbox)) == 1
 
 
+# --- the member's decision email is optional ----------------------------------------------
+def test_a_member_who_did_not_opt_in_gets_no_decision_email_and_one_who_did_gets_one(
+    client, member, lead, rule, apixo_account, sandbox, queue, mailoutbox, django_capture_on_commit_callbacks
+):
+    first = pending(member, apixo_account, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/api/v1/approvals/{first.pk}/reject", {"reason": "not now"}, content_type="application/json", **token(lead))
+    assert [m.to for m in mailoutbox] == [["lead@example.com"]]  # the admins' request email only
+
+    NotificationPreference.objects.create(user=member, email_approval=True)
+    second = pending(member, apixo_account, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/api/v1/approvals/{second.pk}/reject", {"reason": "still not"}, content_type="application/json", **token(lead))
+        approvals.notify_member_of_decision(second.pk)  # a second call for the same decision sends nothing
+    to_member = [m for m in mailoutbox if m.to == ["member@example.com"]]
+    assert len(to_member) == 1 and "still not" in to_member[0].body and f"/g/{second.pk}/" in to_member[0].body
+
+
 # --- reject -------------------------------------------------------------------------------
 def test_a_rejection_releases_the_hold_once_with_the_reason(
-    client, member, lead, rule, apixo_account, sandbox, queue, mailoutbox, django_capture_on_commit_callbacks
+    client, member, lead, rule, apixo_account, sandbox, queue, mailoutbox, opted_in, django_capture_on_commit_callbacks
 ):
     budget = Budget.objects.create(user=member, amount=Decimal("5.00"), period=Budget.Period.MONTH)
     generation = pending(member, apixo_account, django_capture_on_commit_callbacks)
@@ -339,7 +364,7 @@ def test_the_member_may_withdraw_a_pending_request(client, member, rule, apixo_a
 
 
 def test_undecided_requests_expire_and_release_their_hold(
-    member, lead, rule, apixo_account, sandbox, queue, mailoutbox, settings, django_capture_on_commit_callbacks
+    member, lead, rule, apixo_account, sandbox, queue, mailoutbox, opted_in, settings, django_capture_on_commit_callbacks
 ):
     settings.HAILUO_APPROVAL_TTL = 3600
     generation = pending(member, apixo_account, django_capture_on_commit_callbacks)
@@ -351,7 +376,7 @@ def test_undecided_requests_expire_and_release_their_hold(
     assert generation.state == State.REJECTED and generation.fail_code == "approval_expired"
     assert kinds(generation) == ["hold", "release"] and queue == []
     assert ApprovalRequest.objects.get(generation=generation).decision == "expired"
-    assert mailoutbox[-1].to == ["member@example.com"] and mailoutbox[-1].subject.startswith("Expired")
+    assert mailoutbox[-1].to == ["member@example.com"] and mailoutbox[-1].subject.startswith("[Hailuo Studio] Expired")
 
 
 def test_a_request_approved_hours_later_is_not_expired_at_once(
