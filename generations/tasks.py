@@ -99,7 +99,10 @@ def poll_sweep(run_seconds: float | None = None) -> dict:
         return {"skipped": 1}
     started = time.monotonic()
     totals: dict[str, int] = {}
-    with finish_before_sigterm() as stopping:  # a stopping cluster ends the sweep after its pass
+    from generations.services.window import sweep_io
+
+    # One I/O thread and one client per provider account for the whole run (window.sweep_io).
+    with finish_before_sigterm() as stopping, sweep_io():  # a stopping cluster ends the sweep after its pass
         try:
             while True:
                 try:
