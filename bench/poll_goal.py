@@ -17,6 +17,7 @@ sweep's tasks/s (goal ≥ 667: 10,000 tasks at a 15 s cadence).
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -53,6 +54,7 @@ def run_goal(args, log) -> dict:
         t = time.perf_counter()
         ids = pt.create_inflight(user, team, account, count)
         log(f"submitted and wrote {count:,} tasks ({time.perf_counter() - t:.1f} s)")
+        _analyze()
         cap = args.goal_cap or poll_concurrency(adapter_class("apixo"))
         sandbox.configure(latency_ms=latency)
         for rep in range(args.goal_reps):
@@ -105,6 +107,19 @@ def run_goal(args, log) -> dict:
         print(f"- sandbox process CPU: at most {max(sandbox_share):.0f} % of one core in any run (a threaded "
               f"Python server: it saturates near 100 %), so it is not what limits the rates")
     return figures
+
+
+def _analyze() -> None:
+    """Planner statistics for the freshly written rows, as autovacuum would soon gather them
+    (``ANALYZE`` needs the tables' owner: ``DATABASE_MIGRATE_URL``, which scripts/with-postgres.sh
+    sets; without it the first repetition may run on stale statistics)."""
+    url = os.environ.get("DATABASE_MIGRATE_URL")
+    if not url:
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE generations_generation")
 
 
 def _pairs(runs):

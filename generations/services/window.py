@@ -31,6 +31,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -282,6 +283,38 @@ def _release(jobs: list[tuple[object, datetime]]) -> None:
         )
 
 
+#: A sweep claims no more than it can apply in about this many seconds (see :class:`_Pace`).
+APPLY_BACKLOG_SECONDS = 1.0
+
+
+class _Pace:
+    """How many claimed generations one sweep may hold (in flight, waiting, or answered and not
+    yet applied): what it applies in ``APPLY_BACKLOG_SECONDS`` at its measured pace.
+
+    Plain "still in progress" answers apply in a fraction of a millisecond each (one set-based
+    UPDATE per batch), so the window is then bounded by the concurrency alone; state changes go
+    through the lifecycle (tens of milliseconds each), and a sweep that claimed hundreds of them
+    would apply them one by one while the other sweeps found nothing to do. ``start``: the
+    allowance before the first measurement.
+    """
+
+    def __init__(self, *, start: int):
+        self.per_answer: float | None = None
+        self.start = start
+
+    def applied(self, answers: int, seconds: float) -> None:
+        """Record a batch: ``answers`` applied in ``seconds`` (a moving average)."""
+        if answers:
+            each = seconds / answers
+            self.per_answer = each if self.per_answer is None else 0.7 * self.per_answer + 0.3 * each
+
+    def allowance(self) -> int:
+        """Generations the sweep may hold now (at least 8)."""
+        if self.per_answer is None:
+            return self.start
+        return max(8, int(APPLY_BACKLOG_SECONDS / max(self.per_answer, 1e-5)))
+
+
 @dataclass
 class _Side:
     """The database thread's view of one account in a pass."""
@@ -322,13 +355,19 @@ def sweep_due(*, budget: int, clock: Callable[[], datetime]) -> dict[str, int]:
         io.clock = clock
         io.resume_all()
     lease_seconds = poll.poll_lease_seconds()
+    pace = io.pace = getattr(io, "pace", None) or _Pace(start=max(8, max(side.cap for side in sides.values()) // 4))
     try:
         while True:
             claimed = False
+            allowance = pace.allowance()
             for account_id, side in sides.items():
-                target = 2 * side.cap  # cap in flight, up to cap more claimed and waiting their turn
-                room = min(target - side.outstanding, budget)
-                if side.done or room <= 0 or (side.outstanding >= side.cap and room < max(1, side.cap // 4)):
+                total = sum(s.outstanding for s in sides.values())
+                # cap in flight and up to cap more claimed, but no more than this sweep applies in
+                # APPLY_BACKLOG_SECONDS: other sweeps share what this one could not apply soon.
+                target = min(2 * side.cap, allowance)
+                room = min(target - side.outstanding, allowance - total, budget)
+                step = max(1, min(side.cap, allowance) // 4)  # claims of a useful size, not one per answer
+                if side.done or room <= 0 or (side.outstanding and room < step):
                     continue
                 now = clock()
                 lease_until = now + timedelta(seconds=lease_seconds)
@@ -349,7 +388,9 @@ def sweep_due(*, budget: int, clock: Callable[[], datetime]) -> dict[str, int]:
             answers = _collect(io, block=not claimed)
             for job, _, _ in answers:
                 sides[job.account_id].outstanding -= 1
+            applying = time.perf_counter()
             _apply(answers, counts, sides, io)
+            pace.applied(len(answers), time.perf_counter() - applying)
     except BaseException:
         io.close()  # nothing more is sent for this pass; its leases lapse
         _current.io = None
