@@ -48,7 +48,7 @@ from generations.services import poll
 from generations.services.lifecycle import _timeouts
 from providers.aio import AioProviderHttp, make_sweep_session
 from providers.base import TaskState, TaskUpdate
-from providers.http import ProviderError
+from providers.http import ProviderError, Sent
 from providers.models import ProviderAccount
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,21 @@ class SweepIO:
     def _feed(self, account_id, adapter, cap, jobs, lease_until) -> None:
         account = self._accounts.get(account_id)
         if account is None:
+            try:
+                session = make_sweep_session(cap)
+            except Exception as exc:  # every job must come back, or the pass would wait for it forever
+                log.exception("no poll client for provider account %s", account_id)
+                for job in jobs:
+                    self.results.put((job, lease_until, ProviderError(f"no client: {exc!r}", code="unexpected", sent=Sent.NO)))
+                return
             account = self._accounts[account_id] = _Account(adapter, cap)
-            session = make_sweep_session(cap)
             account.http = AioProviderHttp(session, timeouts=self._timeouts, provider=adapter.label)
+        if cap != account.cap and not account.inflight:  # a new pass with another concurrency: a pool of that size
+            old, account.http = account.http.session, AioProviderHttp(make_sweep_session(cap), timeouts=self._timeouts,
+                                                                      provider=adapter.label)
+            closing = self.loop.create_task(old.close())
+            self._tasks.add(closing)
+            closing.add_done_callback(self._tasks.discard)
         account.adapter, account.cap = adapter, cap  # a new pass may bring a new key or base URL
         account.buffer.extend((job, lease_until) for job in jobs)
         self._pump(account)
