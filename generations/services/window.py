@@ -342,7 +342,9 @@ def sweep_due(*, budget: int, clock: Callable[[], datetime]) -> dict[str, int]:
 
     Claims and sends until nothing due at the pass's start is left or ``budget`` generations
     were claimed, keeping each account's ``poll_concurrency`` reads in flight and up to as
-    many claimed and waiting (so the window stays full while a claim or an apply runs). ``clock``: the clock the leases use (``timezone.now``).
+    many claimed and waiting (so the window stays full while a claim or an apply runs), within
+    what the sweep applies in ``APPLY_BACKLOG_SECONDS`` (:class:`_Pace`), shared between the
+    accounts. ``clock``: the clock the leases use (``timezone.now``).
     Counts as ``generations_poll``'s: ``polled``, ``errors``, ``in_progress``, and the
     outcomes of ``services.generation_apply_update``.
     """
@@ -372,11 +374,12 @@ def sweep_due(*, budget: int, clock: Callable[[], datetime]) -> dict[str, int]:
         while True:
             claimed = False
             allowance = pace.allowance()
+            share = max(1, allowance // max(1, sum(not s.done for s in sides.values())))  # no account starves another
             for account_id, side in sides.items():
                 total = sum(s.outstanding for s in sides.values())
                 # cap in flight and up to cap more claimed, but no more than this sweep applies in
                 # APPLY_BACKLOG_SECONDS: other sweeps share what this one could not apply soon.
-                target = min(2 * side.cap, allowance)
+                target = min(2 * side.cap, share)
                 room = min(target - side.outstanding, allowance - total, budget)
                 step = max(1, min(side.cap, allowance) // 4)  # claims of a useful size, not one per answer
                 if side.done or room <= 0 or (side.outstanding and room < step):
