@@ -73,6 +73,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--allow-nonempty-db", action="store_true", help="run even if the database already holds generations")
     p.add_argument("--keep-db", action="store_true", help="keep the temporary SQLite database")
     p.add_argument("--json", metavar="PATH", default="", help="also write the raw results as JSON")
+    p.add_argument("--goal", action="store_true",
+                   help="only issue 16's goal: the sweep against plain aiohttp at the same concurrency, "
+                        "--goal-count tasks at --goal-latency ms, --goal-reps times (bench/poll_goal.py)")
+    p.add_argument("--goal-count", type=int, default=10000, help="tasks in flight for --goal (default 10000)")
+    p.add_argument("--goal-latency", type=float, default=200.0, help="sandbox latency_ms for --goal (default 200)")
+    p.add_argument("--goal-cap", type=int, default=0, help="concurrency for --goal (default 0: the provider's default)")
+    p.add_argument("--goal-reps", type=int, default=3, help="back-to-back pairs for --goal (default 3)")
     # internal: the trivial aiohttp server used for the comparison (runs in a child process)
     p.add_argument("--fake-server", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -874,6 +881,17 @@ def main(argv=None) -> int:
     from generations.models import Generation
     from providers.models import ProviderAccount
 
+    log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.goal:
+        from bench.poll_goal import run_goal
+
+        info = machine_info()
+        load_before = os.getloadavg()
+        run_goal(args, log)
+        print(f"\nMachine: {info['cores']} cores ({info['cpu']}); Python {info['python']}; DB {info['db']}; "
+              f"aiohttp {info['aiohttp']}; 1-min load average {load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end "
+              f"(the machine is shared: compare the ratios within this run, not absolute rates across runs).")
+        return 0
     counts = sorted(set(args.counts))
     log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     sandbox_cls = SandboxInProcess if args.inprocess_sandbox else SandboxProcess

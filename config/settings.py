@@ -262,9 +262,10 @@ HAILUO_POLL_TIME_SCALE = env_float("HAILUO_POLL_TIME_SCALE", 1.0)
 HAILUO_POLL_SWEEP_INTERVAL = env_float("HAILUO_POLL_SWEEP_INTERVAL", 1.0)
 # Poll sweeps allowed to run at once (each is concurrent inside; raise it when scaling out to several machines).
 HAILUO_POLL_SWEEPERS = env_int("HAILUO_POLL_SWEEPERS", 1)
-# Maximum number of generations one sweep claims at once, and concurrent HTTP requests per provider account.
-HAILUO_POLL_BATCH = env_int("HAILUO_POLL_BATCH", 500)
-HAILUO_POLL_CONCURRENCY_PER_ACCOUNT = env_int("HAILUO_POLL_CONCURRENCY_PER_ACCOUNT", 32)
+# Generations one sweep pass polls at most (its window keeps going while they are due), and the
+# status reads kept in flight per provider account (0: each provider's default, README "Poll concurrency").
+HAILUO_POLL_BATCH = env_int("HAILUO_POLL_BATCH", 20000)
+HAILUO_POLL_CONCURRENCY_PER_ACCOUNT = env_int("HAILUO_POLL_CONCURRENCY_PER_ACCOUNT", 0)
 # A generation still not final after this many seconds is marked expired and its hold released.
 HAILUO_MAX_TASK_LIFETIME = env_int("HAILUO_MAX_TASK_LIFETIME", 6 * 3600)
 # After expiry, a task whose id we know is still polled slowly for this many seconds: a late

@@ -173,6 +173,12 @@ class Generation(models.Model):
         ]
         indexes = [
             models.Index(fields=["state", "next_poll_at"], name="generation_due_poll"),
+            # The sweep's claim (services/window.py): one account's due polls, oldest first, read
+            # without sorting or scanning the rest of what it has in flight.
+            models.Index(
+                fields=["provider_account", "next_poll_at"], name="generation_account_due_poll",
+                condition=Q(state__in=["submitted", "running", "expired"]) & ~Q(provider_task_id=""),
+            ),
             models.Index(fields=["user", "-created_at"], name="generation_user_recent"),
             models.Index(fields=["team", "-created_at"], name="generation_team_recent"),
         ]

@@ -14,6 +14,9 @@ from django.conf import settings
 
 from generations import services
 
+# At import, not inside poll_sweep: a SIGTERM between a slot's claim and the guard would kill it holding the slot.
+from generations.services.window import sweep_io
+
 log = logging.getLogger(__name__)
 
 #: A scheduled poll sweep keeps sweeping for this long, so that with a one-minute schedule
@@ -99,7 +102,8 @@ def poll_sweep(run_seconds: float | None = None) -> dict:
         return {"skipped": 1}
     started = time.monotonic()
     totals: dict[str, int] = {}
-    with finish_before_sigterm() as stopping:  # a stopping cluster ends the sweep after its pass
+    # One I/O thread and one client per provider account for the whole run (window.sweep_io).
+    with finish_before_sigterm() as stopping, sweep_io():  # a stopping cluster ends the sweep after its pass
         try:
             while True:
                 try:

@@ -1,5 +1,6 @@
-"""The poll engine: rounds of leased claims per provider account, concurrent status reads over
-one client, and the application of each answer; plus expiry and dead-submit detection.
+"""The poll engine: leased claims per provider account, concurrent status reads (the sweep's
+sliding window in ``window.py``; rounds over one client for exact ids), and the application of
+each answer; plus expiry and dead-submit detection.
 
 A claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` with a lease sized for one request, so
 overlapping sweeps never poll one task twice at once; every answer is applied with a
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -50,12 +51,20 @@ class _PollJob:
 def poll_lease_seconds() -> float:
     """How long a claimed poll is leased to its sweep, in seconds.
 
-    A sweep claims at most ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT`` generations per provider
-    account at a time and sends all their status requests at once, so a lease only has to
-    outlast one request (connect timeout + twice the read timeout, for an answer that
-    trickles in) and the apply, with a margin. No sweep holds a claim it is not working on.
+    The sweep's window (``window.py``) sends a claimed generation once at most ``cap`` reads
+    ahead of it have answered, and only while its lease still covers a whole request, so a
+    lease has to outlast one request of waiting plus its own (connect timeout + twice the read
+    timeout, for an answer that trickles in) and the apply, with a margin.
     """
     return settings.HAILUO_PROVIDER_CONNECT_TIMEOUT + 2 * settings.HAILUO_PROVIDER_READ_TIMEOUT + 30
+
+
+def _round_size() -> int:
+    """Claims per account and round on the rounds path (callback wake-ups; every poll on SQLite):
+    ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT``, else the providers' default ``poll_concurrency``."""
+    from providers.base import ProviderAdapter
+
+    return max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT or ProviderAdapter.poll_concurrency)
 
 
 def _claimable(*, ids: list | None, exclude: set | None, now: datetime):
@@ -93,7 +102,7 @@ def _claim_due(
     already polled in this sweep (a zero poll interval must not poll them again at once);
     ``accounts``: the accounts to claim for (default: :func:`_accounts_with_due_polls`).
     """
-    per_account = per_account or max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
+    per_account = per_account or _round_size()
     now = timezone.now()
     lease = now + timedelta(seconds=poll_lease_seconds())
     rows = _claimable(ids=ids, exclude=exclude, now=now)
@@ -130,7 +139,7 @@ async def _fetch_all(
     ``client``: an open poll client to reuse across rounds; without one a client is made and
     closed here. Returns ``(job, TaskUpdate or ProviderError)`` pairs; never raises.
     """
-    limit = max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
+    limit = _round_size()
     if client is None:
         async with make_poll_client(max_connections=limit * max(1, len(adapters))) as own:
             return await _fetch_all(jobs, adapters, own)
@@ -158,20 +167,28 @@ async def _fetch_all(
 def generations_poll(*, ids: list | None = None, limit: int | None = None) -> dict[str, int]:
     """Poll due in-flight generations (or exactly ``ids``) and apply the answers.
 
-    Works in rounds: claim at most ``HAILUO_POLL_CONCURRENCY_PER_ACCOUNT`` per provider
-    account, send all their status requests at once over one shared client, apply the
-    answers, claim the next round; until nothing is due or ``limit`` (default
-    ``HAILUO_POLL_BATCH``) generations were polled. Each claim's lease covers one request
+    Due ones on PostgreSQL: one pass of the sliding window (``window.sweep_due``): each
+    account's ``poll_concurrency`` reads kept in flight while claims and applies run beside
+    them, until nothing due at the start is left or ``limit`` (default ``HAILUO_POLL_BATCH``)
+    were polled. Exactly ``ids`` (a callback's wake-up, admin), and everything on SQLite:
+    rounds: claim at most the concurrency per provider account, send their status requests at
+    once over one shared client, apply the answers, claim the next round. Each claim's lease covers one request
     (:func:`poll_lease_seconds`), so a slow provider never outlives it. First, needs_reconciliation
     generations whose task id a callback reported are checked (:func:`generations_resolve_reported`).
 
     Returns counts by outcome, e.g. ``{"polled": 40, "succeeded": 3, "errors": 1}``.
     """
     budget = limit or settings.HAILUO_POLL_BATCH
-    per_account = max(1, settings.HAILUO_POLL_CONCURRENCY_PER_ACCOUNT)
+    per_account = _round_size()
     from generations.services.resolve import generations_resolve_reported
 
     counts: dict[str, int] = defaultdict(int, generations_resolve_reported(ids=ids))
+    if ids is None and connection.vendor == "postgresql":  # the sweep: a sliding window (window.py)
+        from generations.services.window import sweep_due
+
+        for key, value in sweep_due(budget=budget, clock=lambda: timezone.now()).items():
+            counts[key] += value
+        return dict(counts)
     adapters: dict = {}
     unusable: set = set()
     polled: set = set()

@@ -29,8 +29,9 @@ from typing import Any
 import httpx
 import pytest
 
+from providers.aio import AioProviderHttp, make_sweep_session
 from providers.base import GenerationRequest, ProviderAdapter, RequestRefused, SubmitResult, TaskUpdate
-from providers.http import ProviderError, ProviderHttp, Timeouts, make_poll_client, make_submit_client
+from providers.http import ProviderError, ProviderHttp, Timeouts, make_submit_client
 from providers.sandbox import SandboxHandle, start_sandbox
 
 #: The API key each kind's test sandbox accepts (and its adapter sends).
@@ -202,7 +203,7 @@ def closed_port() -> int:
 class AdapterKit:
     """One provider kind's test helpers: requests with the module's defaults, adapters with the
     kind's test key, and submit/status/poll over the real HTTP clients (``make_submit_client``
-    with a 3 s read timeout, ``make_poll_client``)."""
+    with a 3 s read timeout; the sweep's aiohttp client for status reads)."""
 
     def __init__(self, adapter_class: type[ProviderAdapter], **request_defaults: Any):
         self.adapter_class = adapter_class
@@ -242,9 +243,13 @@ class AdapterKit:
             return await a.submit(ProviderHttp(client, timeouts=Timeouts(connect=2, read=0.5)), request)
 
     async def status(self, a: ProviderAdapter, task_id: str, model: str | None = None) -> TaskUpdate:
-        """``a.fetch_status`` over a poll client; ``model`` defaults to the module's model."""
-        async with make_poll_client() as client:
-            return await a.fetch_status(ProviderHttp(client), task_id=task_id, model=model or self.defaults["model"])
+        """``a.fetch_status`` as the poll sweep reads it: over ``providers.aio.AioProviderHttp`` (one
+        aiohttp session); ``model`` defaults to the module's model."""
+        session = make_sweep_session(4)
+        try:
+            return await a.fetch_status(AioProviderHttp(session), task_id=task_id, model=model or self.defaults["model"])
+        finally:
+            await session.close()
 
     def poll_until_final(self, a: ProviderAdapter, task_id: str, model: str | None = None,
                          seconds: float = 10.0) -> TaskUpdate:

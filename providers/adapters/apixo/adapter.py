@@ -97,6 +97,10 @@ class ApixoAdapter(ProviderAdapter):
 
     kind = "apixo"
     label = "APIXO"
+    #: Poll reads in flight per account: seeds/001 "Rate limits" gives no number ("can vary by
+    #: account, API key, and route"; 429 → back off), seeds/002 "subject to workspace and
+    #: provider limits": the base default (see ``ProviderAdapter.poll_concurrency``).
+    poll_concurrency = 200
     default_base_url = "https://api.apixo.ai/api/v1"
     capabilities = ProviderCapabilities(
         models=(HAILUO_2_3, HAILUO_2_3_FAST),

@@ -133,6 +133,10 @@ class MiniMaxAdapter(ProviderAdapter):
 
     kind = "minimax"
     label = "MiniMax"
+    #: Poll reads in flight per account: MiniMax documents a rate-limit code (1002) but no
+    #: rate in providers.md, and a success costs two reads (query + file retrieve): the base
+    #: default (see ``ProviderAdapter.poll_concurrency``); a 1002 answer is polled again later.
+    poll_concurrency = 200
     default_base_url = "https://api.minimax.io"
     capabilities = ProviderCapabilities(models=(HAILUO_2_3, HAILUO_2_3_FAST), callbacks=True, cancel=False)
 

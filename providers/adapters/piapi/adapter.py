@@ -173,6 +173,9 @@ class PiapiAdapter(ProviderAdapter):
 
     kind = "piapi"
     label = "PiAPI"
+    #: Poll reads in flight per account: PiAPI documents no rate limit for "Get task"
+    #: (providers.md, PiAPI): the base default (see ``ProviderAdapter.poll_concurrency``).
+    poll_concurrency = 200
     default_base_url = "https://api.piapi.ai"
     capabilities = ProviderCapabilities(
         models=(HAILUO_V2_3, HAILUO_V2_3_FAST),

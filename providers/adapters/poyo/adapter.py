@@ -115,6 +115,9 @@ class PoyoAdapter(ProviderAdapter):
 
     kind = "poyo"
     label = "PoYo"
+    #: Poll reads in flight per account: PoYo documents a 429 but no rate (providers.md,
+    #: PoYo, "Errors"): the base default (see ``ProviderAdapter.poll_concurrency``).
+    poll_concurrency = 200
     default_base_url = "https://api.poyo.ai"
     capabilities = ProviderCapabilities(models=(HAILUO_2_3,), callbacks=True, cancel=False)
     def _headers(self) -> dict[str, str]:

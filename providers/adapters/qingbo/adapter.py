@@ -85,6 +85,9 @@ class QingboAdapter(ProviderAdapter):
 
     kind = "qingbo"
     label = LABEL
+    #: Poll reads in flight per account: qingbo documents no rate limit (providers.md,
+    #: qingbo): the base default (see ``ProviderAdapter.poll_concurrency``).
+    poll_concurrency = 200
     default_base_url = "https://qingbo.dev"
     capabilities = ProviderCapabilities(
         models=(HAILUO_2_3, HAILUO_2_3_FAST, HAILUO_02, T2V_01_DIRECTOR, I2V_01_DIRECTOR, S2V_01),
