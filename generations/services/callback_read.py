@@ -44,8 +44,7 @@ def callback_status_read(generation_id) -> str:
     a duplicate callback). Never raises: an unexpected error is logged and falls back to the queue.
     """
     if settings.HAILUO_CALLBACK_STATUS_READ != "inline":
-        services.enqueue_poll([generation_id])
-        return "queued"
+        return "queued" if _queue(generation_id) else "final"
     started = time.monotonic()
     counts: dict[str, int] = {}
     try:
@@ -56,8 +55,7 @@ def callback_status_read(generation_id) -> str:
         counts = {"errors": 1}
     if counts.get("polled") and not counts.get("errors"):
         outcome = "read"
-    elif Generation.objects.filter(pk=generation_id).filter(_in_flight()).exists():
-        services.enqueue_poll([generation_id])
+    elif _queue(generation_id):
         outcome = "queued"
     else:
         outcome = "final"
@@ -66,6 +64,13 @@ def callback_status_read(generation_id) -> str:
     return outcome
 
 
-def _in_flight():
-    """Rows a poll may still move: submitted or running, or expired within the late-result grace."""
-    return Q(state__in=[State.SUBMITTED, State.RUNNING]) | Q(state=State.EXPIRED, late_poll_until__gt=timezone.now())
+def _queue(generation_id) -> bool:
+    """The queued read: due now for the next sweep, and a poll of it queued on django-q2; False (nothing
+    queued) when the row is no longer in flight (submitted or running, or expired within its
+    late-result grace)."""
+    now = timezone.now()
+    in_flight = Q(state__in=[State.SUBMITTED, State.RUNNING]) | Q(state=State.EXPIRED, late_poll_until__gt=now)
+    if not Generation.objects.filter(in_flight, pk=generation_id).update(next_poll_at=now):
+        return False
+    services.enqueue_poll([generation_id])
+    return True

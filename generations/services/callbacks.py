@@ -105,6 +105,5 @@ moves the state, whatever it says.
     late = generation.state == State.EXPIRED and generation.late_poll_until and generation.late_poll_until > now
     if generation.state in (State.SUBMITTED, State.RUNNING) or late:
         # Our own status read, at once in this request (or queued): callback_read.callback_status_read.
-        Generation.objects.filter(pk=generation.pk).update(next_poll_at=now)
         transaction.on_commit(lambda: callback_status_read(generation.pk))
     return None
