@@ -57,7 +57,7 @@ MODEL, MODE = "hailuo-2-3", "standard-text-to-video"
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=200, help="generations in flight at once (default 200)")
-    p.add_argument("--spacing", type=float, default=0.05, help="seconds between two tasks finishing (default 0.05: 20 callbacks/s)")
+    p.add_argument("--spacing", type=float, default=0.1, help="seconds between two tasks finishing (default 0.1: 10 callbacks/s)")
     p.add_argument("--lead", type=float, default=4.0, help="seconds from the last submit to the first task finishing (default 4)")
     p.add_argument("--warmup", type=int, default=20,
                    help="tasks driven through callbacks first, per mode, not measured (every gunicorn worker's first "
@@ -113,6 +113,22 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system, with reaped children such as ffmpeg) of every live process in a process group."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += sum(int(f) for f in fields[11:15]) / tick
+    return total
 
 
 def _wait(what: str, check, timeout: float, procs: Processes, interval: float = 0.2):
@@ -228,9 +244,12 @@ def run_mode(mode: str, args, base_env: dict, procs: Processes, sandbox, account
         drive(args.warmup, f"{mode} warm-up")
     time.sleep(2.0)
     sandbox.post("/_sandbox/reset")
+    groups = {name: procs.procs[f"{name}-{mode}"].pid for name in ("web", "worker")}
+    cpu_before = {name: group_cpu_seconds(pgid) for name, pgid in groups.items()}
     before = time.time()
     ids = drive(args.tasks, mode)
     time.sleep(1.0)
+    cpu_ms = {name: round((group_cpu_seconds(pgid) - cpu_before[name]) * 1000 / len(ids), 1) for name, pgid in groups.items()}
     callbacks = sandbox.get("/_sandbox/requests", params={"kind": "callback"}).json()
     api = sandbox.get("/_sandbox/requests", params={"kind": "api"}).json()
     procs.stop(f"web-{mode}", f"worker-{mode}")
@@ -272,6 +291,7 @@ def run_mode(mode: str, args, base_env: dict, procs: Processes, sandbox, account
         "latency_ms": {k: round(_pct(latencies, q) * 1000, 1) for k, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))},
         "mean_ms": round(statistics.mean(latencies) * 1000, 1) if latencies else None,
         "callback_request_ms": {k: round(_pct(list(answered.values()), q) * 1000, 1) for k, q in (("p50", 0.5), ("p99", 0.99))},
+        "cpu_ms_per_task": cpu_ms,
         "final_before_callback": before_callback,
         "callback_retries": sum(attempts.values()) - len(attempts),
         "captures_per_generation": sorted(set(captures.values())),
@@ -322,14 +342,16 @@ def main(argv=None) -> int:
     print(f"## Callback POST → succeeded and captured ({args.tasks} tasks in flight, finishing {args.spacing:g} s apart; "
           f"gunicorn + run_workers, django-q2 on the PostgreSQL broker)")
     print()
-    print("| HAILUO_CALLBACK_STATUS_READ | p50 ms | p95 ms | p99 ms | max ms | callback request p50 / p99 ms | captures per generation | "
-          "status reads per task | submits per task | callback retries |")
-    print("|---|---:|---:|---:|---:|---|---|---|---|---:|")
+    print("| HAILUO_CALLBACK_STATUS_READ | p50 ms | p95 ms | p99 ms | max ms | callback request p50 / p99 ms | "
+          "CPU ms per task web / workers | captures per generation | status reads per task | submits per task | callback retries |")
+    print("|---|---:|---:|---:|---:|---|---|---|---|---|---:|")
     for r in results:
         lat = r["latency_ms"]
         req = r["callback_request_ms"]
+        cpu = r["cpu_ms_per_task"]
         print(f"| {r['mode']} | {lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} | {req['p50']} / {req['p99']} | "
-              f"{r['captures_per_generation']} | {r['status_reads_per_task']} | {r['submits_per_task']} | {r['callback_retries']} |")
+              f"{cpu['web']} / {cpu['worker']} | {r['captures_per_generation']} | {r['status_reads_per_task']} | "
+              f"{r['submits_per_task']} | {r['callback_retries']} |")
     by_mode = {r["mode"]: r for r in results}
     if "queue" in by_mode and "inline" in by_mode:
         q, i = by_mode["queue"]["latency_ms"], by_mode["inline"]["latency_ms"]

@@ -134,3 +134,28 @@ def test_a_callback_while_a_sweep_holds_the_row_reads_nothing_twice(
     assert queue == [("poll", [generation.pk])]
     generation.refresh_from_db()
     assert generation.state == State.SUBMITTED and ledger(generation) == ["hold"]
+
+
+def test_callbacks_beyond_the_inline_reads_of_a_process_are_queued(
+    member, apixo_account, sandbox, client, queue, settings, django_capture_on_commit_callbacks
+):
+    """A flood of callbacks: once HAILUO_CALLBACK_INLINE_READS reads run in this process, the next
+    callback queues its read instead of holding one more web thread."""
+    from generations.services import callback_read
+
+    generation = submitted(member, apixo_account)
+    path = callback_path(submits(sandbox)[-1])
+    body = _final_callback_body(sandbox, generation)
+    slots = callback_read._inline_slots()
+    taken = 0
+    while slots.acquire(blocking=False):  # every slot busy, as with that many reads in flight
+        taken += 1
+    try:
+        assert taken == settings.HAILUO_CALLBACK_INLINE_READS
+        assert post(client, path, body, django_capture_on_commit_callbacks).status_code == 200
+    finally:
+        for _ in range(taken):
+            slots.release()
+    assert status_gets(sandbox, generation.provider_task_id) == [] and queue == [("poll", [generation.pk])]
+    generation.refresh_from_db()
+    assert generation.state == State.SUBMITTED and generation.next_poll_at <= timezone.now()

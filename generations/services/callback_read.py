@@ -20,6 +20,7 @@ matters (no submit is ever sent from here).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from django.conf import settings
@@ -40,19 +41,26 @@ def callback_status_read(generation_id) -> str:
     failed and released, or still running: whatever the provider's status endpoint said);
     ``"queued"``: handed to django-q2 instead (``HAILUO_CALLBACK_STATUS_READ = "queue"``, or
     the inline read failed, timed out, or found the row leased by a running sweep or its
-    provider account paused); ``"final"``: nothing to do (the row is no longer in flight, e.g.
+    provider account paused, or this process already runs ``HAILUO_CALLBACK_INLINE_READS``
+    inline reads); ``"final"``: nothing to do (the row is no longer in flight, e.g.
     a duplicate callback). Never raises: an unexpected error is logged and falls back to the queue.
     """
     if settings.HAILUO_CALLBACK_STATUS_READ != "inline":
         return "queued" if _queue(generation_id) else "final"
     started = time.monotonic()
     counts: dict[str, int] = {}
-    try:
-        with provider_timeouts_capped(settings.HAILUO_CALLBACK_READ_TIMEOUT):
-            counts = services.generations_poll(ids=[generation_id])
-    except Exception:  # the callback is still answered 200: the queue reads it instead
-        log.exception("the status read of %s in its callback failed; queued instead", generation_id)
-        counts = {"errors": 1}
+    slots = _inline_slots()
+    if not slots.acquire(blocking=False):  # this process's inline reads are all busy: a flood of callbacks
+        counts = {"busy": 1}
+    else:
+        try:
+            with provider_timeouts_capped(settings.HAILUO_CALLBACK_READ_TIMEOUT):
+                counts = services.generations_poll(ids=[generation_id])
+        except Exception:  # the callback is still answered 200: the queue reads it instead
+            log.exception("the status read of %s in its callback failed; queued instead", generation_id)
+            counts = {"errors": 1}
+        finally:
+            slots.release()
     if counts.get("polled") and not counts.get("errors"):
         outcome = "read"
     elif _queue(generation_id):
@@ -60,8 +68,21 @@ def callback_status_read(generation_id) -> str:
     else:
         outcome = "final"
     _log(generation_id, "callback_read", level=logging.INFO if outcome != "final" else logging.DEBUG, outcome=outcome,
-         ms=round((time.monotonic() - started) * 1000, 1), errors=counts.get("errors", 0))
+         ms=round((time.monotonic() - started) * 1000, 1), errors=counts.get("errors", 0), busy=counts.get("busy", 0))
     return outcome
+
+
+_SLOTS: list[threading.BoundedSemaphore] = []
+_SLOTS_LOCK = threading.Lock()
+
+
+def _inline_slots() -> threading.BoundedSemaphore:
+    """At most ``HAILUO_CALLBACK_INLINE_READS`` inline reads at once in this process (the web
+    server's threads stay free for pages during a flood of callbacks; the rest are queued)."""
+    with _SLOTS_LOCK:
+        if not _SLOTS:
+            _SLOTS.append(threading.BoundedSemaphore(max(1, settings.HAILUO_CALLBACK_INLINE_READS)))
+        return _SLOTS[0]
 
 
 def _queue(generation_id) -> bool:
