@@ -272,7 +272,7 @@ if HAILUO_CALLBACK_STATUS_READ not in ("inline", "queue"):
     raise ImproperlyConfigured("HAILUO_CALLBACK_STATUS_READ must be inline or queue")
 HAILUO_CALLBACK_READ_TIMEOUT = env_float("HAILUO_CALLBACK_READ_TIMEOUT", 5.0)
 # Inline reads at once per web process (gunicorn: per worker); a callback beyond them is queued.
-HAILUO_CALLBACK_INLINE_READS = env_int("HAILUO_CALLBACK_INLINE_READS", 2)
+HAILUO_CALLBACK_INLINE_READS = env_int("HAILUO_CALLBACK_INLINE_READS", 3)
 # A generation still not final after this many seconds is marked expired and its hold released.
 HAILUO_MAX_TASK_LIFETIME = env_int("HAILUO_MAX_TASK_LIFETIME", 6 * 3600)
 # After expiry, a task whose id we know is still polled slowly for this many seconds: a late

@@ -790,6 +790,7 @@ def other_provider(db):
 
 def test_piapi_webhook_secret_is_checked(member, other_provider, client, settings, queued, django_capture_on_commit_callbacks):
     settings.HAILUO_PUBLIC_BASE_URL = "http://testserver"
+    settings.HAILUO_CALLBACK_STATUS_READ = "queue"  # authentication is the point: an accepted one queues its read
     handle, account = other_provider("piapi")
     generation = submitted(member, account, model="v2.3", mode="text-to-video", resolution="768p")
     post = submits(handle, "/api/v1/task")[-1]
@@ -832,6 +833,7 @@ def test_minimax_challenge_is_answered_at_once_and_changes_nothing(member, other
 def test_poyo_webhook_timestamp_window(offset, unit, expected, member, other_provider, client, settings, queued,
                                        django_capture_on_commit_callbacks):
     settings.HAILUO_PUBLIC_BASE_URL = "http://testserver"
+    settings.HAILUO_CALLBACK_STATUS_READ = "queue"  # authentication is the point: an accepted one queues its read
     handle, account = other_provider("poyo")
     generation = submitted(member, account, model="hailuo-2.3", mode="text-to-video", resolution="768p")
     path = callback_path(submits(handle, "/api/generate/submit")[-1])
