@@ -34,7 +34,7 @@ from generations.services.lifecycle import _log, provider_timeouts_capped
 log = logging.getLogger(__name__)
 
 
-def callback_status_read(generation_id) -> str:
+def callback_status_read(generation_id, *, generation=None) -> str:
     """Read the status of a generation a verified callback names, and apply it; returns the outcome.
 
     ``"read"``: our status read ran here and its answer was applied (succeeded and captured,
@@ -44,6 +44,7 @@ def callback_status_read(generation_id) -> str:
     provider account paused, or this process already runs ``HAILUO_CALLBACK_INLINE_READS``
     inline reads); ``"final"``: nothing to do (the row is no longer in flight, e.g.
     a duplicate callback). Never raises: an unexpected error is logged and falls back to the queue.
+    ``generation``: the row as the callback read it, for the log line's provider and task id.
     """
     if settings.HAILUO_CALLBACK_STATUS_READ != "inline":
         return "queued" if _queue(generation_id) else "final"
@@ -67,7 +68,8 @@ def callback_status_read(generation_id) -> str:
         outcome = "queued"
     else:
         outcome = "final"
-    _log(generation_id, "callback_read", level=logging.INFO if outcome != "final" else logging.DEBUG, outcome=outcome,
+    _log(generation_id, "callback_read", generation=generation, state="",
+         level=logging.INFO if outcome != "final" else logging.DEBUG, outcome=outcome,
          ms=round((time.monotonic() - started) * 1000, 1), errors=counts.get("errors", 0), busy=counts.get("busy", 0))
     return outcome
 

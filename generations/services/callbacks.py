@@ -105,5 +105,5 @@ moves the state, whatever it says.
     late = generation.state == State.EXPIRED and generation.late_poll_until and generation.late_poll_until > now
     if generation.state in (State.SUBMITTED, State.RUNNING) or late:
         # Our own status read, at once in this request (or queued): callback_read.callback_status_read.
-        transaction.on_commit(lambda: callback_status_read(generation.pk))
+        transaction.on_commit(lambda: callback_status_read(generation.pk, generation=generation))
     return None
