@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 
+import httpx_aiohttp  # noqa: F401  (the poll client's transport: imported as the web process starts, not by its first callback)
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
