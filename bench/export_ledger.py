@@ -50,7 +50,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--small", type=int, default=100_000, help="entries of the smaller export (default 100,000)")
     p.add_argument("--no-xlsx", dest="xlsx", action="store_false", help="skip the XLSX export of the smaller set")
     p.add_argument("--measure", choices=["small", "all", "xlsx"], help=argparse.SUPPRESS)  # child-process mode
-    p.add_argument("--path", choices=["today", "copy"], default="copy", help=argparse.SUPPRESS)  # child-process mode
+    p.add_argument("--path", choices=["today", "copy", "copy_only"], default="copy", help=argparse.SUPPRESS)  # child mode
+    p.add_argument("--paths", default="today,copy_only,copy",
+                   help="CSV paths to measure, in order (default today,copy_only,copy; 'today' is the slow Python path)")
+    p.add_argument("--reuse", action="store_true",
+                   help="the database already holds the entries of an earlier run with the same --rows/--small: measure only")
+    p.add_argument("--reps", type=int, default=1, help="measure each CSV path this many times, alternating (default 1)")
     return p.parse_args(argv)
 
 
@@ -231,6 +236,26 @@ def _today_xlsx_response(query):
     return exports._xlsx_response(exports.entries_workbook(query), "x.xlsx")
 
 
+def _copy_only_chunks(query):
+    """The baseline: ``COPY (SELECT …) TO STDOUT (FORMAT csv)`` of the same rows and joins with the
+    columns as stored (no time zone, no spend, no empty-as-NULL), its pieces passed on as they come:
+    what PostgreSQL and psycopg cost without any formatting or CRLF work."""
+    from django.db import connection, transaction
+
+    from billing.reports import report_entries
+
+    raw = report_entries(query).values_list(
+        "id", "created_at", "effective_at", "kind", "amount", "team_id", "team__name", "user_id", "user__email",
+        "r_provider", "r_account", "generation_id", "generation__model", "generation__mode", "generation__resolution",
+        "generation__duration", "generation__state", "reason",
+    )
+    sql, params = raw.query.get_compiler(using=raw.db).as_sql()
+    with transaction.atomic(), connection.cursor() as cursor, cursor.cursor.copy(
+        f"COPY ({sql}) TO STDOUT (FORMAT csv)", params
+    ) as copy:
+        yield from copy
+
+
 def _drain(query, path: str = "copy") -> tuple[int, int, float]:
     """Export as the view does and read it all; returns (bytes, data rows, seconds to the first data chunk).
 
@@ -239,6 +264,15 @@ def _drain(query, path: str = "copy") -> tuple[int, int, float]:
     from billing.exports import entries_csv_response
 
     started = time.perf_counter()
+    if path == "copy_only":
+        size = lines = 0
+        first = None
+        for chunk in _copy_only_chunks(query):
+            if first is None:
+                first = time.perf_counter() - started
+            size += len(chunk)
+            lines += 1  # one COPY message per row
+        return size, lines, first or 0.0
     response = entries_csv_response(query) if path == "copy" else _today_csv_response(query)
     size = lines = 0
     first = None
@@ -275,7 +309,7 @@ def measure(which: str, path: str = "copy") -> dict:
         "rows_per_s": round(rows / seconds), "rss_before_mb": round(before / 1024, 1), "rss_peak_mb": round(peak / 1024, 1),
         "rss_growth_mb": round((peak - before) / 1024, 1), "tracemalloc_peak_mb": round(heap_peak / 1e6, 2),
     }
-    if which == "small":
+    if which == "small" and path != "copy_only":
         out["spend_matches_report"] = _verify(query, path)
     return out
 
@@ -342,12 +376,17 @@ def main(argv=None) -> int:
         return 0
     from django.db import connection
 
-    print(f"filling {args.rows:,} ledger entries ({connection.vendor}) ...", flush=True)
-    filled = populate(args.rows, args.small)
-    print(f"  {filled['entries']:,} entries and {filled['generations']:,} generations in {filled['seconds']} s", flush=True)
+    if args.reuse:
+        filled = {"reused": True, "vendor": connection.vendor}
+    else:
+        print(f"filling {args.rows:,} ledger entries ({connection.vendor}) ...", flush=True)
+        filled = populate(args.rows, args.small)
+        print(f"  {filled['entries']:,} entries and {filled['generations']:,} generations in {filled['seconds']} s", flush=True)
     env = dict(os.environ)
     results = []
-    runs = [(w, p) for w in ("small", "all") for p in ("today", "copy")] + ([("xlsx", "today"), ("xlsx", "copy")] if args.xlsx else [])
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    runs = [(w, p) for w in ("small", "all") for _ in range(args.reps) for p in paths]
+    runs += [("xlsx", "today"), ("xlsx", "copy")] if args.xlsx else []
     for which, path in runs:
         done = subprocess.run([sys.executable, __file__, "--measure", which, "--path", path], env=env, capture_output=True,
                               text=True, check=False)
@@ -365,12 +404,29 @@ def main(argv=None) -> int:
         print(f"| {r['rows']:,} | {r['path']} | {r['mb']} MB | {r['seconds']} s | {r['first_chunk_s']} s | {r['rows_per_s']:,} | "
               f"{r['rss_peak_mb']} MB (+{r['rss_growth_mb']} MB) | {heap} |")
     print()
+    import statistics
+
+    def median_of(which, path, key="seconds"):
+        values = [r[key] for r in csvs if r["which"] == which and r["path"] == path]
+        return statistics.median(values) if values else None
+
     for which in ("small", "all"):
-        today, copy = (next(r for r in csvs if r["which"] == which and r["path"] == p) for p in ("today", "copy"))
-        print(f"CSV, {copy['rows']:,} rows: COPY path {copy['seconds']} s vs today's {today['seconds']} s = "
-              f"{today['seconds'] / copy['seconds']:.1f}x faster; files identical in size: {copy['mb'] == today['mb']}")
-    print(f"small export's spend_usd sum equals the report's total: today {csvs[0].get('spend_matches_report')}, "
-          f"COPY {csvs[1].get('spend_matches_report')}")
+        copy, base, today = (median_of(which, p) for p in ("copy", "copy_only", "today"))
+        if copy is None:
+            continue
+        rows = next(r["rows"] for r in csvs if r["which"] == which and r["path"] == "copy")
+        line = f"CSV, {rows:,} rows (median of {args.reps}): export {copy} s = {rows / copy:,.0f} rows/s"
+        if base:
+            line += f"; COPY-only baseline {base} s: export / baseline = {copy / base:.2f}"
+        if today:
+            line += f"; the Python path {today} s ({today / copy:.1f}x slower)"
+        print(line)
+    for path in ("today", "copy"):
+        matches = [r.get("spend_matches_report") for r in csvs if r["which"] == "small" and r["path"] == path]
+        if matches:
+            print(f"small export's spend_usd sum equals the report's total ({path}): {all(matches)}")
+    load = os.getloadavg()
+    print(f"Machine: {os.cpu_count()} cores, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min) at the end.")
     if args.xlsx:
         for x in results[-2:]:
             print(f"XLSX of the smaller set, {x['path']} ({x['writer']}): {x['rows']:,} rows, {x['mb']} MB in {x['seconds']} s = "

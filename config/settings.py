@@ -266,6 +266,15 @@ HAILUO_POLL_SWEEPERS = env_int("HAILUO_POLL_SWEEPERS", 1)
 # status reads kept in flight per provider account (0: each provider's default, README "Poll concurrency").
 HAILUO_POLL_BATCH = env_int("HAILUO_POLL_BATCH", 20000)
 HAILUO_POLL_CONCURRENCY_PER_ACCOUNT = env_int("HAILUO_POLL_CONCURRENCY_PER_ACCOUNT", 0)
+# What a provider's callback does: "inline" reads the task's status with our key inside the
+# callback's request (at most HAILUO_CALLBACK_READ_TIMEOUT s connect and read; any error falls
+# back to the queue); "queue" only queues that read on django-q2 (generations/services/callback_read.py).
+HAILUO_CALLBACK_STATUS_READ = env_str("HAILUO_CALLBACK_STATUS_READ", "inline")
+if HAILUO_CALLBACK_STATUS_READ not in ("inline", "queue"):
+    raise ImproperlyConfigured("HAILUO_CALLBACK_STATUS_READ must be inline or queue")
+HAILUO_CALLBACK_READ_TIMEOUT = env_float("HAILUO_CALLBACK_READ_TIMEOUT", 5.0)
+# Inline reads at once per web process (gunicorn: per worker); a callback beyond them is queued.
+HAILUO_CALLBACK_INLINE_READS = env_int("HAILUO_CALLBACK_INLINE_READS", 3)
 # A generation still not final after this many seconds is marked expired and its hold released.
 HAILUO_MAX_TASK_LIFETIME = env_int("HAILUO_MAX_TASK_LIFETIME", 6 * 3600)
 # After expiry, a task whose id we know is still polled slowly for this many seconds: a late

@@ -577,7 +577,9 @@ def _final_callback_body(sandbox, generation) -> str:
 def test_duplicate_callbacks_in_sequence_capture_once(
     member, apixo_account, sandbox, client, settings, queued, django_capture_on_commit_callbacks
 ):
+    """The queued path (the inline read: tests/test_callback_read.py)."""
     settings.HAILUO_PUBLIC_BASE_URL = "http://testserver"
+    settings.HAILUO_CALLBACK_STATUS_READ = "queue"
     sandbox.configure(generation_seconds=0.3)
     generation = submitted(member, apixo_account)
     path = callback_path(submits(sandbox)[-1])
@@ -628,14 +630,17 @@ def assert_no_overlap(requests: list[dict]) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_duplicate_callbacks_concurrently_capture_once(member, apixo_account, sandbox, live_server, settings, monkeypatch):
-    """Twelve copies of the final callback at once, to the live server; each wakes a poll at once.
+@pytest.mark.parametrize("read", ["inline", "queue"])
+def test_duplicate_callbacks_concurrently_capture_once(read, member, apixo_account, sandbox, live_server, settings, monkeypatch):
+    """Twelve copies of the final callback at once, to the live server; each wakes a poll at once
+    (inline: in the callback's request; queue: the queued poll run at once).
 
     The sandbox's own delivery goes to a closed port, so that the generation is still in
     flight when the twelve arrive.
     """
     dead = f"http://127.0.0.1:{closed_port()}"
     settings.HAILUO_PUBLIC_BASE_URL = dead
+    settings.HAILUO_CALLBACK_STATUS_READ = read
     monkeypatch.setattr(services, "enqueue_poll", lambda ids: tasks.poll_generations([str(i) for i in ids]))
     sandbox.configure(generation_seconds=0.3, callback_retry_delays=[30])
     generation = submitted(member, apixo_account)
@@ -785,6 +790,7 @@ def other_provider(db):
 
 def test_piapi_webhook_secret_is_checked(member, other_provider, client, settings, queued, django_capture_on_commit_callbacks):
     settings.HAILUO_PUBLIC_BASE_URL = "http://testserver"
+    settings.HAILUO_CALLBACK_STATUS_READ = "queue"  # authentication is the point: an accepted one queues its read
     handle, account = other_provider("piapi")
     generation = submitted(member, account, model="v2.3", mode="text-to-video", resolution="768p")
     post = submits(handle, "/api/v1/task")[-1]
@@ -827,6 +833,7 @@ def test_minimax_challenge_is_answered_at_once_and_changes_nothing(member, other
 def test_poyo_webhook_timestamp_window(offset, unit, expected, member, other_provider, client, settings, queued,
                                        django_capture_on_commit_callbacks):
     settings.HAILUO_PUBLIC_BASE_URL = "http://testserver"
+    settings.HAILUO_CALLBACK_STATUS_READ = "queue"  # authentication is the point: an accepted one queues its read
     handle, account = other_provider("poyo")
     generation = submitted(member, account, model="hailuo-2.3", mode="text-to-video", resolution="768p")
     path = callback_path(submits(handle, "/api/generate/submit")[-1])

@@ -162,7 +162,9 @@ def test_expiry_releases_the_hold(member, apixo_account, sandbox, settings):
 def test_callback_wakes_the_poll_and_is_authenticated(
     member, apixo_account, sandbox, client, settings, _no_queue, django_capture_on_commit_callbacks
 ):
+    """The queued path (HAILUO_CALLBACK_STATUS_READ = "queue"; the inline read: tests/test_callback_read.py)."""
     settings.HAILUO_PUBLIC_BASE_URL = "http://testserver"
+    settings.HAILUO_CALLBACK_STATUS_READ = "queue"
     generation = services.generation_create(user=member, params=make_params(apixo_account))
     services.generation_submit(generation_id=generation.pk)
     generation.refresh_from_db()

@@ -8,8 +8,8 @@ state change that causes it (ARCHITECTURE.md, "The lifecycle" and "Money").
 
 One module per step: ``lifecycle`` (the primitives every step uses: ``_transition``,
 ``_event``, ``GenerationRefused``), ``create``, ``submit``, ``poll`` (with ``window``: the
-sweep's sliding window of status reads), ``callbacks``,
-``archive``, ``reconcile``; the queue hand-overs and sweep slots live in
+sweep's sliding window of status reads), ``callbacks`` (and ``callback_read``, a callback's
+status read), ``archive``, ``reconcile``; the queue hand-overs and sweep slots live in
 ``generations.queue``, beside the django-q2 tasks. This package re-exports the public API, so
 callers write ``from generations import services; services.generation_create(...)``. The
 steps call the ``enqueue_*`` functions and ``generation_apply_update`` through this package,

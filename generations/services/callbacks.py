@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from generations import services  # the queue is called through the package (see its docstring)
 from generations.models import Generation, State
+from generations.services.callback_read import callback_status_read
 from generations.services.lifecycle import _event, _log
 
 
@@ -50,6 +51,11 @@ class CallbackRejected(Exception):
 
 def generation_callback(*, kind: str, generation_id, token: str, headers, body: bytes) -> dict | None:
     """Authenticate a provider callback and wake its generation's poll. Changes no state itself.
+
+The woken poll is our own status read, done in this request with short timeouts
+(:func:`~generations.services.callback_read.callback_status_read`; queued on django-q2 on
+any error, or with ``HAILUO_CALLBACK_STATUS_READ = "queue"``); the callback's body never
+moves the state, whatever it says.
 
     While our own task id is unknown (``submitting``, or ``needs_reconciliation`` after a lost
     answer) the task id it names is recorded in ``callback_task_id``, never trusted: the poll
@@ -98,6 +104,6 @@ def generation_callback(*, kind: str, generation_id, token: str, headers, body: 
         return None
     late = generation.state == State.EXPIRED and generation.late_poll_until and generation.late_poll_until > now
     if generation.state in (State.SUBMITTED, State.RUNNING) or late:
-        Generation.objects.filter(pk=generation.pk).update(next_poll_at=now)
-        transaction.on_commit(lambda: services.enqueue_poll([generation.pk]))
+        # Our own status read, at once in this request (or queued): callback_read.callback_status_read.
+        transaction.on_commit(lambda: callback_status_read(generation.pk, generation=generation))
     return None

@@ -10,7 +10,10 @@ what the caller has at hand: no query is added for it).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,8 +91,28 @@ def _transition(
     return bool(moved)
 
 
+#: A cap on the provider timeouts of the calls made in this context (None: the settings' own).
+_TIMEOUT_CAP: contextvars.ContextVar[float | None] = contextvars.ContextVar("hailuo_provider_timeout_cap", default=None)
+
+
 def _timeouts() -> Timeouts:
-    return Timeouts(connect=settings.HAILUO_PROVIDER_CONNECT_TIMEOUT, read=settings.HAILUO_PROVIDER_READ_TIMEOUT)
+    connect, read = settings.HAILUO_PROVIDER_CONNECT_TIMEOUT, settings.HAILUO_PROVIDER_READ_TIMEOUT
+    cap = _TIMEOUT_CAP.get()
+    if cap is not None:
+        connect, read = min(connect, cap), min(read, cap)
+    return Timeouts(connect=connect, read=read)
+
+
+@contextlib.contextmanager
+def provider_timeouts_capped(seconds: float) -> Iterator[None]:
+    """Inside this block (this thread or task, and the asyncio tasks it starts) provider calls use
+    connect and read timeouts of at most ``seconds`` each (a callback's status read, which runs in
+    the provider's request and must not hold it for a minute)."""
+    token = _TIMEOUT_CAP.set(seconds)
+    try:
+        yield
+    finally:
+        _TIMEOUT_CAP.reset(token)
 
 
 def _pause_account(account_id: int, retry_after: float | None) -> datetime:
