@@ -50,7 +50,8 @@ def _scope_key(budget: Budget, user_id) -> str:
 
 
 def alert_budget_thresholds(
-    *, budgets: list[Budget], user_id, team_id=None, now: datetime | None = None, committed: dict | None = None
+    *, budgets: list[Budget], user_id, team_id=None, now: datetime | None = None, committed: dict | None = None,
+    policy: SpendingPolicy | None = None,
 ) -> list[BudgetAlert]:
     """Create the alerts newly reached by ``budgets`` for the submit of ``user_id`` booked to ``team_id``.
 
@@ -64,7 +65,7 @@ def alert_budget_thresholds(
     from accounts.models import Team, User
     from webhooks.services import emit
 
-    thresholds = SpendingPolicy.current().thresholds()
+    thresholds = (policy or SpendingPolicy.current()).thresholds()
     if not thresholds:
         return []
     if committed is None:

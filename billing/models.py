@@ -468,4 +468,4 @@ class BalanceSnapshot(models.Model):
         return f"{self.provider_account}: {self.balance} {self.unit} at {self.taken_at:%Y-%m-%d %H:%M}"
 
 
-from billing.usage_models import BudgetUsage  # noqa: E402,F401  (the running totals, billing.usage)
+from billing.usage_models import BudgetUsage, ConfigVersion  # noqa: E402,F401  (running totals; cache version)

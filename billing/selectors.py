@@ -41,13 +41,11 @@ COMMITTED_DELTA = Case(
 
 
 def price_rules_for(*, provider_kind: str, model: str, at: datetime | None = None) -> list[PriceRule]:
-    """Rules of one provider model valid at ``at`` (default now)."""
-    at = at or timezone.now()
-    return list(
-        PriceRule.objects.filter(provider_kind=provider_kind, model=model, valid_from__lte=at).filter(
-            Q(valid_to__isnull=True) | Q(valid_to__gt=at)
-        )
-    )
+    """Rules of one provider model valid at ``at`` (default now), from the per-process cache
+    (``billing.config_cache``: dropped whenever any price rule changes)."""
+    from billing.config_cache import price_rules
+
+    return price_rules(provider_kind=provider_kind, model=model, at=at or timezone.now())
 
 
 def budget_time_zone(budget: Budget) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.hold_check import locked_layers
 from billing.models import Budget, LedgerEntry
 from billing.money import format_usd, money
 from billing.pricing import Quote
@@ -57,9 +58,15 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_hold must run inside transaction.atomic()")
-    budgets = budget_layers_for(user=generation.user_id, team=generation.team_id, project=generation.project_id, lock=True)
+    now = timezone.now()
+    if connection.vendor == "postgresql":  # two queries: locks, layers, policy and running totals
+        budgets, used, policy = locked_layers(
+            user=generation.user, team_id=generation.team_id, project_id=generation.project_id, now=now
+        )
+    else:
+        budgets = budget_layers_for(user=generation.user_id, team=generation.team_id, project=generation.project_id, lock=True)
+        used, policy = dict(zip(map(id, budgets), committed_for(budgets), strict=True)), None
     warnings = []
-    used = dict(zip(map(id, budgets), committed_for(budgets), strict=True))
     for budget in budgets:
         if not budget.allows(provider_kind=generation.provider_kind, model=generation.model):
             scope = budget.scope_label
@@ -76,7 +83,6 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
             warnings.append(str(BudgetExceeded(budget=budget, amount=quote.amount, remaining=remaining)).replace(
                 "Refused by", "Over"
             ))
-    now = timezone.now()
     entry = LedgerEntry.objects.create(
         kind=LedgerEntry.Kind.HOLD,
         effective_at=now,
@@ -89,11 +95,15 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
         price_rule=quote.snapshot,
     )
     committed_after = {id(b): used[id(b)] + quote.amount for b in budgets}
-    budget_alerts_after_hold(budgets=budgets, user_id=generation.user_id, team_id=generation.team_id, committed=committed_after)
+    budget_alerts_after_hold(
+        budgets=budgets, user_id=generation.user_id, team_id=generation.team_id, committed=committed_after, policy=policy
+    )
     return entry, warnings
 
 
-def budget_alerts_after_hold(*, budgets: list[Budget], user_id, team_id=None, now=None, committed: dict | None = None) -> list:
+def budget_alerts_after_hold(
+    *, budgets: list[Budget], user_id, team_id=None, now=None, committed: dict | None = None, policy=None
+) -> list:
     """Record and send the threshold alerts that ``budgets`` (locked by the caller) now reach.
 
     For each budget and each threshold of the policy (percent) reached by its committed spend
@@ -103,11 +113,11 @@ def budget_alerts_after_hold(*, budgets: list[Budget], user_id, team_id=None, no
     member-in-team budgets; staff for the member's own budget and the default) when the
     transaction commits, and emits the ``budget.threshold_reached`` webhook inside it.
     ``committed``: each budget's committed spend (USD) keyed by ``id(budget)`` when the caller
-    knows it (read otherwise). Returns the alerts created.
+    knows it (read otherwise); ``policy`` the spending policy already read. Returns the alerts created.
     """
     from billing.alerts import alert_budget_thresholds
 
-    return alert_budget_thresholds(budgets=budgets, user_id=user_id, team_id=team_id, now=now, committed=committed)
+    return alert_budget_thresholds(budgets=budgets, user_id=user_id, team_id=team_id, now=now, committed=committed, policy=policy)
 
 
 def _hold_of(generation) -> LedgerEntry | None:

@@ -37,3 +37,14 @@ class BudgetUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.layer_key} {self.period} from {self.period_start:%Y-%m-%d %H:%M}: {self.committed} USD"
+
+
+class ConfigVersion(models.Model):
+    """One row (``pk=1``): a counter bumped by PostgreSQL statement triggers on every write to
+    provider accounts and price rules (migration ``billing.0011``), so each process may cache
+    them (``billing.config_cache``) and drop its copy as soon as it sees a new number."""
+
+    n = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"config version {self.n}"

@@ -1,0 +1,110 @@
+"""Issue 16, "submits that don't slow with the ledger": a submit reads a fixed number of rows.
+
+``POST /api/v1/generations`` makes exactly six queries, whatever the ledger holds; an
+authenticated read writes nothing (the token's last use at most once a minute); provider
+accounts and price rules are cached per process and dropped at once when either changes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts.models import ApiToken
+from billing.models import LedgerEntry, PriceRule
+from billing.services import price_rule_revise
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+BODY = {"model": "hailuo-2-3", "mode": "standard-text-to-video", "prompt": "a paper boat on a rainy street",
+        "duration": 6, "resolution": "768p"}
+
+
+@pytest.fixture(autouse=True)
+def _no_queue(monkeypatch):
+    from generations import services
+
+    monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def post(client, token, account):
+    return client.post("/api/v1/generations", {**BODY, "provider_account_id": account.pk},
+                       content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def statements(captured) -> list[str]:
+    """The statements sent, without the SAVEPOINTs the test's own transaction turns ``atomic()``
+    into (in production those are the BEGIN/COMMIT of the one transaction, not queries)."""
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+
+
+def test_a_submit_makes_exactly_six_queries_however_large_the_ledger(client, api_token, apixo_account, member):
+    assert post(client, api_token, apixo_account).status_code == 201  # the process's caches are warm now
+    counts = {}
+    for size in (10, 2000):
+        now = timezone.now()
+        LedgerEntry.objects.bulk_create(
+            [LedgerEntry(kind="credit", amount=Decimal("0.000001"), user=member, team=member.primary_team, reason="bench",
+                         effective_at=now, created_at=now) for _ in range(size)]
+        )
+        with CaptureQueriesContext(connection) as captured:
+            response = post(client, api_token, apixo_account)
+        assert response.status_code == 201, response.content
+        sent = statements(captured)
+        counts[size] = len(sent)
+        # token + user + primary team + cache counter; generation; its event; user lock + policy + grant +
+        # default's total; budget rows + their totals; the hold (its trigger keeps the totals).
+        assert len(sent) == 6, "\n".join(s[:160] for s in sent)
+        assert sent[0].startswith('SELECT "accounts_apitoken"')
+        assert sent[1].startswith('INSERT INTO "generations_generation"')
+        assert sent[2].startswith('INSERT INTO "generations_generationevent"')
+        assert "FOR UPDATE OF u" in sent[3] and "billing_budgetusage" in sent[3]
+        assert sent[4].startswith('SELECT "billing_budget"') and "FOR UPDATE" in sent[4]
+        assert sent[5].startswith('INSERT INTO "billing_ledgerentry"')
+        assert not any("SUM(" in s.upper() for s in sent)  # no sum over the ledger
+    assert counts[10] == counts[2000]
+
+
+def test_n_authenticated_gets_in_the_same_minute_write_nothing(client, api_token, apixo_account):
+    gid = post(client, api_token, apixo_account).json()["id"]
+    token = ApiToken.objects.get()
+    assert token.last_used_at is not None  # the first use of the minute is recorded
+    for _ in range(5):
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(f"/api/v1/generations/{gid}", HTTP_AUTHORIZATION=f"Bearer {api_token}").status_code == 200
+        writes = [s for s in statements(captured) if not s.lstrip().upper().startswith("SELECT")]
+        assert writes == []
+    # A minute later, one conditional write again.
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now() - timedelta(minutes=2))
+    with CaptureQueriesContext(connection) as captured:
+        client.get(f"/api/v1/generations/{gid}", HTTP_AUTHORIZATION=f"Bearer {api_token}")
+    assert [s for s in statements(captured) if s.startswith("UPDATE")] == [s for s in statements(captured) if "accounts_apitoken" in s and s.startswith("UPDATE")]
+    assert len([s for s in statements(captured) if s.startswith("UPDATE")]) == 1
+
+
+def test_a_price_change_reaches_the_next_submit_although_prices_are_cached(client, api_token, apixo_account):
+    from generations.models import Generation
+
+    first = Generation.objects.get(pk=post(client, api_token, apixo_account).json()["id"])
+    rule = PriceRule.objects.get(pk=first.price_rule["id"])
+    price_rule_revise(rule=rule, unit_price=rule.unit_price * 2)  # in this process or any other: the counter moves
+    second = Generation.objects.get(pk=post(client, api_token, apixo_account).json()["id"])
+    assert second.quoted_amount == first.quoted_amount * 2 and second.price_rule["id"] != rule.pk
+
+
+def test_a_disabled_account_refuses_the_next_submit_although_accounts_are_cached(client, api_token, apixo_account):
+    from providers.models import ProviderAccount
+
+    assert post(client, api_token, apixo_account).status_code == 201
+    ProviderAccount.objects.filter(pk=apixo_account.pk).update(enabled=False)  # a bulk update: no signal fires
+    refused = post(client, api_token, apixo_account)
+    assert refused.status_code == 422 and refused.json()["code"] == "provider_unavailable"
