@@ -8,8 +8,9 @@ pause), so each process keeps a copy and checks a counter instead:
   bump ``billing_configversion.n`` on every INSERT, UPDATE, DELETE or TRUNCATE, whoever
   writes (admin, ORM ``update()``, raw SQL, another process), in the writer's transaction.
 - A request notes the counter once: the API's token lookup reads it in the same query
-  (``accounts.selectors.api_token_for`` calls :func:`note_version`); otherwise the first
-  use in a request reads it (one query). The note is cleared when each request starts.
+  (``accounts.selectors.api_token_for`` calls :func:`note_version`); otherwise each use
+  reads it (one query, instead of the account's or the rules' own). The note is cleared when
+  each request starts and ends.
 - When the noted number differs from the cached copy's, the copy is dropped and re-read.
 
 So a change is seen by the next request that starts after it commits, in every process. Off
@@ -22,7 +23,7 @@ import contextvars
 import threading
 from datetime import datetime
 
-from django.core.signals import request_started
+from django.core.signals import request_finished, request_started
 from django.db import connection
 from django.db.models import Q
 
@@ -41,6 +42,7 @@ def _forget_noted(**kwargs) -> None:
 
 
 request_started.connect(_forget_noted, dispatch_uid="billing_config_cache_request_started")
+request_finished.connect(_forget_noted, dispatch_uid="billing_config_cache_request_finished")
 
 
 def _enabled() -> bool:
@@ -48,13 +50,14 @@ def _enabled() -> bool:
 
 
 def _current() -> int:
+    """The counter this request noted, else read now (every time: outside a request's token
+    lookup nothing says how long a read stays true)."""
     n = _noted.get()
     if n is None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT n FROM billing_configversion WHERE id = 1")
             row = cursor.fetchone()
         n = row[0] if row else -1
-        _noted.set(n)
     return n
 
 

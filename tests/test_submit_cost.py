@@ -36,8 +36,8 @@ def _no_queue(monkeypatch):
     cache.clear()
 
 
-def post(client, token, account):
-    return client.post("/api/v1/generations", {**BODY, "provider_account_id": account.pk},
+def post(client, token, account, body=None):
+    return client.post("/api/v1/generations", {**BODY, "provider_account_id": account.pk, **(body or {})},
                        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
 
 
@@ -47,8 +47,20 @@ def statements(captured) -> list[str]:
     return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
 
 
-def test_a_submit_makes_exactly_six_queries_however_large_the_ledger(client, api_token, apixo_account, member):
-    assert post(client, api_token, apixo_account).status_code == 201  # the process's caches are warm now
+@pytest.mark.parametrize("layers", ["default", "own, team and project budgets"])
+def test_a_submit_makes_exactly_six_queries_however_large_the_ledger(client, api_token, apixo_account, member, layers):
+    from billing.models import Budget
+    from teamwork.models import Project
+
+    body = {}
+    if layers != "default":
+        team = member.primary_team
+        project = Project.objects.create(team=team, name="Spring campaign")
+        Budget.objects.create(user=member, amount=Decimal("500"), period="month")
+        Budget.objects.create(team=team, amount=Decimal("900"), period="week")
+        Budget.objects.create(project=project, team=team, amount=Decimal("300"), period="day")
+        body = {"project_id": project.pk}
+    assert post(client, api_token, apixo_account, body).status_code == 201  # the process's caches are warm now
     counts = {}
     for size in (10, 2000):
         now = timezone.now()
@@ -57,18 +69,24 @@ def test_a_submit_makes_exactly_six_queries_however_large_the_ledger(client, api
                          effective_at=now, created_at=now) for _ in range(size)]
         )
         with CaptureQueriesContext(connection) as captured:
-            response = post(client, api_token, apixo_account)
+            response = post(client, api_token, apixo_account, body)
         assert response.status_code == 201, response.content
         sent = statements(captured)
         counts[size] = len(sent)
-        # token + user + primary team + cache counter; generation; its event; user lock + policy + grant +
-        # default's total; budget rows + their totals; the hold (its trigger keeps the totals).
-        assert len(sent) == 6, "\n".join(s[:160] for s in sent)
+        # token + user + primary team + cache counter; generation; its event; the locks (budget rows,
+        # then the user) + policy + grant; the layers' running totals; the hold (its trigger keeps the totals).
+        # With a project_id the API also checks the project is one of the member's teams' (their
+        # teams, the project) and that its team is one of theirs: three more, before the transaction.
+        expected = 6 if not body else 9
+        assert len(sent) == expected, "\n".join(s[:160] for s in sent)
+        if body:
+            project_checks = [sent.pop(1) for _ in range(3)]
+            assert 'FROM "teamwork_project"' in project_checks[1] and 'FROM "accounts_team"' in project_checks[2]
         assert sent[0].startswith('SELECT "accounts_apitoken"')
         assert sent[1].startswith('INSERT INTO "generations_generation"')
         assert sent[2].startswith('INSERT INTO "generations_generationevent"')
-        assert "FOR UPDATE OF u" in sent[3] and "billing_budgetusage" in sent[3]
-        assert sent[4].startswith('SELECT "billing_budget"') and "FOR UPDATE" in sent[4]
+        assert "FOR UPDATE OF u" in sent[3] and "billing_budget b" in sent[3]
+        assert "billing_budgetusage" in sent[4]
         assert sent[5].startswith('INSERT INTO "billing_ledgerentry"')
         assert not any("SUM(" in s.upper() for s in sent)  # no sum over the ledger
     assert counts[10] == counts[2000]
