@@ -67,6 +67,10 @@ class User(AbstractUser):
         """Remember ``team`` as this instance's :attr:`primary_team` (read in the caller's query)."""
         self.__dict__["_primary_team"] = team
 
+    def note_team_ids(self, team_ids: list[int]) -> None:
+        """Remember the ids of this user's teams (read in the caller's query; ``generations.selectors.team_ids_of``)."""
+        self.__dict__["_team_ids"] = list(team_ids)
+
     @cached_property
     def admin_teams(self) -> list["Team"]:
         """The teams this user is a team admin of (for the "Team" menu), by name; read once per request."""

@@ -196,7 +196,11 @@ def main(argv=None) -> int:
             results["trivial view, again"] = wrk(base + "/bench/trivial", args)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:  # a worker still finishing wrk's last requests
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(30)
     from django.db import connection
 
     from billing.models import LedgerEntry

@@ -277,6 +277,8 @@ class Budget(models.Model):
         if self.project_id:
             if self.user_id:
                 raise ValidationError("A project budget caps the whole project: leave the user empty.")
+            if self.team_id and self.team_id != self.project.team_id:
+                raise ValidationError({"project": "This project belongs to another team."})
             self.team_id = self.project.team_id
 
     @property

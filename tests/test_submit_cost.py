@@ -75,13 +75,13 @@ def test_a_submit_makes_exactly_six_queries_however_large_the_ledger(client, api
         counts[size] = len(sent)
         # token + user + primary team + cache counter; generation; its event; the locks (budget rows,
         # then the user) + policy + grant; the layers' running totals; the hold (its trigger keeps the totals).
-        # With a project_id the API also checks the project is one of the member's teams' (their
-        # teams, the project) and that its team is one of theirs: three more, before the transaction.
-        expected = 6 if not body else 9
+        # With a project_id the API also reads the project (one of the member's teams', known from the
+        # token query) and checks its team is one of theirs: two more, before the transaction.
+        expected = 6 if not body else 8
         assert len(sent) == expected, "\n".join(s[:160] for s in sent)
         if body:
-            project_checks = [sent.pop(1) for _ in range(3)]
-            assert 'FROM "teamwork_project"' in project_checks[1] and 'FROM "accounts_team"' in project_checks[2]
+            project_checks = [sent.pop(1) for _ in range(2)]
+            assert 'FROM "teamwork_project"' in project_checks[0] and 'FROM "accounts_team"' in project_checks[1]
         assert sent[0].startswith('SELECT "accounts_apitoken"')
         assert sent[1].startswith('INSERT INTO "generations_generation"')
         assert sent[2].startswith('INSERT INTO "generations_generationevent"')
@@ -126,3 +126,12 @@ def test_a_disabled_account_refuses_the_next_submit_although_accounts_are_cached
     ProviderAccount.objects.filter(pk=apixo_account.pk).update(enabled=False)  # a bulk update: no signal fires
     refused = post(client, api_token, apixo_account)
     assert refused.status_code == 422 and refused.json()["code"] == "provider_unavailable"
+
+
+def test_an_authenticated_read_is_two_queries_token_with_teams_then_the_generation(client, api_token, apixo_account):
+    gid = post(client, api_token, apixo_account).json()["id"]
+    with CaptureQueriesContext(connection) as captured:
+        answer = client.get(f"/api/v1/generations/{gid}", HTTP_AUTHORIZATION=f"Bearer {api_token}")
+    assert answer.status_code == 200 and answer.json()["id"] == gid
+    sent = statements(captured)
+    assert len(sent) == 2 and sent[0].startswith('SELECT "accounts_apitoken"') and 'FROM "generations_generation"' in sent[1]
