@@ -172,10 +172,13 @@ def main(argv=None) -> int:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings_bench", GUNICORN_BIND=f"127.0.0.1:{port}",
                GUNICORN_WORKERS=str(args.workers), GUNICORN_ACCESS_LOG="", PROMETHEUS_MULTIPROC_DIR="",
                PYTHONPATH=str(REPO))
+    # The server's log goes to a file: a pipe nobody reads fills up (64 KB of INFO lines) and
+    # freezes the workers mid-transaction.
+    server_log = tempfile.NamedTemporaryFile("w+b", prefix="submit-bench-gunicorn-", suffix=".log", delete=False)
     # --max-requests 0: no worker recycling mid-measurement (a restart costs seconds of Django start-up).
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi:application", "-c", "deploy/gunicorn.conf.py",
                                "--max-requests", "0"],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=server_log, start_new_session=True)
     try:
         wait_up(base + "/bench/trivial")
         body = json.dumps(dict(BODY, provider_account_id=account_id))
