@@ -19,9 +19,9 @@ class BudgetInline(admin.TabularInline):
 
 
 class TeamBudgetInline(BudgetInline):
-    """On a team: its team budget and its members' in-team budgets."""
+    """On a team: its team budget, its members' in-team budgets and its projects' budgets."""
 
-    fields = ["user", "amount", "period", "hard", "allowed_providers", "allowed_models", "active", "created_by"]
+    fields = ["user", "project", "amount", "period", "hard", "allowed_providers", "allowed_models", "active", "created_by"]
     fk_name = "team"
 
 

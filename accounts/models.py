@@ -53,9 +53,23 @@ class User(AbstractUser):
 
     @property
     def primary_team(self) -> "Team | None":
-        """The team a generation is booked to by default: the first membership's team."""
+        """The team a generation is booked to by default: the first membership's team.
+
+        Read from the database each time, unless the instance was loaded with it (the API's
+        token lookup reads it in the same query and calls :meth:`note_primary_team`: one
+        read per request)."""
+        if "_primary_team" in self.__dict__:
+            return self.__dict__["_primary_team"]
         membership = self.memberships.select_related("team").order_by("id").first()
         return membership.team if membership else None
+
+    def note_primary_team(self, team: "Team | None") -> None:
+        """Remember ``team`` as this instance's :attr:`primary_team` (read in the caller's query)."""
+        self.__dict__["_primary_team"] = team
+
+    def note_team_ids(self, team_ids: list[int]) -> None:
+        """Remember the ids of this user's teams (read in the caller's query; ``generations.selectors.team_ids_of``)."""
+        self.__dict__["_team_ids"] = list(team_ids)
 
     @cached_property
     def admin_teams(self) -> list["Team"]:

@@ -17,7 +17,7 @@ from accounts.selectors import api_tokens_of
 from accounts.services import api_token_create, api_token_revoke
 from billing.models import Budget
 from billing.selectors import budget_statuses_for
-from billing.services import BudgetPermissionDenied, budget_set_for_member
+from billing.services import BudgetPermissionDenied, budget_set_for_member, budget_set_for_project
 from config.errors import DomainError
 
 
@@ -36,10 +36,26 @@ class MemberBudgetForm(forms.Form):
         self.fields["member"].queryset = members
 
 
+class ProjectBudgetForm(forms.Form):
+    """A project budget: caps all spend booked to one of the team's projects (always hard here)."""
+
+    project = forms.ModelChoiceField(queryset=None, label="Project")
+    amount = forms.DecimalField(min_value=Decimal("0"), max_digits=12, decimal_places=2, label="Amount (USD)")
+    period = forms.ChoiceField(choices=Budget.Period.choices, initial=Budget.Period.MONTH, label="Period")
+
+    def __init__(self, *args, team: Team, **kwargs):
+        from teamwork.models import Project
+
+        super().__init__(*args, prefix="project", **kwargs)
+        self.fields["project"].queryset = Project.objects.filter(team=team, archived=False).order_by("name")
+
+
 @login_required
 def team_budgets(request, team_id: int):
-    """GET: the team's members with their member-in-team budgets and use. POST: set one (hard,
-    within the team's budget; ``billing.services.budget_set_for_member`` has the rules)."""
+    """GET: the team's members with their member-in-team budgets and use, and its projects'
+    budgets. POST: set a member's (hard, within the team's budget;
+    ``billing.services.budget_set_for_member`` has the rules) or, with ``project-project``, a
+    project's (``billing.services.budget_set_for_project``)."""
     team = Team.objects.filter(pk=team_id).first()
     is_admin = team is not None and (
         request.user.is_staff
@@ -47,8 +63,21 @@ def team_budgets(request, team_id: int):
     )
     if not is_admin:
         raise Http404
-    form = MemberBudgetForm(request.POST or None, team=team, actor=request.user)
-    if request.method == "POST" and form.is_valid():
+    is_project_post = request.method == "POST" and "project-project" in request.POST
+    form = MemberBudgetForm(request.POST if request.method == "POST" and not is_project_post else None, team=team, actor=request.user)
+    project_form = ProjectBudgetForm(request.POST if is_project_post else None, team=team)
+    if is_project_post and project_form.is_valid():
+        try:
+            budget_set_for_project(
+                actor=request.user, project=project_form.cleaned_data["project"], amount=project_form.cleaned_data["amount"],
+                period=project_form.cleaned_data["period"], hard=True,
+            )
+        except (BudgetPermissionDenied, ValueError) as exc:
+            project_form.add_error("amount", str(exc))
+        else:
+            messages.success(request, f"Budget set for project {project_form.cleaned_data['project'].name}.")
+            return redirect("team_budgets", team_id=team.pk)
+    if request.method == "POST" and not is_project_post and form.is_valid():
         try:
             budget_set_for_member(
                 actor=request.user, team=team, member=form.cleaned_data["member"], amount=form.cleaned_data["amount"],
@@ -63,10 +92,14 @@ def team_budgets(request, team_id: int):
     for membership in team.memberships.select_related("user").order_by("user__email"):
         statuses = [s for s in budget_statuses_for(user=membership.user, team=team) if s.budget.user_id]
         rows.append({"membership": membership, "statuses": statuses})
-    team_statuses = [s for s in budget_statuses_for(user=request.user, team=team) if s.budget.team_id and not s.budget.user_id]
+    shared = [s for s in budget_statuses_for(user=request.user, team=team) if s.budget.team_id and not s.budget.user_id]
+    team_statuses = [s for s in shared if not s.budget.project_id]
+    project_statuses = [s for s in shared if s.budget.project_id]
     return render(
-        request, "accounts/team_budgets.html", {"team": team, "rows": rows, "form": form, "team_statuses": team_statuses},
-        status=422 if form.errors else 200,
+        request, "accounts/team_budgets.html",
+        {"team": team, "rows": rows, "form": form, "team_statuses": team_statuses, "project_form": project_form,
+         "project_statuses": project_statuses},
+        status=422 if form.errors or project_form.errors else 200,
     )
 
 

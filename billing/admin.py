@@ -152,7 +152,7 @@ class BudgetAdminForm(forms.ModelForm):
 
     class Meta:
         model = Budget
-        fields = ["user", "team", "amount", "period", "hard", "allowed_providers", "allowed_models", "active", "created_at"]
+        fields = ["user", "team", "project", "amount", "period", "hard", "allowed_providers", "allowed_models", "active", "created_at"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -173,10 +173,10 @@ class BudgetAdmin(admin.ModelAdmin):
     """Every budget layer; staff who add one are recorded as its author."""
 
     form = BudgetAdminForm
-    list_display = ["__str__", "layer_name", "user", "team", "amount", "period", "hard", "active", "created_by"]
+    list_display = ["__str__", "layer_name", "user", "team", "project", "amount", "period", "hard", "active", "created_by"]
     list_filter = ["period", "hard", "active"]
     readonly_fields = ["created_by", "created_at"]
-    search_fields = ["user__email", "team__name"]
+    search_fields = ["user__email", "team__name", "project__name"]
 
     @admin.display(description="Layer")
     def layer_name(self, obj) -> str:

@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from billing.models import Budget, BudgetAlert, SpendingPolicy
 from billing.money import format_usd
-from billing.selectors import committed_in, period_key
+from billing.selectors import period_key
+from billing.usage import committed_for
 
 logger = logging.getLogger(__name__)
 
@@ -48,31 +49,37 @@ def _scope_key(budget: Budget, user_id) -> str:
     return f"default:user:{user_id}" if budget.is_default else f"budget:{budget.pk}"
 
 
-def alert_budget_thresholds(*, budgets: list[Budget], user_id, team_id=None, now: datetime | None = None) -> list[BudgetAlert]:
+def alert_budget_thresholds(
+    *, budgets: list[Budget], user_id, team_id=None, now: datetime | None = None, committed: dict | None = None,
+    policy: SpendingPolicy | None = None,
+) -> list[BudgetAlert]:
     """Create the alerts newly reached by ``budgets`` for the submit of ``user_id`` booked to ``team_id``.
 
     A threshold ``t`` (percent, ``SpendingPolicy.alert_thresholds``) is reached when committed
     spend this period is at least ``t`` % of the budget's amount. Returns the new alerts; emails
     go out on commit, the webhook ``budget.threshold_reached`` is emitted now (its deliveries
-    are handed to workers on commit).
+    are handed to workers on commit). ``committed``: each budget's committed spend (USD) keyed
+    by ``id(budget)`` when the caller knows it (the running totals are read otherwise). Nothing
+    is read beyond that until a threshold is reached.
     """
     from accounts.models import Team, User
     from webhooks.services import emit
 
-    thresholds = SpendingPolicy.current().thresholds()
+    thresholds = (policy or SpendingPolicy.current()).thresholds()
     if not thresholds:
+        return []
+    if committed is None:
+        committed = dict(zip(map(id, budgets), committed_for(budgets, now=now), strict=True))
+    reaching = [b for b in budgets if b.amount > 0 and committed[id(b)] * 100 >= b.amount * thresholds[0]]
+    if not reaching:
         return []
     member = User.objects.get(pk=user_id)
     booked_team = Team.objects.filter(pk=team_id).first() if team_id else None
     created: list[BudgetAlert] = []
     messages: list[tuple[str, str, str, list[str]]] = []
-    for budget in budgets:
-        if budget.amount <= 0:
-            continue
-        committed = committed_in(budget=budget, now=now)
-        reached = [t for t in thresholds if committed * 100 >= budget.amount * t]
-        if not reached:
-            continue
+    for budget in reaching:
+        used = committed[id(budget)]
+        reached = [t for t in thresholds if used * 100 >= budget.amount * t]
         scope_key, period = _scope_key(budget, user_id), period_key(budget, now)
         already = set(
             BudgetAlert.objects.filter(scope_key=scope_key, period_key=period, threshold__in=reached).values_list("threshold", flat=True)
@@ -85,14 +92,14 @@ def alert_budget_thresholds(*, budgets: list[Budget], user_id, team_id=None, now
         for threshold in new:
             created.append(BudgetAlert.objects.create(
                 scope_key=scope_key, period_key=period, threshold=threshold, budget=budget if budget.pk else None,
-                user=member, team_id=budget.team_id or team_id, committed=committed, amount=budget.amount,
+                user=member, team_id=budget.team_id or team_id, committed=used, amount=budget.amount,
                 recipients=recipients, created_at=at,
             ))
         top = max(new)
         label = f"{Budget.Layer(budget.layer).label} budget of {budget.owner_label}"
         subject = f"Budget alert: {top}% of the {label} used"
         body = (
-            f"{format_usd(committed)} of {format_usd(budget.amount)} {budget.get_period_display()} is committed "
+            f"{format_usd(used)} of {format_usd(budget.amount)} {budget.get_period_display()} is committed "
             f"({top}% reached) on the {label}.\n"
             + ("Further submits will be refused once it is used up.\n" if budget.hard else "It is a soft budget: submits are not refused.\n")
         )
@@ -101,7 +108,7 @@ def alert_budget_thresholds(*, budgets: list[Budget], user_id, team_id=None, now
             "budget.threshold_reached", user=member, team=budget.team if budget.team_id else booked_team,
             payload={
                 "budget_id": budget.pk, "layer": budget.layer, "user_id": member.pk, "team_id": budget.team_id or team_id,
-                "threshold_percent": top, "committed_usd": str(committed), "amount_usd": str(budget.amount),
+                "threshold_percent": top, "committed_usd": str(used), "amount_usd": str(budget.amount),
                 "period": budget.period, "period_start": period,
             },
             now=now,

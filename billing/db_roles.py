@@ -7,7 +7,8 @@ table and is granted exactly:
 
 - ``CONNECT`` on the database, ``USAGE`` on the schema;
 - ``SELECT, INSERT, UPDATE, DELETE`` on every table (Django's, allauth's, django-q2's, ours),
-  except the ledger (``billing_ledgerentry``: ``SELECT, INSERT`` only) and
+  except the ledger (``billing_ledgerentry``: ``SELECT, INSERT`` only), the budget running
+  totals (``billing_budgetusage``: ``SELECT, INSERT, UPDATE``, kept by the ledger's trigger) and
   ``django_migrations`` (``SELECT`` only: only ``migrate`` records migrations);
 - ``USAGE`` on every sequence (identity columns);
 - the same by default on tables and sequences the owner creates later (``ALTER DEFAULT
@@ -35,7 +36,12 @@ LEDGER_TABLE = "billing_ledgerentry"
 #: Its statement-level trigger refusing TRUNCATE (migration 0007).
 TRUNCATE_TRIGGER = "billing_ledger_no_truncate"
 #: Tables the app role may read but never write, with the privileges it gets on them.
-RESTRICTED_TABLES = {LEDGER_TABLE: "SELECT, INSERT", "django_migrations": "SELECT"}
+RESTRICTED_TABLES = {
+    LEDGER_TABLE: "SELECT, INSERT",
+    "django_migrations": "SELECT",
+    # The running totals (billing.usage): the ledger trigger upserts them; never deleted.
+    "billing_budgetusage": "SELECT, INSERT, UPDATE",
+}
 #: Privileges on every other table.
 TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 

@@ -204,7 +204,9 @@ class Budget(models.Model):
     - member's own (``user`` only, set by staff): all of the member's spend;
     - member-in-team (``user`` and ``team``, set by that team's admins or staff): the member's
       spend booked to that team;
-    - team (``team`` only, set by staff): all spend booked to the team.
+    - team (``team`` only, set by staff): all spend booked to the team;
+    - project (``project`` and its ``team``, set by staff or that team's admins): all spend
+      booked to the project (generations of the project), any member.
 
     ``period``: day, week (Monday first), month, or none (a lifetime cap), aligned in the
     team's time zone (the member's primary team's for an own budget; UTC without a team).
@@ -222,6 +224,7 @@ class Budget(models.Model):
         MEMBER = "member", "member's own"
         MEMBER_IN_TEAM = "member_in_team", "member in team"
         TEAM = "team", "team"
+        PROJECT = "project", "project"
         DEFAULT = "default", "site-wide default"
 
     #: Periods from shortest to longest (for "fits inside": same period or shorter).
@@ -231,6 +234,10 @@ class Budget(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
     )
     team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    project = models.ForeignKey(
+        "teamwork.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets",
+        help_text="A project budget: all spend booked to this project, any member (team = the project's team).",
+    )
     amount = _money_field(help_text="USD per period.")
     period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTH)
     hard = models.BooleanField(default=True, help_text="Hard: refuse submits beyond it. Soft: warn and allow.")
@@ -252,6 +259,10 @@ class Budget(models.Model):
                 name="budget_user_or_team",
             ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="budget_amount_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(project__isnull=True) | Q(user__isnull=True, team__isnull=False),
+                name="budget_project_is_teams_not_users",
+            ),
         ]
 
     #: Set on the unsaved Budget that stands for the site-wide default (see ``SpendingPolicy``).
@@ -261,14 +272,22 @@ class Budget(models.Model):
         return f"{self.owner_label}: {self.amount} USD {self.get_period_display()}"
 
     def clean(self):
-        if not self.user_id and not self.team_id:
-            raise ValidationError("A budget belongs to a user, a team, or a member in a team.")
+        if not self.user_id and not self.team_id and not self.project_id:
+            raise ValidationError("A budget belongs to a user, a team, a member in a team, or a project.")
+        if self.project_id:
+            if self.user_id:
+                raise ValidationError("A project budget caps the whole project: leave the user empty.")
+            if self.team_id and self.team_id != self.project.team_id:
+                raise ValidationError({"project": "This project belongs to another team."})
+            self.team_id = self.project.team_id
 
     @property
     def layer(self) -> str:
         """The :class:`Budget.Layer` this budget is."""
         if self.is_default:
             return self.Layer.DEFAULT
+        if self.project_id:
+            return self.Layer.PROJECT
         if self.user_id and self.team_id:
             return self.Layer.MEMBER_IN_TEAM
         return self.Layer.MEMBER if self.user_id else self.Layer.TEAM
@@ -281,6 +300,8 @@ class Budget(models.Model):
         layer = self.layer
         if layer == self.Layer.DEFAULT:
             return f"{self.user} (site-wide default)"
+        if layer == self.Layer.PROJECT:
+            return f"project {self.project.name} ({self.team})"
         if layer == self.Layer.MEMBER_IN_TEAM:
             return f"{self.user} in {self.team}"
         return str(self.user or self.team)
@@ -291,6 +312,8 @@ class Budget(models.Model):
         layer = self.layer
         if layer == self.Layer.DEFAULT:
             return "the site-wide default"
+        if layer == self.Layer.PROJECT:
+            return f"project {self.project.name}'s"
         if layer == self.Layer.MEMBER_IN_TEAM:
             return f"your in-team {self.team.name}"
         return "your" if self.user_id else f"team {self.team.name}'s"
@@ -445,3 +468,6 @@ class BalanceSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_account}: {self.balance} {self.unit} at {self.taken_at:%Y-%m-%d %H:%M}"
+
+
+from billing.usage_models import BudgetUsage, ConfigVersion  # noqa: E402,F401  (running totals; cache version)

@@ -41,17 +41,15 @@ COMMITTED_DELTA = Case(
 
 
 def price_rules_for(*, provider_kind: str, model: str, at: datetime | None = None) -> list[PriceRule]:
-    """Rules of one provider model valid at ``at`` (default now)."""
-    at = at or timezone.now()
-    return list(
-        PriceRule.objects.filter(provider_kind=provider_kind, model=model, valid_from__lte=at).filter(
-            Q(valid_to__isnull=True) | Q(valid_to__gt=at)
-        )
-    )
+    """Rules of one provider model valid at ``at`` (default now), from the per-process cache
+    (``billing.config_cache``: dropped whenever any price rule changes)."""
+    from billing.config_cache import price_rules
+
+    return price_rules(provider_kind=provider_kind, model=model, at=at or timezone.now())
 
 
 def budget_time_zone(budget: Budget) -> str:
-    """The zone a budget's periods align to: its team's, else the user's first team's, else UTC."""
+    """The zone a budget's periods align to: its team's (a project's team's), else the user's first team's, else UTC."""
     if budget.team_id:
         return budget.team.time_zone
     team = budget.user.primary_team if budget.user_id else None
@@ -63,10 +61,14 @@ def committed_in(*, budget: Budget, now: datetime | None = None) -> Decimal:
 
     What counts depends on the layer: a member's own budget and the default count all the
     member's entries; a member-in-team budget those of the member booked to that team; a
-    team budget all entries booked to the team.
+    team budget all entries booked to the team; a project budget all entries of the project's
+    generations. This sums the ledger (the truth); the budget check reads the running totals
+    instead (``billing.usage.committed_for``).
     """
     start, end = period_bounds(budget.period, tz_name=budget_time_zone(budget), now=now)
-    if budget.user_id and budget.team_id:
+    if budget.project_id:
+        entries = LedgerEntry.objects.filter(generation__project_id=budget.project_id)
+    elif budget.user_id and budget.team_id:
         entries = LedgerEntry.objects.filter(user_id=budget.user_id, team_id=budget.team_id)
     elif budget.user_id:
         entries = LedgerEntry.objects.filter(user_id=budget.user_id)
@@ -84,11 +86,13 @@ def period_key(budget: Budget, now: datetime | None = None) -> str:
     return start.astimezone(UTC).isoformat() if start is not None else "lifetime"
 
 
-def _layer_scope(*, user_id, team_id) -> Q:
-    """Budget rows that apply to a submit by ``user_id`` booked to ``team_id`` (may be None)."""
+def _layer_scope(*, user_id, team_id, project_id=None) -> Q:
+    """Budget rows that apply to a submit by ``user_id`` booked to ``team_id`` and ``project_id`` (may be None)."""
     scope = Q(user_id=user_id, team__isnull=True)
     if team_id:
-        scope |= Q(user_id=user_id, team_id=team_id) | Q(user__isnull=True, team_id=team_id)
+        scope |= Q(user_id=user_id, team_id=team_id) | Q(user__isnull=True, team_id=team_id, project__isnull=True)
+    if project_id:
+        scope |= Q(project_id=project_id)
     return scope
 
 
@@ -115,10 +119,13 @@ def default_budget_for(*, user, team=None, policy: SpendingPolicy | None = None,
     return budget
 
 
-def budget_layers_for(*, user, team=None, lock: bool = False, policy: SpendingPolicy | None = None) -> list[Budget]:
-    """Every active budget layer that applies to ``user``'s spend booked to ``team``.
+def budget_layers_for(
+    *, user, team=None, project=None, lock: bool = False, policy: SpendingPolicy | None = None
+) -> list[Budget]:
+    """Every active budget layer that applies to ``user``'s spend booked to ``team`` (and ``project``, a
+    ``teamwork.Project`` or its id, when the generation belongs to one).
 
-    Rows first (own, member-in-team, team; by id), then the site-wide default when it applies
+    Rows first (own, member-in-team, team, project; by id), then the site-wide default when it applies
     (:func:`default_budget_for`). With ``lock`` (inside a transaction), the user row and then
     the budget rows are locked ``FOR UPDATE`` in that order, so concurrent submits that share
     any layer are checked one after another (the default has no row of its own: the user row
@@ -128,11 +135,12 @@ def budget_layers_for(*, user, team=None, lock: bool = False, policy: SpendingPo
 
     user_id = getattr(user, "pk", user)
     team_id = getattr(team, "pk", team)
-    rows = Budget.objects.filter(_layer_scope(user_id=user_id, team_id=team_id), active=True)
+    project_id = getattr(project, "pk", project)
+    rows = Budget.objects.filter(_layer_scope(user_id=user_id, team_id=team_id, project_id=project_id), active=True)
     if lock:
         list(User.objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True))
         rows = rows.select_for_update(of=("self",))
-    budgets = list(rows.select_related("team", "user", "created_by").order_by("id"))
+    budgets = list(rows.select_related("team", "user", "created_by", "project").order_by("id"))
     has_own = any(b.user_id and not b.team_id for b in budgets)
     default = default_budget_for(user=user_id, team=team_id, has_own=has_own, policy=policy)
     if default is not None:
@@ -159,13 +167,24 @@ class BudgetStatus:
         return int(self.committed * 100 / self.budget.amount)
 
 
-def budget_statuses_for(*, user, team=None, now: datetime | None = None) -> list[BudgetStatus]:
-    """The budget layers that apply to ``user``'s spend booked to ``team``, each with its use this period."""
+def budget_statuses_for(*, user, team=None, now: datetime | None = None, projects: bool = True) -> list[BudgetStatus]:
+    """The budget layers that apply to ``user``'s spend booked to ``team``, each with its use this period.
+
+    With ``projects`` (default), the active budgets of ``team``'s projects follow (they apply to
+    a submit into that project). Use comes from the running totals (``billing.usage``).
+    """
+    from billing.usage import committed_for
+
     policy = SpendingPolicy.current()
     thresholds = policy.thresholds()
     out = []
-    for budget in budget_layers_for(user=user, team=team, policy=policy):
-        committed = committed_in(budget=budget, now=now)
+    budgets = budget_layers_for(user=user, team=team, policy=policy)
+    team_id = getattr(team, "pk", team)
+    if projects and team_id:
+        budgets += list(
+            Budget.objects.filter(project__team_id=team_id, active=True).select_related("team", "project").order_by("id")
+        )
+    for budget, committed in zip(budgets, committed_for(budgets, now=now), strict=True):
         start, end = period_bounds(budget.period, tz_name=budget_time_zone(budget), now=now)
         reached = [t for t in thresholds if budget.amount > 0 and committed * 100 >= budget.amount * t]
         out.append(BudgetStatus(budget, committed, money(budget.amount - committed), start, end, max(reached, default=None)))

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.hold_check import locked_layers
 from billing.models import Budget, LedgerEntry
 from billing.money import format_usd, money
 from billing.pricing import Quote
-from billing.selectors import budget_layers_for, committed_in
+from billing.selectors import budget_layers_for
+from billing.usage import committed_for
 
 
 class BudgetExceeded(Exception):
@@ -47,8 +49,9 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
     """Hold ``quote.amount`` for ``generation`` after checking every budget layer that applies.
 
     Layers (README "Money"): the member's own budget, their member-in-team budget for
-    ``generation.team``, the team's budget, and the site-wide default when it applies; all
-    are checked, so the most restrictive wins. The user row and the budget rows are locked
+    ``generation.team``, the team's budget, ``generation.project``'s budget, and the site-wide
+    default when it applies; all are checked, so the most restrictive wins. Each layer's use
+    this period is one running-total row (``billing.usage``), not a sum over the ledger. The user row and the budget rows are locked
     (``SELECT ... FOR UPDATE``, :func:`billing.selectors.budget_layers_for`) so concurrent
     submits sharing a layer are checked one after another. After the hold, threshold alerts
     are recorded and sent (:func:`budget_alerts_after_hold`). Returns ``(hold entry,
@@ -58,7 +61,14 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_hold must run inside transaction.atomic()")
-    budgets = budget_layers_for(user=generation.user_id, team=generation.team_id, lock=True)
+    now = timezone.now()
+    if connection.vendor == "postgresql":  # two queries: locks, layers, policy and running totals
+        budgets, used, policy = locked_layers(
+            user=generation.user, team_id=generation.team_id, project_id=generation.project_id, now=now
+        )
+    else:
+        budgets = budget_layers_for(user=generation.user_id, team=generation.team_id, project=generation.project_id, lock=True)
+        used, policy = dict(zip(map(id, budgets), committed_for(budgets), strict=True)), None
     warnings = []
     for budget in budgets:
         if not budget.allows(provider_kind=generation.provider_kind, model=generation.model):
@@ -69,14 +79,13 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
                 raise BudgetNotAllowed(message)
             warnings.append(message.replace("Refused by", "Outside"))
             continue
-        remaining = money(budget.amount - committed_in(budget=budget))
+        remaining = money(budget.amount - used[id(budget)])
         if quote.amount > remaining:
             if budget.hard:
                 raise BudgetExceeded(budget=budget, amount=quote.amount, remaining=remaining)
             warnings.append(str(BudgetExceeded(budget=budget, amount=quote.amount, remaining=remaining)).replace(
                 "Refused by", "Over"
             ))
-    now = timezone.now()
     entry = LedgerEntry.objects.create(
         kind=LedgerEntry.Kind.HOLD,
         effective_at=now,
@@ -88,11 +97,16 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
         generation=generation,
         price_rule=quote.snapshot,
     )
-    budget_alerts_after_hold(budgets=budgets, user_id=generation.user_id, team_id=generation.team_id)
+    committed_after = {id(b): used[id(b)] + quote.amount for b in budgets}
+    budget_alerts_after_hold(
+        budgets=budgets, user_id=generation.user_id, team_id=generation.team_id, committed=committed_after, policy=policy
+    )
     return entry, warnings
 
 
-def budget_alerts_after_hold(*, budgets: list[Budget], user_id, team_id=None, now=None) -> list:
+def budget_alerts_after_hold(
+    *, budgets: list[Budget], user_id, team_id=None, now=None, committed: dict | None = None, policy=None
+) -> list:
     """Record and send the threshold alerts that ``budgets`` (locked by the caller) now reach.
 
     For each budget and each threshold of the policy (percent) reached by its committed spend
@@ -101,11 +115,12 @@ def budget_alerts_after_hold(*, budgets: list[Budget], user_id, team_id=None, no
     Each new alert emails the member and the budget's owner (team admins for team and
     member-in-team budgets; staff for the member's own budget and the default) when the
     transaction commits, and emits the ``budget.threshold_reached`` webhook inside it.
-    Returns the alerts created.
+    ``committed``: each budget's committed spend (USD) keyed by ``id(budget)`` when the caller
+    knows it (read otherwise); ``policy`` the spending policy already read. Returns the alerts created.
     """
     from billing.alerts import alert_budget_thresholds
 
-    return alert_budget_thresholds(budgets=budgets, user_id=user_id, team_id=team_id, now=now)
+    return alert_budget_thresholds(budgets=budgets, user_id=user_id, team_id=team_id, now=now, committed=committed, policy=policy)
 
 
 def _hold_of(generation) -> LedgerEntry | None:
@@ -314,3 +329,34 @@ def budget_set_for_member(*, actor, team, member, amount: Decimal, period: str, 
             budget.active = False
             budget.save(update_fields=["active"])
         return Budget.objects.create(user=member, team=team, amount=amount, period=period, hard=True, created_by=actor)
+
+
+def budget_set_for_project(*, actor, project, amount: Decimal, period: str, hard: bool = True) -> Budget:
+    """Set (or replace) ``project``'s budget: it caps all spend booked to the project (any member).
+
+    Rules follow :func:`budget_set_for_member`: ``actor`` must be staff or a team admin of the
+    project's team; a team admin's budget is always hard (staff may set a soft one). Replacing
+    deactivates the project's active budgets a team admin of its team (or the actor) set; a
+    team admin never replaces one staff set (both keep applying; the most restrictive wins).
+    Returns the new Budget (``team`` = the project's team, ``created_by=actor``). Raises
+    :class:`BudgetPermissionDenied` or ``ValueError`` (with a message for the form).
+    """
+    from accounts.models import Membership
+
+    team_id = project.team_id
+    admins = set(Membership.objects.filter(team_id=team_id, role=Membership.Role.TEAM_ADMIN).values_list("user_id", flat=True))
+    if not (actor.pk in admins or actor.is_staff):
+        raise BudgetPermissionDenied("Only staff or a team admin of the project's team can set its budget.")
+    if not hard and not actor.is_staff:
+        raise ValueError("A team admin's budgets are always hard (refuse submits beyond them).")
+    amount = money(amount)
+    if amount < 0:
+        raise ValueError("A budget cannot be negative.")
+    if period not in Budget.Period.values:
+        raise ValueError(f"Unknown period {period!r}.")
+    with transaction.atomic():
+        replaceable = Q(created_by_id__in=admins | {actor.pk}) if not actor.is_staff else Q()
+        for budget in Budget.objects.filter(replaceable, project=project, active=True).select_for_update():
+            budget.active = False
+            budget.save(update_fields=["active"])
+        return Budget.objects.create(project=project, team_id=team_id, amount=amount, period=period, hard=hard, created_by=actor)

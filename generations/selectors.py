@@ -16,7 +16,9 @@ IN_PROGRESS_STATES = (State.PENDING_APPROVAL, State.QUEUED, State.SUBMITTING, St
 
 
 def team_ids_of(user) -> list[int]:
-    """The ids of the teams ``user`` belongs to (one query)."""
+    """The ids of the teams ``user`` belongs to (one query, none when the API's token lookup read them)."""
+    if "_team_ids" in getattr(user, "__dict__", {}):
+        return list(user.__dict__["_team_ids"])
     return list(user.memberships.values_list("team_id", flat=True))
 
 

@@ -118,6 +118,8 @@ def test_the_app_role_owns_nothing_and_can_truncate_nothing_but_writes_every_oth
             assert (select, insert, update, delete) == (True, True, False, False)
         elif table == "django_migrations":
             assert (select, insert, update, delete) == (True, False, False, False)
+        elif table == "billing_budgetusage":  # running totals: the ledger trigger upserts, nobody deletes
+            assert (select, insert, update, delete) == (True, True, True, False)
         else:
             assert (select, insert, update, delete) == (True, True, True, True), table
 
@@ -249,3 +251,17 @@ def test_migrate_runs_as_the_owner_and_regrants_the_app_role(as_owner_settings, 
         assert _privileges(conn, app, LEDGER) == {"SELECT", "INSERT"}
     assert scalar("SELECT current_user") == app
 
+
+
+@pytest.mark.django_db
+def test_the_app_role_keeps_the_running_totals_through_the_ledger_trigger_but_cannot_delete_them(roles, member):
+    from billing.models import BudgetUsage
+
+    app, _ = roles
+    assert scalar("SELECT current_user") == app
+    LedgerEntry.objects.create(kind="adjustment", amount=Decimal("2.25"), user=member, reason="fix", created_by=member)
+    lifetime = BudgetUsage.objects.get(layer_key=f"user:{member.pk}", period="none")
+    assert lifetime.committed == Decimal("2.25")
+    assert "permission denied" in refused("DELETE FROM billing_budgetusage WHERE id = %s", [lifetime.pk])
+    assert "permission denied" in refused("TRUNCATE billing_budgetusage")
+    assert "must be owner" in refused("DROP TRIGGER billing_ledger_usage ON billing_ledgerentry")

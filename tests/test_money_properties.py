@@ -1,6 +1,8 @@
 """A Hypothesis state machine over submit, succeed, fail, duplicate callback, adjust and
 period rollover: the balance shown always equals the sum of entries, no hard budget is
-exceeded, and every generation ends with a capture or a release, never both."""
+exceeded, every generation ends with a capture or a release, never both, and every running
+total the budget check reads (``billing.usage``) equals the ledger's sum for its layer and
+period to the cent."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from decimal import Decimal
 from itertools import count
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -23,12 +26,14 @@ from hypothesis.stateful import (
 from accounts.models import Membership, Team, User
 from billing.models import Budget, LedgerEntry
 from billing.selectors import committed_in, period_bounds
-from billing.services import ledger_adjust
+from billing.services import ledger_adjust, ledger_credit
+from billing.usage import committed_for
 from generations import services
 from generations.models import FINAL_STATES, Generation, State
 from providers.base import TaskState, TaskUpdate
 
 from .conftest import make_params
+from .usage_check import assert_totals_equal_the_ledger
 
 _serial = count()
 
@@ -48,7 +53,7 @@ class Clock:
 class LedgerMachine(RuleBasedStateMachine):
     account = None
     clock = None
-    seen = {"refused": 0, "nonzero_balance": 0}
+    seen = {"refused": 0, "nonzero_balance": 0, "totals": 0}
 
     def __init__(self):
         super().__init__()
@@ -114,6 +119,10 @@ class LedgerMachine(RuleBasedStateMachine):
         if amount > 0:
             self.positive_adjustments.append((timezone.now(), amount))
 
+    @rule(cents=st.integers(min_value=1, max_value=80))
+    def credit(self, cents):
+        ledger_credit(user=self.user, team=self.team, amount=Decimal(cents) / 100, reason="goodwill", created_by=self.user)
+
     @rule(days=st.sampled_from([1, 3, 7, 31]))
     def time_passes(self, days):
         self.clock.now += timedelta(days=days)
@@ -139,8 +148,13 @@ class LedgerMachine(RuleBasedStateMachine):
             expected, adjustments = self._expected(budget)
             shown = committed_in(budget=budget, now=self.clock.now)
             assert shown == expected
+            assert committed_for([budget], now=self.clock.now) == [expected]  # what the budget check reads
             self.seen["nonzero_balance"] += shown != 0
             assert shown <= budget.amount + adjustments
+
+    @invariant()
+    def every_running_total_equals_the_ledgers_sum_for_its_layer_and_period(self):
+        self.seen["totals"] += assert_totals_equal_the_ledger(users=[self.user], teams=[self.team])
 
     @invariant()
     def settled_once_and_matching_the_state(self):
@@ -162,11 +176,13 @@ def test_ledger_state_machine(apixo_account, monkeypatch):
     monkeypatch.setattr(services, "enqueue_archive", lambda gid, attempt=None: None)
     LedgerMachine.account = apixo_account
     LedgerMachine.clock = clock
-    LedgerMachine.seen = {"refused": 0, "nonzero_balance": 0}
+    LedgerMachine.seen = {"refused": 0, "nonzero_balance": 0, "totals": 0}
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(max_examples=25, stateful_step_count=30, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]),
     )
     # The machine really exercised the money rules (not a vacuous pass).
-    assert LedgerMachine.seen["refused"] > 0 and LedgerMachine.seen["nonzero_balance"] > 0
+    assert LedgerMachine.seen["refused"] > 0 and LedgerMachine.seen["nonzero_balance"] > 0 and (
+        LedgerMachine.seen["totals"] > 0 or connection.vendor != "postgresql"
+    )

@@ -22,8 +22,10 @@ def generation_event_saved(sender, instance: GenerationEvent, created: bool, raw
     """Create webhook deliveries for a new final/attention state event (``webhooks.services.on_generation_event``)."""
     if not created or raw:
         return
-    from webhooks.services import on_generation_event
+    from webhooks.services import GENERATION_EVENTS, on_generation_event
 
+    if instance.state and instance.state not in GENERATION_EVENTS:
+        return  # a step with nothing to deliver (e.g. queued): no savepoint round trips on every submit
     try:
         with transaction.atomic():
             on_generation_event(instance)

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from approvals import services as approvals  # imported as a module: approvals imports us back
 from billing import services as billing_services
+from billing.config_cache import provider_account
 from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
 from generations.models import Generation, InputImage, State
@@ -186,7 +187,7 @@ def generation_create(
         existing = Generation.objects.filter(user=user, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_or_conflict(existing, params, fingerprint)
-    account = ProviderAccount.objects.filter(pk=params.provider_account_id).first()
+    account = provider_account(params.provider_account_id)  # per-process copy, dropped on any change
     priced = generation_quote(params=params, account=account)
     try:
         with transaction.atomic():
