@@ -36,6 +36,7 @@ from django.utils import timezone
 from accounts.models import Membership, User
 from approvals.models import ApprovalRequest, ApprovalRule
 from billing import services as billing_services
+from billing.config_cache import approval_rule
 from billing.money import format_usd
 from config.errors import DomainError, Forbidden, NotFound
 from generations import services as generation_services  # enqueue_submit looked up there (tests swap it)
@@ -71,16 +72,16 @@ def reasons_for_submit(*, user, team_id, amount: Decimal, resolution: str, model
     with ``model`` would wait for approval ([] when it would not: no team, no rule, no condition
     matching, or ``user`` may decide it themselves; see the module docstring). ``team_id=None``
     with ``primary=True``: the user's primary team (their first membership's), as the studio
-    books it. One query, a second only when a condition matches. The studio's price row shows
+    books it. At most one query (none for a team whose rule the process has cached:
+    ``billing.config_cache.approval_rule``), a second only when a condition matches. The studio's price row shows
     these before the member submits."""
     if team_id is not None:
-        rules = ApprovalRule.objects.filter(team_id=team_id)
+        rule = approval_rule(team_id)  # cached per process, dropped when any rule changes
     elif primary:
         first = Membership.objects.filter(user=user).order_by("id").values("team_id")[:1]
-        rules = ApprovalRule.objects.filter(team_id=Subquery(first))
+        rule = ApprovalRule.objects.filter(team_id=Subquery(first)).first()
     else:
         return []
-    rule = rules.first()
     if rule is None or rule.is_empty:
         return []
     reasons = rule.reasons_for(amount=amount, resolution=resolution, model=model)

@@ -1,10 +1,11 @@
-"""Per-process cache of provider accounts and price rules, dropped whenever either changes.
+"""Per-process cache of provider accounts, price rules and teams' approval rules, dropped whenever any changes.
 
 Why: a submit read the provider account and the price rules on every request (issue 16, "≤ 6
 queries per submit"). They change rarely (an admin's edit, a key rotation, a rate-limit
 pause), so each process keeps a copy and checks a counter instead:
 
-- PostgreSQL statement triggers on ``providers_provideraccount`` and ``billing_pricerule``
+- PostgreSQL statement triggers on ``providers_provideraccount``, ``billing_pricerule`` and
+  ``approvals_approvalrule`` (that one installed by ``approvals`` migration 0002)
   bump ``billing_configversion.n`` on every INSERT, UPDATE, DELETE or TRUNCATE, whoever
   writes (admin, ORM ``update()``, raw SQL, another process), in the writer's transaction.
 - A request notes the counter once: the API's token lookup reads it in the same query
@@ -29,7 +30,7 @@ from django.db.models import Q
 
 _noted: contextvars.ContextVar[int | None] = contextvars.ContextVar("billing_config_version", default=None)
 _lock = threading.Lock()
-_cache: dict = {"version": None, "accounts": {}, "rules": {}}
+_cache: dict = {"version": None, "accounts": {}, "rules": {}, "approval_rules": {}}
 
 
 def note_version(n: int | None) -> None:
@@ -65,7 +66,7 @@ def _fresh() -> dict:
     n = _current()
     with _lock:
         if _cache["version"] != n:
-            _cache.update(version=n, accounts={}, rules={})
+            _cache.update(version=n, accounts={}, rules={}, approval_rules={})
         return _cache
 
 
@@ -93,6 +94,19 @@ def price_rules(*, provider_kind: str, model: str, at: datetime) -> list:
     if key not in cache["rules"]:
         cache["rules"][key] = list(PriceRule.objects.filter(provider_kind=provider_kind, model=model))
     return [r for r in cache["rules"][key] if r.valid_from <= at and (r.valid_to is None or r.valid_to > at)]
+
+
+def approval_rule(team_id):
+    """The ``approvals.ApprovalRule`` of team ``team_id`` (a copy shared by the process: do not
+    modify it), or None when the team has none (issue 15, approvals; read on every submit)."""
+    from approvals.models import ApprovalRule
+
+    if not _enabled():
+        return ApprovalRule.objects.filter(team_id=team_id).first()
+    cache = _fresh()
+    if team_id not in cache["approval_rules"]:
+        cache["approval_rules"][team_id] = ApprovalRule.objects.filter(team_id=team_id).first()
+    return cache["approval_rules"][team_id]
 
 
 TRIGGERS_SQL = """

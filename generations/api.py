@@ -182,7 +182,8 @@ def _out(request: HttpRequest, g: Generation) -> dict:
         "archive_state": g.archive_state,
         "project_id": g.project_id,
         "starred": g.starred,
-        "tags": [t.name for t in g.tags.all()],  # prefetched by the list (generations.selectors.gallery_page)
+        # prefetched by the list (generations.selectors.gallery_page); none yet on a take just created
+        "tags": [] if getattr(g, "just_created", False) else [t.name for t in g.tags.all()],
         "batch_id": g.batch_id,
         "created_at": g.created_at,
         "completed_at": g.completed_at, "hidden_at": g.hidden_at,
@@ -284,6 +285,7 @@ def create_generation(
         response = JsonResponse(first["body"], status=first["status"])
         response[REPLAY_HEADER] = "true"
         return response
+    generation.just_created = True  # no tags can exist yet: the answer needs no tag query (issue 16: ≤ 6 per submit)
     body = GenerationOut.model_validate(_out(request, generation)).model_dump(mode="json")
     if idempotency_key:
         Generation.objects.filter(pk=generation.pk).update(idempotent_response={"status": 201, "body": body})

@@ -107,8 +107,8 @@ def on_generation_event(event) -> bool:
 def generation_event_saved(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
     """The ``post_save`` receiver on ``GenerationEvent`` (see ``teamwork.apps``): a savepoint, so a
     notification problem never undoes the lifecycle's state change."""
-    if not created or raw:
-        return
+    if not created or raw or instance.state not in STATE_KINDS:
+        return  # nothing to email (e.g. queued): no savepoint round trips on every submit
     try:
         with transaction.atomic():
             on_generation_event(instance)

@@ -88,6 +88,20 @@ def pending(member, account, capture) -> Generation:
 
 
 # --- the rule -----------------------------------------------------------------------------
+def test_a_new_rule_applies_to_the_very_next_api_submit_though_rules_are_cached(client, member, team, apixo_account, queue):
+    """Rules are cached per process (billing.config_cache.approval_rule); a trigger bumps the
+    counter on any change, so the next request sees the new rule."""
+    body = {"provider_account_id": apixo_account.pk, "model": "hailuo-2-3", **PRO_1080}
+    first = client.post("/api/v1/generations", body, content_type="application/json", **token(member))
+    assert first.status_code == 201 and first.json()["state"] == "queued"
+    rule = ApprovalRule.objects.create(team=team, resolutions=["1080P"])
+    second = client.post("/api/v1/generations", body, content_type="application/json", **token(member))
+    assert second.status_code == 201 and second.json()["state"] == "pending_approval"
+    ApprovalRule.objects.filter(pk=rule.pk).update(resolutions=[])
+    third = client.post("/api/v1/generations", body, content_type="application/json", **token(member))
+    assert third.status_code == 201 and third.json()["state"] == "queued"
+
+
 def test_each_condition_of_the_rule_matches_on_its_own(team):
     rule = ApprovalRule(team=team)
     assert rule.is_empty and rule.describe() == "never"

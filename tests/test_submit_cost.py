@@ -131,10 +131,11 @@ def test_a_disabled_account_refuses_the_next_submit_although_accounts_are_cached
     assert refused.status_code == 422 and refused.json()["code"] == "provider_unavailable"
 
 
-def test_an_authenticated_read_is_two_queries_token_with_teams_then_the_generation(client, api_token, apixo_account):
+def test_an_authenticated_read_is_three_queries_token_with_teams_the_generation_its_tags(client, api_token, apixo_account):
     gid = post(client, api_token, apixo_account).json()["id"]
     with CaptureQueriesContext(connection) as captured:
         answer = client.get(f"/api/v1/generations/{gid}", HTTP_AUTHORIZATION=f"Bearer {api_token}")
     assert answer.status_code == 200 and answer.json()["id"] == gid
     sent = statements(captured)
-    assert len(sent) == 2 and "FROM accounts_apitoken t" in sent[0] and 'FROM "generations_generation"' in sent[1]
+    assert len(sent) == 3 and "FROM accounts_apitoken t" in sent[0] and 'FROM "generations_generation"' in sent[1]
+    assert 'FROM "teamwork_tag"' in sent[2]  # the output's tags (issue 15), one query whatever their number
