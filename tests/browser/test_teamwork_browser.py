@@ -1,5 +1,7 @@
 """Issue 15 in a real browser (Debian's Chromium): a member stars a take, compares two side by
-side with synchronised playback, shares the starred one, and the link plays logged out.
+side with synchronised playback, shares the starred one, and the link plays logged out; and the
+issue's whole flow: a project made, 3 variants filed under it, one starred, two compared, the
+starred one shared and opened logged out.
 """
 
 from __future__ import annotations
@@ -93,3 +95,62 @@ def test_member_stars_compares_shares_and_the_link_plays_logged_out(
     page.get_by_role("button", name="Revoke").click()
     visitor.goto(url)
     expect(visitor.get_by_test_id("shared-video")).to_have_count(0)
+
+
+def test_project_three_variants_star_compare_share_and_open_logged_out(
+    new_page, login, member, budget, apixo_account, no_queue, media_root
+):
+    """Issue 15's flow end to end: a member makes a project, files 3 variants of one prompt under
+    it from the studio form, stars one, compares two, shares the starred one, and the link plays
+    logged out."""
+    from billing.models import LedgerEntry
+    from generations.models import Batch
+    from providers.base import TaskState
+    from teamwork.models import Project
+
+    from .test_batch_browser import _finish
+
+    page = new_page()
+    login(page, "member@example.com", "pw-member-123")
+    page.goto("/projects/")
+    page.get_by_test_id("project-name").fill("Spring campaign")
+    page.get_by_role("button", name="Create project").click()
+    expect(page.get_by_test_id("project-row").filter(has_text="Spring campaign")).to_have_count(1)
+    project = Project.objects.get(name="Spring campaign")
+
+    page.goto("/studio/")
+    page.get_by_label("Prompt", exact=True).fill("a paper lantern drifting over a lake")
+    page.locator("#create-form").get_by_label("Project").select_option(str(project.pk))
+    page.get_by_label("Variants").select_option("3")
+    expect(page.get_by_test_id("price-total")).to_have_text("$1.008")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_test_id("batch-group").locator("article.gen-card")).to_have_count(3)
+    batch = Batch.objects.get()
+    takes = list(batch.generations.order_by("batch_index"))
+    assert [g.project_id for g in takes] == [project.pk] * 3
+    assert LedgerEntry.objects.filter(generation__batch=batch, kind="hold").count() == 3
+    for take in takes:
+        _finish(take, TaskState.SUCCEEDED)
+
+    page.goto(f"/studio/?project={project.pk}")
+    first, second = takes[0], takes[1]
+    card = page.locator(f"#gen-{first.pk}")
+    expect(card.locator("video")).to_be_attached()
+    card.get_by_test_id("star").click()
+    expect(card.get_by_test_id("star")).to_have_attribute("aria-pressed", "true")
+    card.get_by_test_id("compare-pick").check()
+    page.locator(f"#gen-{second.pk}").get_by_test_id("compare-pick").check()
+    page.get_by_test_id("compare-submit").click()
+    expect(page.get_by_test_id("compare-take")).to_have_count(2)
+
+    page.goto(f"/g/{first.pk}/")
+    page.get_by_test_id("share").click()
+    url = page.get_by_test_id("share-url").input_value()
+    visitor = new_page()
+    visitor.goto(url)
+    expect(visitor.get_by_test_id("shared-prompt")).to_have_text("a paper lantern drifting over a lake")
+    video = visitor.get_by_test_id("shared-video")
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    visitor.wait_for_function("() => document.querySelector('[data-testid=shared-video]').currentTime > 0")
+    assert "$" not in visitor.locator("body").inner_text()
+    assert ShareLink.objects.get().open_count == 1
