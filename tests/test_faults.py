@@ -41,6 +41,7 @@ from generations.services import submit as submit_step
 from providers.base import TaskState, TaskUpdate
 from providers.models import ProviderAccount
 from providers.sandbox import start_sandbox
+from providers.sandbox.testing import AnswerTimes
 
 from .conftest import make_params, record_queue
 
@@ -602,26 +603,6 @@ def test_duplicate_callbacks_in_sequence_capture_once(
     assert len(submits(sandbox)) == 1
 
 
-class _LogEnds:
-    """Adds the time each sandbox API answer was ready (``end``) to its request log entry."""
-
-    def __init__(self, handle):
-        self.log = handle.server.log
-        self.original = self.log.update
-
-    def __enter__(self):
-        def update(record, **changes):
-            if "status" in changes:
-                changes.setdefault("end", time.time())
-            self.original(record, **changes)
-
-        self.log.update = update
-        return self
-
-    def __exit__(self, *exc):
-        self.log.update = self.original
-
-
 def assert_no_overlap(requests: list[dict]) -> None:
     spans = sorted((r["time"], r["end"]) for r in requests)
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
@@ -659,7 +640,7 @@ def test_duplicate_callbacks_concurrently_capture_once(read, member, apixo_accou
             connection.close()
 
     results: list[int] = []
-    with _LogEnds(sandbox):
+    with AnswerTimes(sandbox):
         threads = [threading.Thread(target=lambda i=i: results.append(post(i))) for i in range(12)]
         for thread in threads:
             thread.start()
@@ -975,7 +956,7 @@ def test_a_batch_that_outlives_its_lease_is_not_polled_twice_at_once(member, api
         finally:
             connection.close()
 
-    with _LogEnds(sandbox):
+    with AnswerTimes(sandbox):
         thread = threading.Thread(target=first_sweep)
         thread.start()
         wait_for(lambda: len(status_gets(sandbox)) >= 2, what="the first sweep's requests")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -27,6 +26,7 @@ from generations.models import Generation, State
 from generations.services import window
 from providers.aio import AioProviderHttp, make_sweep_session
 from providers.http import ProviderError, Sent, Timeouts
+from providers.sandbox.testing import AnswerTimes
 
 from .conftest import make_params, record_queue
 
@@ -51,26 +51,6 @@ def _submitted(member, account, n: int) -> list[Generation]:
     return out
 
 
-class _Ends:
-    """Adds the time each sandbox answer was ready (``end``) to its request log entry."""
-
-    def __init__(self, handle):
-        self.log = handle.server.log
-        self.original = self.log.update
-
-    def __enter__(self):
-        def update(record, **changes):
-            if "status" in changes:
-                changes.setdefault("end", time.time())
-            self.original(record, **changes)
-
-        self.log.update = update
-        return self
-
-    def __exit__(self, *exc):
-        self.log.update = self.original
-
-
 def _status_gets(sandbox) -> list[dict]:
     return [r for r in sandbox.requests("api") if r["method"] == "GET" and "statusTask" in r["path"]]
 
@@ -89,7 +69,7 @@ def test_at_most_cap_in_flight_and_every_due_task_read_exactly_once(member, apix
     generations = _submitted(member, apixo_account, 40)
     sandbox.server.log.clear()  # the submits are not what is counted
     sandbox.configure(latency_ms=150)
-    with _Ends(sandbox):
+    with AnswerTimes(sandbox):
         counts = services.generations_poll()
     gets = _status_gets(sandbox)
     assert counts == {"polled": 40, "in_progress": 40}

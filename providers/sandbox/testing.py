@@ -82,3 +82,25 @@ class JsonReceiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class AnswerTimes:
+    """Context manager: while active, each request logged by a running sandbox (``handle``: what
+    ``providers.sandbox.run_sandbox`` returns) also gets ``end``, the ``time.time()`` at which its
+    answer was ready (tests of how many reads were in flight at once)."""
+
+    def __init__(self, handle):
+        self.log = handle.server.log
+        self.original = self.log.update
+
+    def __enter__(self):
+        def update(record, **changes):
+            if "status" in changes:
+                changes.setdefault("end", time.time())
+            self.original(record, **changes)
+
+        self.log.update = update
+        return self
+
+    def __exit__(self, *exc):
+        self.log.update = self.original
