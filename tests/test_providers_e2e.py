@@ -140,10 +140,12 @@ def test_wrong_key_fails_permanently_without_charge(provider, member):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("provider", KINDS, indirect=True)
 def test_callback_from_the_sandbox_wakes_the_poll(provider, member, live_server, settings, monkeypatch):
+    """``HAILUO_CALLBACK_STATUS_READ=queue``: a callback queues a poll of its generation."""
     kind, handle, account = provider
     if not ADAPTERS[kind].capabilities.callbacks:
         pytest.skip(f"{kind} documents no callbacks")
     settings.HAILUO_PUBLIC_BASE_URL = live_server.url
+    settings.HAILUO_CALLBACK_STATUS_READ = "queue"
     woken = []
     monkeypatch.setattr(services, "enqueue_poll", lambda ids: woken.extend(ids))
     generation = services.generation_create(user=member, params=params(kind, account))
@@ -158,6 +160,31 @@ def test_callback_from_the_sandbox_wakes_the_poll(provider, member, live_server,
         generation.refresh_from_db()
         time.sleep(0.1)
     assert generation.state == State.SUCCEEDED
+    assert Generation.objects.get(pk=generation.pk).ledger_entries.filter(kind="capture").count() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("provider", KINDS, indirect=True)
+def test_callback_from_the_sandbox_settles_the_take_by_its_own_status_read(provider, member, live_server, settings, monkeypatch):
+    """The default (``inline``): the callback's request reads the task's status with our key and
+    settles the generation itself (captured once); a poll is queued only as its fallback."""
+    kind, handle, account = provider
+    if not ADAPTERS[kind].capabilities.callbacks:
+        pytest.skip(f"{kind} documents no callbacks")
+    settings.HAILUO_PUBLIC_BASE_URL = live_server.url
+    assert settings.HAILUO_CALLBACK_STATUS_READ == "inline"
+    woken = []
+    monkeypatch.setattr(services, "enqueue_poll", lambda ids: woken.extend(ids))
+    generation = services.generation_create(user=member, params=params(kind, account))
+    services.generation_submit(generation_id=generation.pk)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not generation.is_final:
+        if generation.pk in woken:  # the fallback (a slow read, a held row): the queued poll runs
+            services.generations_poll(ids=[generation.pk])
+        generation.refresh_from_db()
+        time.sleep(0.1)
+    assert generation.state == State.SUCCEEDED, handle.requests("callback")
+    assert handle.requests("callback") and all(c["status"] == 200 for c in handle.requests("callback") if c.get("status"))
     assert Generation.objects.get(pk=generation.pk).ledger_entries.filter(kind="capture").count() == 1
 
 
