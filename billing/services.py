@@ -286,6 +286,18 @@ def _fits_inside(*, amount: Decimal, period: str, team_budget: Budget) -> bool:
     return amount * _PERIODS_IN[(period, team_budget.period)] <= team_budget.amount
 
 
+def _budget_amount(amount, period: str) -> Decimal:
+    """``amount`` as money (USD, 6 places), checked with ``period`` for a budget form.
+
+    Raises ``ValueError`` (a message for the form) for a negative amount or an unknown period."""
+    amount = money(amount)
+    if amount < 0:
+        raise ValueError("A budget cannot be negative.")
+    if period not in Budget.Period.values:
+        raise ValueError(f"Unknown period {period!r}.")
+    return amount
+
+
 def budget_set_for_member(*, actor, team, member, amount: Decimal, period: str, hard: bool = True) -> Budget:
     """Set (or replace) ``member``'s member-in-team budget for ``team``: it caps their spend booked to ``team``.
 
@@ -310,11 +322,7 @@ def budget_set_for_member(*, actor, team, member, amount: Decimal, period: str, 
         raise BudgetPermissionDenied("A team admin cannot set their own budget: staff set it.")
     if not hard:
         raise ValueError("A team admin's budgets are always hard (refuse submits beyond them).")
-    amount = money(amount)
-    if amount < 0:
-        raise ValueError("A budget cannot be negative.")
-    if period not in Budget.Period.values:
-        raise ValueError(f"Unknown period {period!r}.")
+    amount = _budget_amount(amount, period)
     with transaction.atomic():
         team_budgets = list(Budget.objects.select_for_update().filter(team=team, user__isnull=True, active=True).order_by("id"))
         for team_budget in team_budgets:
@@ -349,11 +357,7 @@ def budget_set_for_project(*, actor, project, amount: Decimal, period: str, hard
         raise BudgetPermissionDenied("Only staff or a team admin of the project's team can set its budget.")
     if not hard and not actor.is_staff:
         raise ValueError("A team admin's budgets are always hard (refuse submits beyond them).")
-    amount = money(amount)
-    if amount < 0:
-        raise ValueError("A budget cannot be negative.")
-    if period not in Budget.Period.values:
-        raise ValueError(f"Unknown period {period!r}.")
+    amount = _budget_amount(amount, period)
     with transaction.atomic():
         replaceable = Q(created_by_id__in=admins | {actor.pk}) if not actor.is_staff else Q()
         for budget in Budget.objects.filter(replaceable, project=project, active=True).select_for_update():
