@@ -348,3 +348,15 @@ def test_batches_are_in_django_admin(client, member, apixo_account, budget, no_q
     assert "Admin view" in listing and "0 succeeded, 0 failed, 2 running of 2" in listing and "$0.672" in listing
     page = client.get(f"/admin/generations/batch/{batch.pk}/change/")
     assert page.status_code == 200 and "admin one" in page.content.decode() and "admin two" in page.content.decode()
+
+
+def test_an_api_item_error_is_counted_from_one_and_keeps_its_key():
+    """The message a script's author reads: "Item 2 (items.1), duration: …", the field key
+    stays ``items.1.duration`` (ErrorOut.fields)."""
+    from generations.batches.parsing import BatchInvalid, RowError
+
+    error = RowError("items.1", "duration", "APIXO: Standard text-to-video takes 6 or 10 seconds")
+    refused = BatchInvalid([error])
+    assert str(error) == "Item 2 (items.1), duration: APIXO: Standard text-to-video takes 6 or 10 seconds"
+    assert refused.fields == {"items.1.duration": ["APIXO: Standard text-to-video takes 6 or 10 seconds"]}
+    assert str(RowError("row 3", "prompt", "Empty.")) == "Row 3, prompt: Empty."

@@ -48,7 +48,12 @@ class RowError:
         return ".".join(part for part in (self.where, self.field) if part) or "items"
 
     def __str__(self) -> str:
-        where = self.where[:1].upper() + self.where[1:] if self.where else "The batch"
+        """``"Row 3, duration: …"``; an API item is counted from 1 with its key: ``"Item 2
+        (items.1), duration: …"``."""
+        if self.where.startswith("items.") and self.where[6:].isdigit():
+            where = f"Item {int(self.where[6:]) + 1} ({self.where})"
+        else:
+            where = self.where[:1].upper() + self.where[1:] if self.where else "The batch"
         return f"{where}, {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
