@@ -162,6 +162,14 @@ def png_bytes(width: int, height: int, color=(40, 90, 200)) -> bytes:
     return buffer.getvalue()
 
 
+def settled(page) -> None:
+    """Wait until htmx has swapped and processed what it loaded (a control clicked earlier
+    would have no htmx behaviour yet)."""
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-added, .htmx-settling, .htmx-swapping')"
+    )
+
+
 # --- the server side: media, public base URL, a django-q2 cluster --------------------------
 @pytest.fixture
 def public_base_url(settings, live_server):

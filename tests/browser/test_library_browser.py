@@ -20,6 +20,8 @@ from generations.models import Generation, State
 from providers.base import TaskState, TaskUpdate
 from teamwork.models import PromptTemplate
 
+from .conftest import settled
+
 if os.environ.get("HAILUO_REQUIRE_BROWSER") == "1":
     from playwright.sync_api import expect
 else:
@@ -48,14 +50,6 @@ RECORD_NOTIFICATIONS = """
   Object.defineProperty(Document.prototype, "visibilityState", {configurable: true, get() { return window.__hidden ? "hidden" : "visible"; }});
 })();
 """
-
-
-def settled(page) -> None:
-    """Wait until htmx has swapped and processed what it loaded (a control clicked earlier
-    would have no htmx behaviour yet)."""
-    page.wait_for_function(
-        "() => !document.querySelector('.htmx-request, .htmx-added, .htmx-settling, .htmx-swapping')"
-    )
 
 
 def test_member_fills_the_form_from_a_template_and_from_the_history(

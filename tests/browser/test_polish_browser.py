@@ -15,7 +15,7 @@ from generations.models import Generation, State
 from providers.models import ProviderAccount
 from providers.sandbox import start_sandbox
 
-from .conftest import png_bytes
+from .conftest import png_bytes, settled
 
 if os.environ.get("HAILUO_REQUIRE_BROWSER") == "1":
     from playwright.sync_api import expect
@@ -48,8 +48,13 @@ def more_sandboxes(db):
 
 
 def _choose(page, account):
+    """Choose the account and wait until htmx has swapped the new form in: a change on the
+    old form while its request is still in flight is dropped by htmx (CI saw it time out)."""
+    settled(page)
     with page.expect_response(lambda r: "/studio/form/" in r.url):
         page.locator("#id_provider_account").select_option(str(account.pk))
+    settled(page)
+    expect(page.locator("#id_provider_account")).to_have_value(str(account.pk))
 
 
 def test_the_same_settings_send_the_same_request_whatever_the_click_order(
