@@ -70,9 +70,10 @@ def api_token_for(*, raw_token: str) -> ApiToken | None:
 
 def _token_row(raw_token: str, now) -> ApiToken | None:
     from accounts.models import User
+    from config.hotsql import hot_cursor
 
     sql, token_fields, user_fields = _token_sql()
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:  # prepared after a few uses: no planning per request
         cursor.execute(sql, [hash_token(raw_token), now])
         row = cursor.fetchone()
     if row is None:

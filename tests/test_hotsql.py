@@ -1,0 +1,110 @@
+"""Issue 16: the hot paths' hand-written statements (``config.hotsql``) answer exactly what the
+ORM answered, and PostgreSQL prepares them after a few uses.
+
+``GET /api/v1/generations/{id}`` reads the generation and its tags in one prepared statement
+(``generations.selectors.generation_for_api``): its answer must be byte-for-byte the answer the
+ORM path gives (``generation_for`` + ``_out``), for every shape a generation can take, and
+visibility must stay the studio's (a teammate's: yes; another team's: 404).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test import RequestFactory
+from django.utils import timezone
+from ninja.renderers import JSONRenderer
+
+from generations.api import GenerationOut, _out
+from generations.models import Generation, State
+from generations.selectors import generation_for, generation_for_api
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+
+def _make(user, account, **fields) -> Generation:
+    base = dict(
+        user=user, team=user.primary_team, provider_account=account, provider_kind=account.kind, model="hailuo-2-3",
+        mode="standard-text-to-video", prompt="a lantern drifting over a lake", duration=6, resolution="768p",
+        quoted_amount=Decimal("0.336000"),
+    )
+    base.update(fields)
+    return Generation.objects.create(**base)
+
+
+def _orm_answer(user, generation_id) -> dict:
+    """The answer as the ORM path renders it: generation_for, _out, ninja's schema and renderer."""
+    request = RequestFactory().get(f"/api/v1/generations/{generation_id}")
+    generation = generation_for(user=user, generation_id=generation_id)
+    body = GenerationOut.model_validate(_out(request, generation)).model_dump()
+    return json.loads(JSONRenderer().render(request, body, response_status=200))
+
+
+def _get(client, token, generation_id):
+    return client.get(f"/api/v1/generations/{generation_id}", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def test_the_hot_read_answers_what_the_orm_answered_for_every_shape(client, api_token, member, teammate, apixo_account):
+    from teamwork.models import Project, Tag
+
+    team = member.primary_team
+    project = Project.objects.create(team=team, name="Autumn")
+    now = timezone.now()
+    shapes = {
+        "queued": _make(member, apixo_account),
+        "succeeded, archived, tagged": _make(
+            member, apixo_account, state=State.SUCCEEDED, progress=100, charged_amount=Decimal("0.336000"),
+            provider_task_id="task_1", video="videos/2026/12/a.mp4", poster="posters/2026/12/a.jpg", archive_state="done",
+            completed_at=now, starred=True, project=project,
+        ),
+        "failed": _make(member, apixo_account, state=State.FAILED, fail_code="1301", fail_message="Sensitive content",
+                        completed_at=now),
+        "rejected": _make(member, apixo_account, state=State.REJECTED, fail_message="Too expensive for a test"),
+        "hidden, archive pending": _make(member, apixo_account, state=State.SUCCEEDED, archive_state="pending",
+                                          hidden_at=now - timedelta(hours=1), image_url="https://example.com/a.png"),
+        "a teammate's": _make(teammate, apixo_account),
+    }
+    for name in ("zeta", "Alpha", "hero"):  # sorted as the ORM sorts them (the database's collation)
+        Tag.objects.create(team=team, name=name).generations.add(shapes["succeeded, archived, tagged"])
+    for label, generation in shapes.items():
+        answer = _get(client, api_token, generation.pk)
+        assert answer.status_code == 200, (label, answer.content)
+        assert answer.json() == _orm_answer(member, generation.pk), label
+    assert _get(client, api_token, shapes["succeeded, archived, tagged"].pk).json()["tags"] == [
+        t.name for t in Tag.objects.filter(generations=shapes["succeeded, archived, tagged"])
+    ]
+
+
+def test_another_teams_generation_is_absent_from_the_hot_read(client, api_token, member, outsider, apixo_account):
+    theirs = _make(outsider, apixo_account)
+    assert generation_for_api(user=member, generation_id=theirs.pk) is None
+    answer = _get(client, api_token, theirs.pk)
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    assert _get(client, api_token, "00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_the_token_and_generation_statements_are_prepared_after_a_few_uses(client, api_token, member, apixo_account):
+    generation = _make(member, apixo_account)
+    for _ in range(7):
+        assert _get(client, api_token, generation.pk).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("FROM accounts_apitoken t" in s for s in prepared), prepared
+    assert any("FROM generations_generation g" in s for s in prepared), prepared
+
+
+def test_without_prepared_statements_the_hot_read_still_answers(client, api_token, member, apixo_account, settings):
+    settings.HAILUO_DB_PREPARE = False
+    connection.ensure_connection()
+    connection.connection.prepare_threshold = None  # as a fresh connection opens
+    generation = _make(member, apixo_account)
+    for _ in range(7):
+        assert _get(client, api_token, generation.pk).json()["id"] == str(generation.pk)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0
