@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
-
-from django.db import connection
-from django.db.models.expressions import RawSQL
+from functools import lru_cache
 
 from billing.models import Budget, SpendingPolicy
 from billing.money import money
+from config import hotsql
 
 #: The :class:`BudgetUsage` layer key of a ``billing_budget`` row, in SQL (``billing.usage.layer_key``).
 _LAYER_KEY = (
@@ -54,6 +53,52 @@ FOR UPDATE OF u
 """
 
 
+@lru_cache(maxsize=1)
+def _rows_sql() -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The budget rows by id with their team and project (what the messages name) and their
+    running totals, hand-written once per process from the models' columns."""
+    from accounts.models import Team
+    from teamwork.models import Project
+
+    budget_cols, budget_names = hotsql.columns(Budget, "billing_budget")
+    team_cols, team_names = hotsql.columns(Team, "bt")
+    project_cols, project_names = hotsql.columns(Project, "bp")
+    sql = (
+        f"SELECT {budget_cols}, {team_cols}, {project_cols}, ({_ROW_USED}), ({_DEFAULT_USED}) "
+        f"FROM {Budget._meta.db_table} LEFT JOIN {Team._meta.db_table} bt ON bt.id = billing_budget.team_id "
+        f"LEFT JOIN {Project._meta.db_table} bp ON bp.id = billing_budget.project_id "
+        "WHERE billing_budget.id = ANY(%s) ORDER BY billing_budget.id"
+    )
+    return sql, budget_names, team_names, project_names
+
+
+def _budget_rows(ids, *, user, primary_zone: str, now: datetime, default_params: list):
+    """``(budgets, used by id(budget), the default layer's running total)`` for the locked ``ids``:
+    one prepared statement. A budget's ``user`` is the submitting ``user`` (the scope admits no
+    other), its ``team`` and ``project`` come from the same row; ``created_by`` stays lazy."""
+    from accounts.models import Team
+    from teamwork.models import Project
+
+    sql, budget_names, team_names, project_names = _rows_sql()
+    with hotsql.hot_cursor() as cursor:
+        cursor.execute(sql, [*[primary_zone, now], *default_params, list(ids)])
+        rows = cursor.fetchall()
+    nb, nt, np_ = len(budget_names), len(team_names), len(project_names)
+    budgets, used, default_used = [], {}, None
+    for row in rows:
+        budget = hotsql.load(Budget, budget_names, row[:nb])
+        if budget.user_id is not None:
+            budget.user = user
+        if budget.team_id is not None:
+            budget.team = hotsql.load(Team, team_names, row[nb:nb + nt])
+        if budget.project_id is not None:
+            budget.project = hotsql.load(Project, project_names, row[nb + nt:nb + nt + np_])
+        used[id(budget)] = money(row[-2] or 0)
+        default_used = row[-1]
+        budgets.append(budget)
+    return budgets, used, default_used
+
+
 def locked_layers(*, user, team_id, project_id, now: datetime) -> tuple[list[Budget], dict[int, Decimal], SpendingPolicy]:
     """``(budgets, used, policy)`` for a submit by ``user`` (a User, its ``primary_team`` read
     once) booked to ``team_id`` and ``project_id``, inside the caller's transaction.
@@ -75,7 +120,7 @@ def locked_layers(*, user, team_id, project_id, now: datetime) -> tuple[list[Bud
     if project_id:
         scope.append("(b.project_id = %s)")
         params.append(project_id)
-    with connection.cursor() as cursor:
+    with hotsql.hot_cursor() as cursor:  # prepared after a few uses (one statement per scope shape)
         cursor.execute(_lock_sql(" OR ".join(scope)), [team_id, *params, user.pk])
         _, policy_id, default_amount, default_period, default_hard, thresholds, granted, ids = cursor.fetchone()
     if isinstance(thresholds, str):  # Django's psycopg setup hands jsonb over as text
@@ -89,21 +134,14 @@ def locked_layers(*, user, team_id, project_id, now: datetime) -> tuple[list[Bud
     default_params = [f"user:{user.pk}", period, period, primary_zone, now]
     budgets: list[Budget] = []
     default_used = None
+    used: dict[int, Decimal] = {}
     if ids:
-        rows = (
-            Budget.objects.filter(pk__in=ids)
-            .select_related("team", "user", "created_by", "project")
-            .annotate(used=RawSQL(_ROW_USED, [primary_zone, now]), default_used=RawSQL(_DEFAULT_USED, default_params))
-            .order_by("id")
-        )
-        budgets = list(rows)
-        default_used = budgets[0].default_used if budgets else None
+        budgets, used, default_used = _budget_rows(ids, user=user, primary_zone=primary_zone, now=now, default_params=default_params)
     elif policy.default_amount is not None and not granted:
-        with connection.cursor() as cursor:
+        with hotsql.hot_cursor() as cursor:
             cursor.execute(_DEFAULT_USED, default_params)
             row = cursor.fetchone()
         default_used = row[0] if row else None
-    used = {id(b): money(b.used or 0) for b in budgets}
     for b in budgets:
         if b.user_id and not b.team_id:
             b.user.note_primary_team(primary)

@@ -19,6 +19,7 @@ from billing.money import format_usd, money
 from billing.pricing import Quote
 from billing.selectors import budget_layers_for
 from billing.usage import committed_for
+from config import hotsql
 
 
 class BudgetExceeded(Exception):
@@ -86,7 +87,8 @@ def ledger_hold(*, generation, quote: Quote) -> tuple[LedgerEntry, list[str]]:
             warnings.append(str(BudgetExceeded(budget=budget, amount=quote.amount, remaining=remaining)).replace(
                 "Refused by", "Over"
             ))
-    entry = LedgerEntry.objects.create(
+    entry = hotsql.create(  # one prepared INSERT; its trigger keeps the running totals
+        LedgerEntry,
         kind=LedgerEntry.Kind.HOLD,
         effective_at=now,
         created_at=now,

@@ -18,6 +18,7 @@ preparing off (server-side binding stays) for a pooler that cannot keep prepared
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import cache
 
 from django.conf import settings
 from django.db import connection
@@ -77,3 +78,76 @@ def hot_cursor():
         yield cursor
     finally:
         cursor.close()
+
+
+# --- rows: insert one, load one ------------------------------------------------------------
+@cache
+def _insert_plan(model) -> tuple[str, tuple, object]:
+    """(INSERT statement, the fields it writes in order, the auto primary key it returns or None)."""
+    from django.db.models import AutoField, BigAutoField, SmallAutoField
+
+    meta = model._meta
+    pk = meta.pk
+    auto_pk = pk if isinstance(pk, AutoField | BigAutoField | SmallAutoField) else None
+    fields = tuple(f for f in meta.local_concrete_fields if f is not auto_pk)
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    if auto_pk is not None:
+        sql += f" RETURNING {quote(auto_pk.column)}"
+    return sql, fields, auto_pk
+
+
+def create(model_class, /, **values):
+    """``model_class.objects.create(**values)`` as one prepared INSERT (PostgreSQL; the ORM's create
+    elsewhere). Field defaults, ``pre_save`` (``auto_now_add`` …) and the database preparation
+    of each value are Django's; ``pre_save``/``post_save`` signals are sent as ``save()`` sends
+    them, so receivers see no difference. Returns the saved instance (its auto primary key set).
+    Not for models with multi-table inheritance or database defaults (``db_default``)."""
+    if not available():
+        return model_class.objects.create(**values)
+    from django.db.models import signals
+
+    instance = model_class(**values)
+    origin = model_class._meta.concrete_model
+    if signals.pre_save.has_listeners(origin):
+        signals.pre_save.send(sender=origin, instance=instance, raw=False, using="default", update_fields=None)
+    sql, fields, auto_pk = _insert_plan(origin)
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    with hot_cursor() as cursor:
+        cursor.execute(sql, params)
+        if auto_pk is not None:
+            setattr(instance, auto_pk.attname, cursor.fetchone()[0])
+    instance._state.adding = False
+    instance._state.db = "default"
+    if signals.post_save.has_listeners(origin):
+        signals.post_save.send(sender=origin, instance=instance, created=True, update_fields=None, raw=False, using="default")
+    return instance
+
+
+@cache
+def _converters(model, attnames: tuple[str, ...]) -> tuple:
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    return tuple(
+        (i, fields[name]) for i, name in enumerate(attnames) if hasattr(fields[name], "from_db_value")
+    )
+
+
+def load(model, attnames: tuple[str, ...], values):
+    """A ``model`` instance from a hand-written row: ``values`` in the order of ``attnames``
+    (which follow the model's field order, as ``Model.from_db`` wants), each passed through its
+    field's ``from_db_value`` (JSON fields arrive as text from Django's psycopg setup) as the
+    ORM would. Fields not in ``attnames`` are deferred."""
+    values = list(values)
+    for i, field in _converters(model, attnames):
+        values[i] = field.from_db_value(values[i], None, connection)
+    return model.from_db("default", attnames, values)
+
+
+def columns(model, alias: str, *, only: tuple[str, ...] | None = None) -> tuple[str, tuple[str, ...]]:
+    """``("alias.col1, alias.col2, …", attnames)`` for ``model``'s concrete fields (or ``only``
+    those attnames), in the model's field order: the select list for :func:`load`."""
+    fields = [f for f in model._meta.concrete_fields if only is None or f.attname in only]
+    return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields), tuple(f.attname for f in fields)

@@ -110,6 +110,13 @@ else:
 # which saves PostgreSQL's planning (~0.5 ms a statement). Set 0 behind a pooler that cannot
 # keep prepared statements (PgBouncer before 1.21 in transaction pooling mode).
 HAILUO_DB_PREPARE = env_bool("DB_PREPARED_STATEMENTS", True)
+if _database_url and HAILUO_DB_PREPARE:
+    # Plan each prepared statement once: with PostgreSQL's default ("auto") the first five runs
+    # of a prepared statement are planned anew, and a statement with an array parameter may
+    # never switch to its generic plan. Only the hot statements are prepared (the ORM binds
+    # client-side), so nothing else is affected.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = " ".join(filter(None, [_options.get("options", ""), "-c plan_cache_mode=force_generic_plan"]))
 # The tables' owner, for ``manage.py migrate`` and ``create_app_role`` only (PostgreSQL): the app
 # itself connects through DATABASE_URL as a role that owns nothing and may not UPDATE, DELETE
 # or TRUNCATE the ledger (billing/db_roles.py, README "PostgreSQL"). Leave it unset in the

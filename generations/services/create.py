@@ -23,6 +23,7 @@ from billing import services as billing_services
 from billing.config_cache import provider_account
 from billing.pricing import NoPriceRule, Quote, quote
 from billing.selectors import price_rules_for
+from config import hotsql
 from generations.models import Generation, InputImage, State
 from generations.services.lifecycle import GenerationRefused, _event, _log
 from providers.base import GenerationRequest, RequestRefused, RuleViolation
@@ -223,7 +224,8 @@ def generation_write(*, user, team, account: ProviderAccount, params: CreatePara
     ``generation.warnings`` (soft budgets exceeded). Raises billing's ``BudgetExceeded`` /
     ``BudgetNotAllowed`` (README "Money": the budget layers, checked under row locks).
     """
-    generation = Generation.objects.create(
+    generation = hotsql.create(  # one prepared INSERT (issue 16); the ORM's create off PostgreSQL
+        Generation,
         user=user,
         team=team,
         provider_account=account,

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from config import hotsql
 from config.errors import DomainError
 from config.logging import log_step
 from generations.models import ALLOWED_FROM, Generation, GenerationEvent
@@ -53,7 +54,7 @@ def _time_scale() -> float:
 
 
 def _event(generation_id, state: str = "", message: str = "", data: dict | None = None) -> None:
-    GenerationEvent.objects.create(generation_id=generation_id, state=state, message=message, data=data)
+    hotsql.create(GenerationEvent, generation_id=generation_id, state=state, message=message, data=data)
 
 
 def _log(generation_id, step: str, *, generation: Any = None, level: int = logging.INFO, **extra: Any) -> None:
