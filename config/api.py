@@ -9,6 +9,9 @@ answer 403 ``insufficient_scope``. Every request is counted against the token's 
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 
 from django.conf import settings
 from django.http import Http404
@@ -48,33 +51,55 @@ class TokenAuth(HttpBearer):
 
 
 class TokenRateThrottle(SimpleRateThrottle):
-    """Requests per API token (django-ninja's cache-based throttle, keyed on the token id).
+    """Requests per API token, keyed on the token id, as a generic cell rate algorithm (GCRA).
 
-    ``setting`` names the Django setting holding the rate ("count/period"), read on every
-    request so tests and deployments can change it. ``writes_only`` counts POST/PUT/PATCH/
-    DELETE only. Counts live in Django's cache (``CACHES``; per process with the default
-    local-memory cache).
+    ``setting`` names the Django setting holding the rate ("count/period", e.g. ``600/min``),
+    read on every request so tests and deployments can change it. ``writes_only`` counts
+    POST/PUT/PATCH/DELETE only. A token may send ``count`` requests at once, then one every
+    ``period / count`` seconds; beyond that the answer is 429 with ``Retry-After`` (seconds
+    until the next request fits). Per token the cache holds one number, the theoretical
+    arrival time of its next request (Django's ``CACHES``; per process with the default
+    local-memory cache), so a check costs the same whatever the limit: django-ninja's own
+    throttle keeps the list of every request of the period and pickles it on each request
+    (issue 16), and keeps per-request state on the shared throttle object, which a gthread
+    worker's threads overwrite. Here the wait is kept per thread.
     """
 
     def __init__(self, setting: str, *, writes_only: bool = False):
         self.setting = setting
         self.writes_only = writes_only
         self.scope = setting.lower()
-        self.rate = None
-        self.num_requests = self.duration = None
+        self._rates: dict[str, tuple[int, int]] = {}
+        self._local = threading.local()
 
     def allow_request(self, request) -> bool:
-        self.rate = getattr(settings, self.setting, None)
-        if not self.rate:
+        self._local.wait = None
+        rate = getattr(settings, self.setting, None)
+        if not rate:
             return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request)
+        key = self.get_cache_key(request)
+        if key is None:
+            return True
+        if rate not in self._rates:
+            self._rates[rate] = self.parse_rate(rate)
+        count, period = self._rates[rate]
+        now = time.time()
+        arrival = max(self.cache.get(key) or now, now) + period / count
+        if arrival - now > period:
+            self._local.wait = arrival - now - period
+            return False
+        self.cache.set(key, arrival, math.ceil(arrival - now) + 1)
+        return True
+
+    def wait(self) -> float | None:
+        """Seconds until this thread's last refused request would fit (``Retry-After``)."""
+        return getattr(self._local, "wait", None)
 
     def get_cache_key(self, request) -> str | None:
         token = getattr(request, "api_token", None)
         if token is None or (self.writes_only and request.method in READ_METHODS):
             return None
-        return self.cache_format % {"scope": self.scope, "ident": token.pk}
+        return f"throttle_gcra_{self.scope}_{token.pk}"
 
 
 class StudioApi(NinjaAPI):

@@ -297,6 +297,36 @@ def test_rate_limit_per_token_is_429_with_retry_after(client, api_token, member,
     assert client.get("/api/v1/tokens", **auth(other)).status_code == 200  # per token
 
 
+def test_rate_limit_allows_the_burst_then_one_request_per_interval(monkeypatch, settings):
+    """``3/min``: three at once, then one every 20 s; the refusal says how long to wait, and the
+    wait belongs to the thread that was refused (gthread workers share the throttle object)."""
+    import threading
+    from types import SimpleNamespace
+
+    import config.api
+    from config.api import TokenRateThrottle
+
+    settings.HAILUO_API_RATE_LIMIT = "3/min"
+    clock = [1_000.0]
+    monkeypatch.setattr(config.api.time, "time", lambda: clock[0])
+    throttle = TokenRateThrottle("HAILUO_API_RATE_LIMIT")
+    request = SimpleNamespace(api_token=SimpleNamespace(pk=4242), method="GET")
+    assert [throttle.allow_request(request) for _ in range(4)] == [True, True, True, False]
+    assert throttle.wait() == pytest.approx(20.0)
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(throttle.wait()))
+    thread.start()
+    thread.join()
+    assert seen == [None]
+    clock[0] += 19.0
+    assert not throttle.allow_request(request) and throttle.wait() == pytest.approx(1.0)
+    clock[0] += 1.0
+    assert throttle.allow_request(request) and throttle.wait() is None
+    assert not throttle.allow_request(request)
+    clock[0] += 60.0  # a quiet minute refills the whole burst
+    assert [throttle.allow_request(request) for _ in range(4)] == [True, True, True, False]
+
+
 def test_write_rate_limit_counts_writes_only(client, api_token, settings):
     settings.HAILUO_API_WRITE_RATE_LIMIT = "1/min"
     assert client.post("/api/v1/tokens", {"name": "a"}, content_type="application/json", **auth(api_token)).status_code == 201
