@@ -240,6 +240,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 Q_CLUSTER = {
     "name": "hailuo",
     "orm": "default",
+    "broker_class": "generations.broker.OrmBroker",  # django-q2's ORM broker, enqueue as a prepared INSERT
     "workers": env_int("HAILUO_Q_WORKERS", 4),
     # Task timeout and retry: set below, from HAILUO_DOWNLOAD_TIMEOUT (a download is the
     # longest task; the poll sweep runs just under a minute, see generations.tasks.poll_sweep).

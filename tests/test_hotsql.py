@@ -108,3 +108,25 @@ def test_without_prepared_statements_the_hot_read_still_answers(client, api_toke
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone()[0] == 0
+
+
+def test_the_queue_row_is_written_by_one_prepared_insert_and_reads_back_as_django_q2_wrote_it():
+    """``generations.broker.OrmBroker``: async_task's row, dequeued and unpacked by django-q2."""
+    from django.test.utils import CaptureQueriesContext
+    from django_q.brokers import get_broker
+    from django_q.signing import SignedPackage
+    from django_q.tasks import async_task
+
+    from generations.broker import OrmBroker
+
+    broker = get_broker()
+    assert isinstance(broker, OrmBroker)
+    with CaptureQueriesContext(connection) as captured:
+        task_id = async_task("generations.tasks.submit_generation", "3f1b0c2e-0000-4000-8000-000000000001", task_name="submit x")
+    inserts = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1 and '"django_q_ormq"' in inserts[0]
+    (package_id, payload), = broker.dequeue()
+    task = SignedPackage.loads(payload)
+    assert task["id"] == task_id and task["func"] == "generations.tasks.submit_generation"
+    assert task["args"] == ("3f1b0c2e-0000-4000-8000-000000000001",)
+    broker.acknowledge(package_id)
