@@ -5,7 +5,7 @@ view, with a small and then a large ledger in the budget period.
 Prints figures; it is not a test. See bench/README.md ("submit_throughput.py").
 
     scripts/with-postgres.sh .venv/bin/python bench/submit_throughput.py [--seconds 10] [--connections 16] \
-        [--ledger 1000] [--large-ledger 1000000]
+        [--reps 3] [--ledger 1000] [--large-ledger 1000000]
 
 1. Migrates the throwaway database (``DATABASE_URL``), creates a member of a team with an own
    budget and a team budget large enough never to refuse (so every submit checks two real
@@ -18,9 +18,11 @@ Prints figures; it is not a test. See bench/README.md ("submit_throughput.py").
 3. Runs ``wrk`` (Debian's ``wrk``) for ``--seconds`` against, in turn: ``GET /bench/trivial``,
    ``GET /api/v1/generations/{id}`` with the token, ``POST /api/v1/generations`` with the token
    (one new generation, a budget check and a ledger hold per request); then COPYs entries
-   until the period holds ``--large-ledger`` (default 1,000,000), and runs the ``POST`` and the
-   trivial view again. Prints requests/s, latency percentiles, non-2xx answers, each one's
-   ratio to the trivial view, and the large-ledger submit rate over the small-ledger one.
+   until the period holds ``--large-ledger`` (default 1,000,000), and runs the trivial view and
+   the ``POST`` again. Each group runs ``--reps`` times back to back; prints the medians of
+   requests/s and latency percentiles, non-2xx answers, and the median of each target's ratio
+   to the trivial view of its own rep (the machine's load moves between reps), and the
+   large-ledger submit rate over the small-ledger one.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -52,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions of each target, back to back (default 3; medians)")
     p.add_argument("--ledger", type=int, default=1000, help="ledger entries this month before measuring (default 1,000)")
     p.add_argument("--large-ledger", type=int, default=1_000_000,
                    help="ledger entries this month for the second submit run (default 1,000,000; 0: skip it)")
@@ -190,18 +194,23 @@ def main(argv=None) -> int:
         from billing.models import LedgerEntry
 
         small = LedgerEntry.objects.count()
-        results = {
-            "trivial view": wrk(base + "/bench/trivial", args),
-            "authenticated GET /api/v1/generations/{id}": wrk(f"{base}/api/v1/generations/{gid}", args, token=token),
-            f"POST /api/v1/generations, {small:,} ledger entries": wrk(
-                base + "/api/v1/generations", args, method="POST", body=body, token=token),
-        }
+        get_url, post_url = f"{base}/api/v1/generations/{gid}", base + "/api/v1/generations"
+        reps: list[dict] = []
+        for _ in range(args.reps):  # each rep runs the three targets back to back: a ratio is within one rep
+            reps.append({
+                "trivial view": wrk(base + "/bench/trivial", args),
+                "authenticated GET /api/v1/generations/{id}": wrk(get_url, args, token=token),
+                f"POST /api/v1/generations, {small:,} ledger entries": wrk(post_url, args, method="POST", body=body, token=token),
+            })
+        large_reps: list[dict] = []
         if args.large_ledger:
             fill_ledger(user_id, team_id, account_id, args.large_ledger - LedgerEntry.objects.count())
             large = LedgerEntry.objects.count()
-            results["trivial view, again"] = wrk(base + "/bench/trivial", args)
-            results[f"POST /api/v1/generations, {large:,} ledger entries"] = wrk(
-                base + "/api/v1/generations", args, method="POST", body=body, token=token)
+            for _ in range(args.reps):
+                large_reps.append({
+                    "trivial view, large ledger": wrk(base + "/bench/trivial", args),
+                    f"POST /api/v1/generations, {large:,} ledger entries": wrk(post_url, args, method="POST", body=body, token=token),
+                })
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -217,22 +226,32 @@ def main(argv=None) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT version()")
         version = cursor.fetchone()[0].split(" on ")[0]
-    base_rps = results["trivial view"]["rps"]
     print(f"gunicorn gthread -w {args.workers} (4 threads), wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, "
-          f"{version}, {os.cpu_count()} CPUs; ledger entries at the end: {entries:,}\n")
-    print("| target | requests/s | p50 | p99 | non-2xx | ratio to the trivial view |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        print(f"| {name} | {r['rps']:,.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['non_2xx']} | {r['rps'] / base_rps:.3f} |")
-    posts = [r for name, r in results.items() if name.startswith("POST")]
-    get = results["authenticated GET /api/v1/generations/{id}"]
-    print(f"\nsubmit ratio {posts[0]['rps'] / base_rps:.3f} (goal >= 0.20); authenticated GET ratio "
-          f"{get['rps'] / base_rps:.3f} (goal >= 0.50)")
-    if len(posts) == 2:
-        again = results["trivial view, again"]["rps"]
-        print(f"submit/s with the large ledger over the small one: {posts[1]['rps'] / posts[0]['rps']:.3f} (goal >= 0.90); "
-              f"each against the trivial view measured just before it: {(posts[1]['rps'] / again) / (posts[0]['rps'] / base_rps):.3f}")
-    print(json.dumps(results))
+          f"{args.reps} reps (medians), {version}, {os.cpu_count()} CPUs; ledger entries at the end: {entries:,}\n")
+    print("| target | requests/s (median) | p50 | p99 | non-2xx | ratio to the trivial view of its rep (median) | ratios per rep |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    summary = {}
+    for group in (reps, large_reps):
+        if not group:
+            continue
+        baseline = next(iter(group[0]))
+        for name in group[0]:
+            runs = [rep[name] for rep in group]
+            ratios = [rep[name]["rps"] / rep[baseline]["rps"] for rep in group]
+            summary[name] = {"rps": median(r["rps"] for r in runs), "ratio": median(ratios)}
+            print(f"| {name} | {summary[name]['rps']:,.0f} | {median(r['p50'] for r in runs):.1f} ms | "
+                  f"{median(r['p99'] for r in runs):.1f} ms | {sum(r['non_2xx'] for r in runs)} | {summary[name]['ratio']:.3f} | "
+                  f"{', '.join(f'{x:.3f}' for x in ratios)} |")
+    names = list(summary)
+    post_small = next(n for n in names if n.startswith("POST") and f"{small:,} ledger" in n)
+    print(f"\nsubmit ratio {summary[post_small]['ratio']:.3f} (goal >= 0.20); authenticated GET ratio "
+          f"{summary['authenticated GET /api/v1/generations/{id}']['ratio']:.3f} (goal >= 0.50)")
+    if large_reps:
+        post_large = [n for n in names if n.startswith("POST")][-1]
+        print(f"submits/s with the large ledger over the small one: {summary[post_large]['rps'] / summary[post_small]['rps']:.3f}; "
+              f"as ratios to the trivial view of their reps: {summary[post_large]['ratio'] / summary[post_small]['ratio']:.3f} "
+              "(goal >= 0.90)")
+    print(json.dumps({"reps": reps, "large_reps": large_reps}))
     return 0
 
 

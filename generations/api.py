@@ -289,8 +289,9 @@ def create_generation(
             idempotency_key=idempotency_key or None, fingerprint=request_fingerprint(payload),
         )
     # A refusal is a GenerationRefused (a DomainError): config.api answers it as ErrorOut.
-    generation = services.generation_create(
-        user=request.auth, params=params, idempotency_key=idempotency_key or None, fingerprint=request_fingerprint(payload),
+    generation = services.generation_create(  # the fingerprint only matters with a key (replay or conflict)
+        user=request.auth, params=params, idempotency_key=idempotency_key or None,
+        fingerprint=request_fingerprint(payload) if idempotency_key else "",
         team=project.team if project is not None else team_id,
     )
     if getattr(generation, "replayed", False):
