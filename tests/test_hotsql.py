@@ -130,3 +130,50 @@ def test_the_queue_row_is_written_by_one_prepared_insert_and_reads_back_as_djang
     assert task["id"] == task_id and task["func"] == "generations.tasks.submit_generation"
     assert task["args"] == ("3f1b0c2e-0000-4000-8000-000000000001",)
     broker.acknowledge(package_id)
+
+
+def test_create_writes_the_row_the_orm_would_and_sends_the_save_signals(member, apixo_account):
+    """``config.hotsql.create``: defaults, ``pre_save`` values and JSON columns as the ORM writes
+    them; ``pre_save``/``post_save`` receivers see a normal save; a constraint violation is
+    Django's ``IntegrityError``."""
+    from django.db import IntegrityError, transaction
+    from django.db.models.signals import post_save, pre_save
+    from django.forms.models import model_to_dict
+
+    from billing.models import LedgerEntry
+    from config import hotsql
+    from generations.models import GenerationEvent
+
+    hot = hotsql.create(
+        Generation, user=member, team=member.primary_team, provider_account=apixo_account, provider_kind="apixo",
+        model="hailuo-2-3", mode="standard-text-to-video", prompt="hot", duration=6, resolution="768p",
+        quoted_amount=Decimal("0.336000"), options={"provider": "value", "nested": [1, 2]}, price_rule={"id": 7},
+    )
+    orm = Generation.objects.create(
+        user=member, team=member.primary_team, provider_account=apixo_account, provider_kind="apixo",
+        model="hailuo-2-3", mode="standard-text-to-video", prompt="hot", duration=6, resolution="768p",
+        quoted_amount=Decimal("0.336000"), options={"provider": "value", "nested": [1, 2]}, price_rule={"id": 7},
+    )
+    moving = {"id", "created_at", "updated_at"}
+    as_read = [model_to_dict(Generation.objects.get(pk=g.pk)) for g in (hot, orm)]
+    assert {k: v for k, v in as_read[0].items() if k not in moving} == {k: v for k, v in as_read[1].items() if k not in moving}
+    assert not hot._state.adding and Generation.objects.get(pk=hot.pk).created_at is not None
+
+    seen = []
+    pre = lambda sender, instance, **kw: seen.append(("pre", instance.message))  # noqa: E731
+    post = lambda sender, instance, created, **kw: seen.append(("post", instance.message, created, instance.pk is not None))  # noqa: E731
+    pre_save.connect(pre, sender=GenerationEvent, weak=False)
+    post_save.connect(post, sender=GenerationEvent, weak=False)
+    try:
+        hotsql.create(GenerationEvent, generation_id=hot.pk, state="queued", message="hello")
+    finally:
+        pre_save.disconnect(pre, sender=GenerationEvent)
+        post_save.disconnect(post, sender=GenerationEvent)
+    assert seen == [("pre", "hello"), ("post", "hello", True, True)]
+
+    fields = dict(kind="hold", amount=Decimal("0.336000"), user_id=member.pk, team_id=member.primary_team.pk,
+                  generation=hot, effective_at=timezone.now(), created_at=timezone.now())
+    first = hotsql.create(LedgerEntry, **fields)
+    assert LedgerEntry.objects.get(pk=first.pk).amount == Decimal("0.336000")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        hotsql.create(LedgerEntry, **fields)  # one hold per generation (a unique constraint)
