@@ -21,8 +21,9 @@ Prints figures; it is not a test. See bench/README.md ("submit_throughput.py").
    until the period holds ``--large-ledger`` (default 1,000,000), and runs the trivial view and
    the ``POST`` again. Each group runs ``--reps`` times back to back; prints the medians of
    requests/s and latency percentiles, non-2xx answers, and the median of each target's ratio
-   to the trivial view of its own rep (the machine's load moves between reps), and the
-   large-ledger submit rate over the small-ledger one.
+   to the trivial view of its own rep (the machine's load moves between reps), the CPU time per
+   request of the gunicorn processes and of PostgreSQL's (from /proc: where the cost is), and
+   the large-ledger submit rate over the small-ledger one.
 """
 
 from __future__ import annotations
@@ -133,7 +134,29 @@ def wait_up(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"gunicorn did not answer {url}")
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the gunicorn processes and by PostgreSQL's,
+    from /proc (Linux); empty elsewhere."""
+    totals = {"gunicorn": 0.0, "postgres": 0.0}
+    if not os.path.isdir("/proc/self"):
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        group = "gunicorn" if "gunicorn" in cmd else "postgres" if cmd.startswith("postgres") else None
+        if group:
+            totals[group] += (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 def wrk(url: str, args, *, method: str = "GET", body: str = "", token: str = "") -> dict:
+    before = cpu_seconds()
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     lines = [f'wrk.method = "{method}"']
     if body:
@@ -153,9 +176,11 @@ def wrk(url: str, args, *, method: str = "GET", body: str = "", token: str = "")
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "non_2xx": int(errors.group(1)) if errors else 0, "p50": ms("50%"), "p99": ms("99%")}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    after = cpu_seconds()
+    cpu = {f"{k}_cpu_ms": 1000 * (after[k] - before[k]) / max(requests, 1) for k in after}
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "requests": requests,
+            "non_2xx": int(errors.group(1)) if errors else 0, "p50": ms("50%"), "p99": ms("99%"), **cpu}
 
 
 def main(argv=None) -> int:
@@ -228,8 +253,9 @@ def main(argv=None) -> int:
         version = cursor.fetchone()[0].split(" on ")[0]
     print(f"gunicorn gthread -w {args.workers} (4 threads), wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, "
           f"{args.reps} reps (medians), {version}, {os.cpu_count()} CPUs; ledger entries at the end: {entries:,}\n")
-    print("| target | requests/s (median) | p50 | p99 | non-2xx | ratio to the trivial view of its rep (median) | ratios per rep |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| target | requests/s (median) | p50 | p99 | non-2xx | CPU ms per request: gunicorn + PostgreSQL | "
+          "ratio to the trivial view of its rep (median) | ratios per rep |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     summary = {}
     for group in (reps, large_reps):
         if not group:
@@ -240,7 +266,9 @@ def main(argv=None) -> int:
             ratios = [rep[name]["rps"] / rep[baseline]["rps"] for rep in group]
             summary[name] = {"rps": median(r["rps"] for r in runs), "ratio": median(ratios)}
             print(f"| {name} | {summary[name]['rps']:,.0f} | {median(r['p50'] for r in runs):.1f} ms | "
-                  f"{median(r['p99'] for r in runs):.1f} ms | {sum(r['non_2xx'] for r in runs)} | {summary[name]['ratio']:.3f} | "
+                  f"{median(r['p99'] for r in runs):.1f} ms | {sum(r['non_2xx'] for r in runs)} | "
+                  f"{median(r.get('gunicorn_cpu_ms', float('nan')) for r in runs):.2f} + "
+                  f"{median(r.get('postgres_cpu_ms', float('nan')) for r in runs):.2f} | {summary[name]['ratio']:.3f} | "
                   f"{', '.join(f'{x:.3f}' for x in ratios)} |")
     names = list(summary)
     post_small = next(n for n in names if n.startswith("POST") and f"{small:,} ledger" in n)

@@ -2,8 +2,7 @@
 
 Every value can be overridden by an environment variable, listed in the README:
 ``PORT`` / ``GUNICORN_BIND``, ``GUNICORN_WORKERS`` (default 2 × CPUs + 1, at most 12),
-``GUNICORN_THREADS``, ``GUNICORN_TIMEOUT``, ``GUNICORN_ACCESS_LOG`` ("-": stdout, "": off),
-``GUNICORN_SWITCH_INTERVAL_MS`` (see :func:`post_fork`).
+``GUNICORN_THREADS``, ``GUNICORN_TIMEOUT``, ``GUNICORN_ACCESS_LOG`` ("-": stdout, "": off).
 """
 
 import multiprocessing
@@ -33,15 +32,3 @@ def child_exit(server, worker):
 
         multiprocess.mark_process_dead(worker.pid)
 
-
-
-def post_fork(server, worker):
-    """Each worker's threads hand the GIL over after ``GUNICORN_SWITCH_INTERVAL_MS`` (default
-    0.5 ms; Python's own is 5 ms). A gthread worker's threads wait on PostgreSQL with the GIL
-    released, and a thread whose answer has arrived waits for a busy sibling to let go. A submit
-    does so several times while it holds its budget rows locked (``billing.hold_check``), so
-    every other submit of the same member or team waits too: with 5 ms, 79-85 submits/s in
-    bench/submit_throughput.py; with 0.5 ms, 110-122 (issue 16)."""
-    import sys
-
-    sys.setswitchinterval(float(os.environ.get("GUNICORN_SWITCH_INTERVAL_MS", "0.5")) / 1000)
