@@ -17,6 +17,7 @@ from generations.models import Generation, State
 from teamwork.models import ShareLink
 
 from ..conftest import make_params
+from .conftest import settled
 
 if os.environ.get("HAILUO_REQUIRE_BROWSER") == "1":
     from playwright.sync_api import expect
@@ -121,6 +122,7 @@ def test_project_three_variants_star_compare_share_and_open_logged_out(
     page.goto("/studio/")
     page.get_by_label("Prompt", exact=True).fill("a paper lantern drifting over a lake")
     page.locator("#create-form").get_by_label("Project").select_option(str(project.pk))
+    settled(page)  # the form is rebuilt for the project: a choice made meanwhile would be swapped away
     page.get_by_label("Variants").select_option("3")
     expect(page.get_by_test_id("price-total")).to_have_text("$1.008")
     page.get_by_role("button", name="Generate").click()
