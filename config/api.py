@@ -198,6 +198,7 @@ def _server_error(request, exc):
 from accounts.api import router as tokens_router  # noqa: E402
 from approvals.api import router as approvals_router  # noqa: E402
 from billing.api import router as reports_router  # noqa: E402
+from billing.budgets_api import router as budgets_router  # noqa: E402
 from generations.api import router as generations_router  # noqa: E402
 from generations.batches.api import router as batches_router  # noqa: E402
 from providers.api import router as providers_router  # noqa: E402
@@ -214,3 +215,4 @@ api.add_router("/", teamwork_router)
 api.add_router("/", library_router)
 api.add_router("/", batches_router)
 api.add_router("/", approvals_router)
+api.add_router("/", budgets_router)
