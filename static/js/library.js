@@ -54,7 +54,13 @@
   });
 
   document.addEventListener("htmx:load", function (event) {
-    var within = function (selector) { return window.hailuoWithin(event.detail.elt, selector); };  // studio.js, loaded first
+    var root = event.detail.elt;
+    var scope = root.querySelectorAll ? root : document;
+    var within = function (selector) {
+      var found = Array.prototype.slice.call(scope.querySelectorAll(selector));
+      if (root.matches && root.matches(selector)) found.unshift(root);
+      return found;
+    };
     within("[data-notify-enable]").forEach(refreshButton);
     within("[data-final-notify]").forEach(notify);
   });

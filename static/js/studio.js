@@ -192,18 +192,14 @@
     if (button) button.closest("li").remove();
   });
 
-  /* The elements matching ``selector`` in what htmx:load loaded (``root``: the page, or the
-   * swapped element itself included); library.js uses it too (window.hailuoWithin). */
-  function loadedWithin(root, selector) {
-    var scope = root.querySelectorAll ? root : document;
-    var found = Array.prototype.slice.call(scope.querySelectorAll(selector));
-    if (root.matches && root.matches(selector)) found.unshift(root);
-    return found;
-  }
-  window.hailuoWithin = loadedWithin;
-
   document.addEventListener("htmx:load", function (event) {
-    var within = function (selector) { return loadedWithin(event.detail.elt, selector); };
+    var root = event.detail.elt;
+    var scope = root.querySelectorAll ? root : document;
+    var within = function (selector) {
+      var found = Array.prototype.slice.call(scope.querySelectorAll(selector));
+      if (root.matches && root.matches(selector)) found.unshift(root);
+      return found;
+    };
     within("[data-image-input]").forEach(bindImageInput);
     within("#gallery-filters").forEach(bindFilters);
     within("#create-form textarea[name=prompt]").forEach(bindPrompt);
