@@ -7,7 +7,9 @@ pause), so each process keeps a copy and checks a counter instead:
 - PostgreSQL statement triggers on ``providers_provideraccount``, ``billing_pricerule`` and
   ``approvals_approvalrule`` (that one installed by ``approvals`` migration 0002)
   bump ``billing_configversion.n`` on every INSERT, UPDATE, DELETE or TRUNCATE, whoever
-  writes (admin, ORM ``update()``, raw SQL, another process), in the writer's transaction.
+  writes (admin, ORM ``update()``, raw SQL, another process), in the writer's transaction,
+  to the next number of a sequence: a number is never given twice, even when the
+  transaction that took it rolls back (:data:`SEQUENCE_SQL`).
 - A request notes the counter once: the API's token lookup reads it in the same query
   (``accounts.selectors.api_token_for`` calls :func:`note_version`); otherwise each use
   reads it (one query, instead of the account's or the rules' own). The note is cleared when
@@ -123,6 +125,35 @@ CREATE TRIGGER billing_config_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCA
 DROP TRIGGER IF EXISTS billing_config_version ON billing_pricerule;
 CREATE TRIGGER billing_config_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON billing_pricerule
   FOR EACH STATEMENT EXECUTE FUNCTION billing_bump_config_version();
+"""
+
+#: Migration 0013: the counter takes its numbers from a sequence, which a rollback does not take
+#: back. With ``n + 1``, a transaction that bumped the counter and rolled back left it where a
+#: later change would bring it again, so a process that had cached inside the rolled-back
+#: transaction (or in a test, which always rolls back) saw its stale copy as current: a provider
+#: account created by the later change read as missing.
+SEQUENCE_SQL = """
+CREATE SEQUENCE IF NOT EXISTS billing_configversion_seq;
+SELECT setval('billing_configversion_seq', GREATEST((SELECT n FROM billing_configversion WHERE id = 1), 0) + 1);
+CREATE OR REPLACE FUNCTION billing_bump_config_version() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  -- An upsert: a flush that emptied the table (Django's TransactionTestCase) does not leave
+  -- the counter stuck at "unknown".
+  INSERT INTO billing_configversion (id, n) VALUES (1, nextval('billing_configversion_seq'))
+    ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n;
+  RETURN NULL;
+END
+$fn$;
+"""
+
+SEQUENCE_UNINSTALL_SQL = """
+CREATE OR REPLACE FUNCTION billing_bump_config_version() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  UPDATE billing_configversion SET n = n + 1 WHERE id = 1;
+  RETURN NULL;
+END
+$fn$;
+DROP SEQUENCE IF EXISTS billing_configversion_seq;
 """
 
 UNINSTALL_SQL = """

@@ -17,38 +17,12 @@ from django.conf import settings
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import HttpBearer
 from ninja.throttling import SimpleRateThrottle
 
-from accounts.selectors import api_token_for
+from config.apiauth import READ_METHODS, TokenAuth
 from config.errors import DomainError, error_body
 
 log = logging.getLogger(__name__)
-
-#: Methods a read-scoped token may use.
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class TokenAuth(HttpBearer):
-    """``Authorization: Bearer hs_...``: a token made on the studio's token page, at
-    ``/api/v1/tokens`` or with ``manage.py create_api_token``.
-
-    Sets ``request.auth`` (the user) and ``request.api_token``. Unknown, revoked or expired
-    tokens: 401 ``unauthorized``; a read-scoped token on a write: 403 ``insufficient_scope``.
-    """
-
-    def authenticate(self, request, token):
-        row = api_token_for(raw_token=token)
-        if row is None:
-            return None
-        request.api_token = row
-        if request.method not in READ_METHODS and not row.can_write:
-            raise DomainError(
-                "insufficient_scope", "This token is read-only: make a read-and-write token to change anything.",
-                status=403,
-            )
-        return row.user
-
 
 class TokenRateThrottle(SimpleRateThrottle):
     """Requests per API token, keyed on the token id, as a generic cell rate algorithm (GCRA).

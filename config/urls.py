@@ -9,6 +9,9 @@ from config.metrics import metrics_view
 from generations import views
 
 urlpatterns = [
+    # The API first: Django tries the patterns in order, and the API's requests are the many
+    # small ones (issue 16); no other pattern starts with "api/".
+    path("api/v1/", api.urls),
     path("", views.home, name="home"),
     path("favicon.ico", views.favicon),
     path("studio/", views.studio, name="studio"),
@@ -36,7 +39,6 @@ urlpatterns = [
     path("approvals/", include("approvals.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
     path("healthz/live", healthz_live, name="healthz_live"),
     path("metrics", metrics_view, name="metrics"),

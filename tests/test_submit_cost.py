@@ -132,11 +132,22 @@ def test_a_disabled_account_refuses_the_next_submit_although_accounts_are_cached
     assert refused.status_code == 422 and refused.json()["code"] == "provider_unavailable"
 
 
-def test_an_authenticated_read_is_two_queries_token_with_teams_then_the_generation_with_its_tags(client, api_token, apixo_account):
+def test_an_authenticated_read_is_one_statement_token_teams_generation_and_tags(client, api_token, apixo_account):
+    """``GET /api/v1/generations/{id}``: the token lookup reads the generation and its tags in
+    the same statement (``TokenAuth(joined=…)``, ``generations.selectors.generation_joined_read``)."""
     gid = post(client, api_token, apixo_account).json()["id"]
     with CaptureQueriesContext(connection) as captured:
         answer = client.get(f"/api/v1/generations/{gid}", HTTP_AUTHORIZATION=f"Bearer {api_token}")
     assert answer.status_code == 200 and answer.json()["id"] == gid
     sent = statements(captured)
-    assert len(sent) == 2 and "FROM accounts_apitoken t" in sent[0], sent
-    assert "FROM generations_generation g" in sent[1] and "teamwork_tag" in sent[1]  # the tags (issue 15) in the same statement
+    assert len(sent) == 1 and "FROM accounts_apitoken t" in sent[0], sent
+    assert "FROM generations_generation g" in sent[0] and "teamwork_tag" in sent[0]  # the tags (issue 15) in the same statement
+
+
+def test_a_malformed_id_or_a_bad_token_on_the_joined_read_answers_as_before(client, api_token, apixo_account):
+    """The joined read never turns a 422 (a malformed id) or a 401 into anything else."""
+    bad = client.get("/api/v1/generations/not-a-uuid", HTTP_AUTHORIZATION=f"Bearer {api_token}")
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_request"
+    gid = post(client, api_token, apixo_account).json()["id"]
+    nobody = client.get(f"/api/v1/generations/{gid}", HTTP_AUTHORIZATION="Bearer hs_nobody")
+    assert nobody.status_code == 401 and nobody.json()["code"] == "unauthorized"
