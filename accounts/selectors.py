@@ -96,7 +96,7 @@ def api_token_for(*, raw_token: str, joined: JoinedRead | None = None) -> ApiTok
 
 def _token_row(raw_token: str, now, joined: JoinedRead | None) -> ApiToken | None:
     from accounts.models import User
-    from config.hotsql import hot_cursor
+    from config.hotsql import hot_cursor, instance
 
     sql, token_fields, user_fields = _token_sql(joined.select, joined.lateral) if joined else _token_sql()
     with hot_cursor() as cursor:  # prepared after a few uses: no planning per request
@@ -105,14 +105,14 @@ def _token_row(raw_token: str, now, joined: JoinedRead | None) -> ApiToken | Non
     if row is None:
         return None
     n_token, n_user = len(token_fields), len(user_fields)
-    token = ApiToken.from_db(connection.alias, token_fields, row[:n_token])
-    user = User.from_db(connection.alias, user_fields, row[n_token:n_token + n_user])
+    token = instance(ApiToken, token_fields, row[:n_token])
+    user = instance(User, user_fields, row[n_token:n_token + n_user])
     token.user = user
     team_ids, team_name, team_zone, version = row[n_token + n_user:n_token + n_user + 4]
     token.joined = row[n_token + n_user + 4:] if joined else None
     team = None
     if team_ids:
-        team = Team.from_db(connection.alias, ["id", "name", "time_zone"], [team_ids[0], team_name, team_zone])
+        team = instance(Team, ("id", "name", "time_zone"), (team_ids[0], team_name, team_zone))
     # Read in the same statement: the user's teams and primary team (no second read this
     # request) and the provider/price cache's counter (billing.config_cache).
     user.note_primary_team(team)

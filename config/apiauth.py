@@ -29,6 +29,14 @@ class TokenAuth(HttpBearer):
         super().__init__()
         self.joined = joined
 
+    def __call__(self, request):
+        """ninja's ``HttpBearer.__call__``, reading the header from ``META``: ``request.headers``
+        builds a dict of every header on first use, which only this read needed (issue 16)."""
+        scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != self.openapi_scheme:
+            return None
+        return self.authenticate(request, token)
+
     def authenticate(self, request, token):
         row = api_token_for(raw_token=token, joined=self.joined(request) if self.joined else None)
         if row is None:

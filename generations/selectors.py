@@ -83,7 +83,9 @@ def _api_read_sql() -> tuple[str, list[str]]:
 
 
 def _from_api_row(names: list[str], row) -> Generation:
-    generation = Generation.from_db("default", names, row[:-1])
+    from config.hotsql import instance
+
+    generation = instance(Generation, names, row[:-1])
     generation.tag_names = list(row[-1])
     return generation
 

@@ -177,3 +177,34 @@ def test_create_writes_the_row_the_orm_would_and_sends_the_save_signals(member, 
     assert LedgerEntry.objects.get(pk=first.pk).amount == Decimal("0.336000")
     with pytest.raises(IntegrityError), transaction.atomic():
         hotsql.create(LedgerEntry, **fields)  # one hold per generation (a unique constraint)
+
+
+def test_instance_is_the_instance_from_db_makes(member, apixo_account, django_assert_num_queries):
+    """``config.hotsql.instance`` skips ``Model.__init__`` (no ``pre_init``/``post_init`` receiver
+    for these models): same attributes, same state, the missing fields deferred and read on
+    first access; with a receiver it is ``from_db`` itself."""
+    from django.db.models.signals import post_init
+
+    from config.hotsql import instance
+
+    generation = _make(member, apixo_account, fail_code="1301")
+    names = ("id", "user_id", "state", "fail_code")
+    values = (generation.pk, member.pk, generation.state, "1301")
+    fast, orm = instance(Generation, names, values), Generation.from_db("default", names, values)
+    assert type(fast) is Generation and not fast._state.adding and fast._state.db == "default"
+    assert {k: v for k, v in fast.__dict__.items() if k != "_state"} == {k: v for k, v in orm.__dict__.items() if k != "_state"}
+    assert fast.get_deferred_fields() == orm.get_deferred_fields() and "prompt" in fast.get_deferred_fields()
+    with django_assert_num_queries(1):
+        assert fast.prompt == generation.prompt  # a deferred field: one read, as from_db's instance does
+    assert fast == generation and fast.user == member
+
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=Generation)
+    try:
+        assert instance(Generation, names, values).fail_code == "1301" and len(seen) == 1
+    finally:
+        post_init.disconnect(receiver, sender=Generation)
