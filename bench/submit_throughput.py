@@ -136,13 +136,13 @@ def wait_up(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"gunicorn did not answer {url}")
 
 
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by the gunicorn processes and by PostgreSQL's,
-    from /proc (Linux); empty elsewhere."""
-    totals = {"gunicorn": 0.0, "postgres": 0.0}
+def cpu_seconds() -> dict[tuple[str, str], float]:
+    """CPU seconds (user + system) used so far by each gunicorn and PostgreSQL process, keyed by
+    (``"gunicorn"`` or ``"postgres"``, pid), from /proc (Linux); empty elsewhere."""
     if not os.path.isdir("/proc/self"):
         return {}
     tick = os.sysconf("SC_CLK_TCK")
+    used = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -153,7 +153,17 @@ def cpu_seconds() -> dict[str, float]:
             continue
         group = "gunicorn" if "gunicorn" in cmd else "postgres" if cmd.startswith("postgres") else None
         if group:
-            totals[group] += (int(fields[11]) + int(fields[12])) / tick
+            used[(group, pid)] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per group between two :func:`cpu_seconds`: each process's own difference (one
+    started in between counts whole). A process that ended in between (an autovacuum worker)
+    is left out rather than subtracting all it had used, which made a group's figure negative."""
+    totals = {"gunicorn": 0.0, "postgres": 0.0} if after else {}
+    for (group, pid), seconds in after.items():
+        totals[group] += seconds - before.get((group, pid), 0.0)
     return totals
 
 
@@ -184,8 +194,8 @@ def wrk(url: str, args, *, method: str = "GET", body: str = "", token: str = "")
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
-    after = cpu_seconds()
-    cpu = {f"{k}_cpu_ms": 1000 * (after[k] - before[k]) / max(requests, 1) for k in after}
+    used = cpu_used(before, cpu_seconds())
+    cpu = {f"{k}_cpu_ms": 1000 * seconds / max(requests, 1) for k, seconds in used.items()}
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "requests": requests,
             "non_2xx": int(errors.group(1)) if errors else 0, "p50": ms("50%"), "p99": ms("99%"), **cpu}
 
