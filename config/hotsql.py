@@ -134,7 +134,8 @@ def create(model_class, /, **values):
     if signals.pre_save.has_listeners(origin):
         signals.pre_save.send(sender=origin, instance=instance, raw=False, using="default", update_fields=None)
     fields, auto_pk, readers = _insert_plan(origin)
-    values = [f.get_db_prep_save(read(instance), connection) for f, read in zip(fields, readers, strict=True)]
+    db = connections[DEFAULT_DB_ALIAS]  # not the ``connection`` proxy: each field's preparation reads ``.ops``
+    values = [f.get_db_prep_save(read(instance), db) for f, read in zip(fields, readers, strict=True)]
     nulls = tuple(v is None for v in values)
     params = [v for v in values if v is not None]
     with hot_cursor() as cursor:
@@ -181,8 +182,9 @@ def load(model, attnames: tuple[str, ...], values):
     field's ``from_db_value`` (JSON fields arrive as text from Django's psycopg setup) as the
     ORM would. Fields not in ``attnames`` are deferred."""
     values = list(values)
+    db = connections[DEFAULT_DB_ALIAS]
     for i, field in _converters(model, attnames):
-        values[i] = field.from_db_value(values[i], None, connection)
+        values[i] = field.from_db_value(values[i], None, db)
     return instance(model, attnames, values)
 
 
