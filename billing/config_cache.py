@@ -111,15 +111,19 @@ def approval_rule(team_id):
     return cache["approval_rules"][team_id]
 
 
-TRIGGERS_SQL = """
-INSERT INTO billing_configversion (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+#: Migration 0012's counter function (``n + 1``), replaced by :data:`SEQUENCE_SQL` (0013).
+_BUMP_BY_ONE_SQL = """
 CREATE OR REPLACE FUNCTION billing_bump_config_version() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
   UPDATE billing_configversion SET n = n + 1 WHERE id = 1;
   RETURN NULL;
 END
 $fn$;
-DROP TRIGGER IF EXISTS billing_config_version ON providers_provideraccount;
+"""
+
+TRIGGERS_SQL = """
+INSERT INTO billing_configversion (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+""" + _BUMP_BY_ONE_SQL + """DROP TRIGGER IF EXISTS billing_config_version ON providers_provideraccount;
 CREATE TRIGGER billing_config_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON providers_provideraccount
   FOR EACH STATEMENT EXECUTE FUNCTION billing_bump_config_version();
 DROP TRIGGER IF EXISTS billing_config_version ON billing_pricerule;
@@ -146,13 +150,7 @@ END
 $fn$;
 """
 
-SEQUENCE_UNINSTALL_SQL = """
-CREATE OR REPLACE FUNCTION billing_bump_config_version() RETURNS trigger LANGUAGE plpgsql AS $fn$
-BEGIN
-  UPDATE billing_configversion SET n = n + 1 WHERE id = 1;
-  RETURN NULL;
-END
-$fn$;
+SEQUENCE_UNINSTALL_SQL = _BUMP_BY_ONE_SQL + """
 DROP SEQUENCE IF EXISTS billing_configversion_seq;
 """
 
