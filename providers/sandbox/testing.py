@@ -1,7 +1,8 @@
 """Helpers shared by the sandbox tests (``providers/adapters/<kind>/tests/test_<kind>_sandbox.py``).
 
 A plain module, imported explicitly by each test file (no conftest), standard
-library only: raw HTTP calls to a sandbox and polling.
+library only: raw HTTP calls to a sandbox, polling, a loopback webhook receiver
+(each provider's test keeps what it checks: JSON, headers, the exact bytes) and answer times.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["http_call", "wait_for"]
+__all__ = [
+    "AnswerTimes", "WebhookReceiver", "content_type_and_json", "headers_and_json", "headers_and_raw", "http_call", "wait_for",
+]
 
 
 def http_call(method: str, url: str, body: Any = None, *, auth: Mapping[str, str] | None = None,
@@ -53,20 +56,38 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> bool:
     return False
 
 
-class JsonReceiver:
-    """A loopback webhook receiver answering scripted statuses (then 200) at ``url`` (``path``
-    on a free port); ``received`` holds each POST's ``(Content-Type, parsed JSON body)``.
-    Call :meth:`close` when done."""
+def content_type_and_json(headers: Mapping[str, str], raw: bytes) -> tuple[str | None, Any]:
+    """A :class:`WebhookReceiver` record: ``(Content-Type, parsed JSON body)`` (the default)."""
+    return headers.get("content-type"), json.loads(raw)
 
-    def __init__(self, statuses=(), *, path: str = "/hooks"):
+
+def headers_and_json(headers: Mapping[str, str], raw: bytes) -> tuple[dict[str, str], Any]:
+    """A :class:`WebhookReceiver` record: ``(headers, lower-cased names; parsed JSON body)``."""
+    return dict(headers), json.loads(raw)
+
+
+def headers_and_raw(headers: Mapping[str, str], raw: bytes) -> tuple[dict[str, str], bytes]:
+    """A :class:`WebhookReceiver` record: ``(headers, lower-cased names; the body's bytes)``, for
+    checking a signature over the exact bytes sent."""
+    return dict(headers), raw
+
+
+class WebhookReceiver:
+    """A loopback webhook receiver answering scripted statuses (then 200) at ``url`` (``path``
+    on a free port). ``received`` holds one record per POST, made by ``keep(headers, raw body)``
+    (header names lower-cased): by default :func:`content_type_and_json`; also
+    :func:`headers_and_json` and :func:`headers_and_raw`. Call :meth:`close` when done."""
+
+    def __init__(self, statuses=(), *, path: str = "/hooks",
+                 keep: Callable[[Mapping[str, str], bytes], Any] = content_type_and_json):
         self.statuses = list(statuses)
         self.received: list = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((self.headers.get("Content-Type"), json.loads(body)))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append(keep({k.lower(): v for k, v in self.headers.items()}, raw))
                 code = outer.statuses.pop(0) if outer.statuses else 200
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
@@ -77,7 +98,7 @@ class JsonReceiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self):
         self.server.shutdown()

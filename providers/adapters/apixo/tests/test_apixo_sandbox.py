@@ -16,7 +16,7 @@ import pytest
 
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.apixo import image_dimensions, inspect_image_bytes
-from providers.sandbox.testing import JsonReceiver, http_call, wait_for
+from providers.sandbox.testing import WebhookReceiver, http_call, wait_for
 
 KEY = "sk-sandbox-apixo"
 T2V = "standard-text-to-video"
@@ -372,8 +372,8 @@ def test_result_url_expiry_and_signature(sb):
 
 
 def Receiver(statuses):
-    """The shared JSON webhook receiver (``providers.sandbox.testing.JsonReceiver``) at ``/hooks/apixo``."""
-    return JsonReceiver(statuses, path="/hooks/apixo")
+    """The shared webhook receiver (``providers.sandbox.testing.WebhookReceiver``) at ``/hooks/apixo``."""
+    return WebhookReceiver(statuses, path="/hooks/apixo")
 
 
 def test_callback_delivery_with_retries(sb):

@@ -21,7 +21,7 @@ import pytest
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.common import make_png
 from providers.sandbox.piapi import check_image_bytes, image_size, rfc3339_nano
-from providers.sandbox.testing import http_call, wait_for
+from providers.sandbox.testing import WebhookReceiver, headers_and_json, http_call, wait_for
 
 KEY = "sk-sandbox-piapi"
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
@@ -484,33 +484,10 @@ def test_balance_knob_refuses(sb):
 # ---------------------------------------------------------------- webhooks
 
 
-class Receiver:
-    """A webhook receiver answering scripted statuses."""
-
-    def __init__(self, statuses=()):
-        self.statuses = list(statuses)
-        self.received = []  # (headers dict, payload)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
-                code = outer.statuses.pop(0) if outer.statuses else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/piapi"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def Receiver(statuses=()):
+    """The shared webhook receiver at ``/hooks/piapi``, keeping each delivery's headers and
+    parsed JSON body."""
+    return WebhookReceiver(statuses, path="/hooks/piapi", keep=headers_and_json)
 
 
 def test_webhook_processing_and_final_with_secret(sb):

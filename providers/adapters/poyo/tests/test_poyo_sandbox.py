@@ -11,18 +11,16 @@ import hmac
 import json
 import re
 import socket
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.poyo import credits_for, credits_to_usd, sign_webhook, sniff_image
-from providers.sandbox.testing import http_call, wait_for
+from providers.sandbox.testing import WebhookReceiver, headers_and_raw, http_call, wait_for
 
 KEY = "sk-sandbox-poyo"
 SUBMIT = "/api/generate/submit"
@@ -360,33 +358,10 @@ def test_result_url_expiry_and_signature(sb):
 # ---------------------------------------------------------------- callbacks
 
 
-class Receiver:
-    """A tiny webhook receiver answering scripted statuses, keeping raw bodies and headers."""
-
-    def __init__(self, statuses=()):
-        self.statuses = list(statuses)
-        self.received = []  # (headers dict lowercased, raw body)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append(({k.lower(): v for k, v in self.headers.items()}, raw))
-                code = outer.statuses.pop(0) if outer.statuses else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/poyo"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def Receiver(statuses=()):
+    """The shared webhook receiver at ``/hooks/poyo``, keeping each delivery's headers and
+    raw body (signatures are over the exact bytes)."""
+    return WebhookReceiver(statuses, path="/hooks/poyo", keep=headers_and_raw)
 
 
 def test_callback_signed_retried_and_duplicated(sb):

@@ -20,7 +20,7 @@ import pytest
 from providers.sandbox import KnobError, sandbox_kinds, start_sandbox
 from providers.sandbox.common import make_png
 from providers.sandbox.qingbo import price_for, sniff_image
-from providers.sandbox.testing import JsonReceiver, http_call, wait_for
+from providers.sandbox.testing import WebhookReceiver, http_call, wait_for
 
 KEY = "sk-sandbox-qingbo"
 IMG = "https://example.com/first.jpg"
@@ -477,8 +477,8 @@ def test_sniff_image():
 
 
 def Receiver(statuses):
-    """The shared JSON webhook receiver (``providers.sandbox.testing.JsonReceiver``) at ``/hooks/qingbo``."""
-    return JsonReceiver(statuses, path="/hooks/qingbo")
+    """The shared webhook receiver (``providers.sandbox.testing.WebhookReceiver``) at ``/hooks/qingbo``."""
+    return WebhookReceiver(statuses, path="/hooks/qingbo")
 
 
 def test_callback_on_completion_with_retries(sb):
