@@ -135,9 +135,9 @@ def create(model_class, /, **values):
         signals.pre_save.send(sender=origin, instance=instance, raw=False, using="default", update_fields=None)
     fields, auto_pk, readers = _insert_plan(origin)
     db = connections[DEFAULT_DB_ALIAS]  # not the ``connection`` proxy: each field's preparation reads ``.ops``
-    values = [f.get_db_prep_save(read(instance), db) for f, read in zip(fields, readers, strict=True)]
-    nulls = tuple(v is None for v in values)
-    params = [v for v in values if v is not None]
+    prepared = [f.get_db_prep_save(read(instance), db) for f, read in zip(fields, readers, strict=True)]
+    nulls = tuple(v is None for v in prepared)
+    params = [v for v in prepared if v is not None]
     with hot_cursor() as cursor:
         cursor.execute(_insert_sql(origin, nulls), params)
         if auto_pk is not None:

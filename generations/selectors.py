@@ -59,8 +59,8 @@ API_FIELDS = (
 
 @lru_cache(maxsize=1)
 def _api_read_parts() -> tuple[str, str, list[str]]:
-    """(the select list over alias ``g``: :data:`API_FIELDS` in the model's field order, then the
-    tags' names as an array; the tags' subquery table; the columns' attnames)."""
+    """(the columns of :data:`API_FIELDS` over alias ``g``, in the model's field order; the
+    subquery of the row's tag names, sorted, as an array; those columns' attnames)."""
     from teamwork.models import Tag
 
     fields = [f for f in Generation._meta.concrete_fields if f.attname in API_FIELDS]
@@ -76,10 +76,13 @@ def _api_read_parts() -> tuple[str, str, list[str]]:
 def _api_read_sql() -> tuple[str, list[str]]:
     """The statement and its columns' attnames, in the model's field order (``Model.from_db``'s)."""
     columns, tags, names = _api_read_parts()
-    return (
-        f"SELECT {columns}, {tags} FROM {Generation._meta.db_table} g "
-        "WHERE g.id = %s AND (g.user_id = %s OR g.team_id = ANY(%s))"
-    ), names
+    return f"SELECT {columns}, {tags} FROM {Generation._meta.db_table} g WHERE {_visible('%s', '%s')}", names
+
+
+def _visible(user_id: str, team_ids: str) -> str:
+    """The hot reads' WHERE: the generation ``%s`` if it is the user's (``user_id``, an SQL
+    expression) or one of their teams' (``team_ids``, an SQL array): :func:`generations_visible_to`'s rule."""
+    return f"g.id = %s AND (g.user_id = {user_id} OR g.team_id = ANY({team_ids}))"
 
 
 def _from_api_row(names: list[str], row) -> Generation:
@@ -121,8 +124,7 @@ def _joined_parts() -> tuple[str, str]:
     columns, tags, names = _api_read_parts()
     select = ", ".join(f"j.{name}" for name in [*names, "tag_names"])  # the attnames are the columns here
     lateral = (
-        f"SELECT {columns}, {tags} AS tag_names FROM {Generation._meta.db_table} g "
-        "WHERE g.id = %s AND (g.user_id = t.user_id OR g.team_id = ANY(tm.team_ids))"
+        f"SELECT {columns}, {tags} AS tag_names FROM {Generation._meta.db_table} g WHERE {_visible('t.user_id', 'tm.team_ids')}"
     )
     return select, lateral
 

@@ -14,17 +14,10 @@ from accounts.models import ApiToken, Membership, User
 from billing.models import Budget, LedgerEntry, SpendingPolicy
 from teamwork.models import Project
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.usefixtures("no_queue")]
 
 BODY = {"model": "hailuo-2-3", "mode": "standard-text-to-video", "prompt": "a paper boat on a rainy street",
         "duration": 6, "resolution": "768p"}
-
-
-@pytest.fixture(autouse=True)
-def _no_queue(monkeypatch):
-    from generations import services
-
-    monkeypatch.setattr(services, "enqueue_submit", lambda gid: None)
 
 
 def auth(token: str) -> dict:
