@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from generations.broker import process_broker
 from generations.models import ArchiveState, Generation, State, SweepLease
 
 
@@ -26,14 +27,19 @@ def enqueue_submit(generation_id) -> None:
     """Queue the submit of a generation on django-q2."""
     from django_q.tasks import async_task
 
-    async_task("generations.tasks.submit_generation", str(generation_id), task_name=f"submit {generation_id}"[:100])
+    async_task(
+        "generations.tasks.submit_generation", str(generation_id), task_name=f"submit {generation_id}"[:100],
+        broker=process_broker(),
+    )
 
 
 def enqueue_poll(generation_ids: list) -> None:
     """Queue an immediate poll of these generations on django-q2 (a callback's wake-up)."""
     from django_q.tasks import async_task
 
-    async_task("generations.tasks.poll_generations", [str(g) for g in generation_ids], task_name="poll now")
+    async_task(
+        "generations.tasks.poll_generations", [str(g) for g in generation_ids], task_name="poll now", broker=process_broker()
+    )
 
 
 def enqueue_archive(generation_id, attempt: int | None = None) -> None:
@@ -41,7 +47,8 @@ def enqueue_archive(generation_id, attempt: int | None = None) -> None:
     from django_q.tasks import async_task
 
     async_task(
-        "generations.tasks.archive_generation", str(generation_id), attempt, task_name=f"archive {generation_id}"[:100]
+        "generations.tasks.archive_generation", str(generation_id), attempt, task_name=f"archive {generation_id}"[:100],
+        broker=process_broker(),
     )
 
 

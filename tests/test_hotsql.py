@@ -132,6 +132,37 @@ def test_the_queue_row_is_written_by_one_prepared_insert_and_reads_back_as_djang
     broker.acknowledge(package_id)
 
 
+def test_the_enqueue_functions_reuse_one_broker_and_write_one_row_each(monkeypatch):
+    """``generations.queue.enqueue_*`` hand ``async_task`` the process's broker
+    (``generations.broker.process_broker``): no broker is built per task, and each task is one
+    INSERT that django-q2 dequeues as its own."""
+    from django.test.utils import CaptureQueriesContext
+    from django_q import tasks as q_tasks
+    from django_q.signing import SignedPackage
+
+    from generations import queue
+    from generations.broker import process_broker
+
+    broker = process_broker()
+    assert process_broker() is broker
+
+    def no_new_broker(*args, **kwargs):
+        raise AssertionError("async_task built a broker of its own")
+
+    monkeypatch.setattr(q_tasks, "get_broker", no_new_broker)
+    ids = ["3f1b0c2e-0000-4000-8000-00000000000a", "3f1b0c2e-0000-4000-8000-00000000000b"]
+    with CaptureQueriesContext(connection) as captured:
+        queue.enqueue_submit(ids[0])
+        queue.enqueue_poll([ids[1]])
+    assert [q["sql"].split(" (")[0] for q in captured.captured_queries] == ['INSERT INTO "django_q_ormq"'] * 2
+    tasks = []
+    while batch := broker.dequeue():  # django-q2 hands out Conf.BULK rows at a time
+        tasks += [SignedPackage.loads(payload) for _, payload in batch]
+    assert [(t["func"], t["args"]) for t in tasks] == [
+        ("generations.tasks.submit_generation", (ids[0],)), ("generations.tasks.poll_generations", ([ids[1]],)),
+    ]
+
+
 def test_create_writes_the_row_the_orm_would_and_sends_the_save_signals(member, apixo_account):
     """``config.hotsql.create``: defaults, ``pre_save`` values and JSON columns as the ORM writes
     them; ``pre_save``/``post_save`` receivers see a normal save; a constraint violation is
