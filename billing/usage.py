@@ -68,6 +68,9 @@ def rows_sql(source: str, where: str = "") -> str:
     ledger rows in ``source`` (the ledger table, or the trigger's transition table), non-zero
     totals only, in key order. Entries are first summed per 15-minute UTC bucket (every zone's
     midnight falls on one), so a million entries cost a few thousand period computations.
+    Each entry's generation (its project) is a ``LATERAL … LIMIT 1`` lookup by primary key: a
+    probe per entry that no plan can turn into a scan of the generations
+    (:data:`TRIGGER_FUNCTION_SETTINGS`).
     ``where`` filters the result (e.g. on ``layer_key``)."""
     return f"""
 SELECT k.layer_key, p.period, billing_period_start(p.period, k.tz, n.bucket) AS period_start,
@@ -75,7 +78,8 @@ SELECT k.layer_key, p.period, billing_period_start(p.period, k.tz, n.bucket) AS 
 FROM (
   SELECT e.user_id, e.team_id, g.project_id,
          to_timestamp(floor(extract(epoch FROM e.effective_at) / 900) * 900) AS bucket, SUM({DELTA_SQL}) AS delta
-  FROM {source} e LEFT JOIN generations_generation g ON g.id = e.generation_id
+  FROM {source} e
+  LEFT JOIN LATERAL (SELECT g.project_id FROM generations_generation g WHERE g.id = e.generation_id LIMIT 1) g ON true
   GROUP BY 1, 2, 3, 4
 ) n
 LEFT JOIN accounts_team t ON t.id = n.team_id
@@ -102,8 +106,23 @@ ORDER BY 1, 2, 3"""
 UPSERT_SUFFIX = f"""
 ON CONFLICT (layer_key, period, period_start) DO UPDATE SET committed = {TABLE}.committed + EXCLUDED.committed"""
 
+#: The trigger function plans its statement with sequential scans off (``SET enable_seqscan``
+#: on the function, so only its own statement is affected). PL/pgSQL keeps one plan per
+#: connection, made at the connection's first ledger write from the statistics of that moment:
+#: on a young database (``generations_generation`` analyzed while nearly empty) the plan
+#: joined the new entries to a sequential scan of every generation (or, with sequential scans
+#: merely off, to a full scan of its primary key), and kept doing so while the table grew until
+#: the next ``ANALYZE``: ~0.85 ms a hold at 850 generations, linear in the table (issue 16,
+#: seen with ``auto_explain``). With the lookup a ``LATERAL … LIMIT 1`` subquery
+#: (:func:`rows_sql`) and sequential scans off, it is an index probe by primary key whatever the
+#: statistics say; the transition table is read as it always is (a tuplestore scan, which the
+#: setting does not touch). JIT is off too: a plan with a discouraged scan costs over
+#: ``jit_above_cost``, and compiling would cost tens of milliseconds on a one-entry statement.
+TRIGGER_FUNCTION_SETTINGS = "SET enable_seqscan = off SET jit = off"
+
 TRIGGER_SQL = f"""
-CREATE OR REPLACE FUNCTION billing_usage_from_ledger() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE OR REPLACE FUNCTION billing_usage_from_ledger() RETURNS trigger LANGUAGE plpgsql
+{TRIGGER_FUNCTION_SETTINGS} AS $fn$
 BEGIN
   INSERT INTO {TABLE} (layer_key, period, period_start, period_end, committed)
   {rows_sql("new_rows")}
