@@ -5,13 +5,14 @@ view, with a small and then a large ledger in the budget period.
 Prints figures; it is not a test. See bench/README.md ("submit_throughput.py").
 
     scripts/with-postgres.sh .venv/bin/python bench/submit_throughput.py [--seconds 10] [--connections 16] \
-        [--reps 3] [--ledger 1000] [--large-ledger 1000000]
+        [--reps 3] [--ledger 1000] [--generations 10000] [--large-ledger 1000000]
 
 1. Migrates the throwaway database (``DATABASE_URL``), creates a member of a team with an own
    budget and a team budget large enough never to refuse (so every submit checks two real
    layers and their running totals), an APIXO account (pointing at a closed local port: a
    submit only queues the provider call for a django-q2 worker, and none runs here) and a
-   read-write API token, and writes ``--ledger`` entries of this month for the member's team (COPY).
+   read-write API token, ``--generations`` past generations (a table in use: see
+   ``fill_generations``) and ``--ledger`` entries of this month for the member's team (COPY), then ``ANALYZE``.
 2. Starts gunicorn as ``scripts/start.sh web`` does (``deploy/gunicorn.conf.py``, gthread) with
    ``--workers`` workers, settings ``bench.settings_bench`` (rate limits lifted; ``bench.urls``
    adds ``/bench/trivial``), access log off.
@@ -60,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     p.add_argument("--reps", type=int, default=3, help="repetitions of each target, back to back (default 3; medians)")
     p.add_argument("--ledger", type=int, default=1000, help="ledger entries this month before measuring (default 1,000)")
+    p.add_argument("--generations", type=int, default=10_000,
+                   help="past generations in the gallery before measuring (default 10,000; see fill_generations)")
     p.add_argument("--large-ledger", type=int, default=1_000_000,
                    help="ledger entries this month for the second submit run (default 1,000,000; 0: skip it)")
     return p.parse_args(argv)
@@ -89,7 +92,31 @@ def fill_ledger(user_id: int, team_id: int, account_id: int, count: int) -> None
         cursor.execute("ANALYZE")
 
 
-def setup(ledger: int) -> tuple[str, int, int, int]:
+def fill_generations(user_id: int, team_id: int, account_id: int, count: int) -> None:
+    """``count`` past generations (succeeded, a month back) for the member: a database in use
+    rather than an empty table. PostgreSQL caches each connection's plans for the foreign-key
+    checks that every new event and ledger entry runs against ``generations_generation``;
+    planned while the table looks empty they scan it whole, and keep doing so as the run fills
+    it until autovacuum's next ``ANALYZE`` (issue 16: up to a millisecond a check at ~3,000
+    rows). :func:`fill_ledger`'s ``ANALYZE`` follows, as autovacuum's would on a live database."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from generations.models import Generation, State
+
+    if count <= 0:
+        return
+    at = timezone.now() - timedelta(days=30)
+    rows = [Generation(user_id=user_id, team_id=team_id, provider_account_id=account_id, provider_kind="apixo",
+                       model="hailuo-2-3", mode="standard-text-to-video", prompt=f"past generation {i}", duration=6,
+                       resolution="768p", quoted_amount=Decimal("0.336"), state=State.SUCCEEDED, created_at=at)
+            for i in range(count)]
+    Generation.objects.bulk_create(rows, batch_size=2000)
+
+
+def setup(ledger: int, generations: int = 0) -> tuple[str, int, int, int]:
     """Returns (raw token, provider account id, user id, team id)."""
     from decimal import Decimal
 
@@ -112,6 +139,7 @@ def setup(ledger: int) -> tuple[str, int, int, int]:
     account.set_api_key("sk-bench-0001")
     account.save()
     _, raw = ApiToken.issue(user=user, name="bench")
+    fill_generations(user.pk, team.pk, account.pk, generations)
     fill_ledger(user.pk, team.pk, account.pk, ledger)
     return raw, account.pk, user.pk, team.pk
 
@@ -212,7 +240,7 @@ def main(argv=None) -> int:
     django.setup()
     import httpx
 
-    token, account_id, user_id, team_id = setup(args.ledger)
+    token, account_id, user_id, team_id = setup(args.ledger, args.generations)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings_bench", GUNICORN_BIND=f"127.0.0.1:{port}",
