@@ -69,8 +69,12 @@ class Generation(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generations")
-    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="generations")
+    # user, team, state: no single-column index; the composite indexes in Meta lead with them
+    # (issue 16: six redundant indexes cost every INSERT, a submit's included).
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generations", db_index=False)
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="generations", db_index=False
+    )
     provider_account = models.ForeignKey("providers.ProviderAccount", on_delete=models.PROTECT, related_name="generations")
     fallback_from = models.ForeignKey(
         "providers.ProviderAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
@@ -95,10 +99,11 @@ class Generation(models.Model):
     )
     batch_index = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Its position in the batch, from 1.")
 
-    state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED, db_index=True)
+    state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED)
     provider_state = models.CharField(max_length=40, blank=True)
     progress = models.PositiveSmallIntegerField(null=True, blank=True)
-    provider_task_id = models.CharField(max_length=200, blank=True, db_index=True)
+    # Found by (account, task id): the unique constraint's index; no query reads it alone.
+    provider_task_id = models.CharField(max_length=200, blank=True)
     fail_code = models.CharField(max_length=100, blank=True)
     fail_message = models.TextField(blank=True)
     reconciliation_note = models.TextField(blank=True)
