@@ -1,9 +1,9 @@
 """Issue 16, "submits that don't slow with the ledger": a submit reads a fixed number of rows.
 
 ``POST /api/v1/generations`` makes exactly six queries, whatever the ledger holds; an
-authenticated read writes nothing (the token's last use at most once a minute) and is two
-statements; provider
-accounts and price rules are cached per process and dropped at once when either changes.
+authenticated read writes nothing (the token's last use at most once a minute) and is one
+statement; provider accounts and price rules are cached per process and dropped at once when
+either changes.
 """
 
 from __future__ import annotations
