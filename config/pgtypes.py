@@ -32,7 +32,7 @@ def _c_loader():
         from psycopg._cmodule import _psycopg
     except ImportError:  # pragma: no cover - psycopg without its C module
         return None
-    return getattr(_psycopg, "TimestamptzLoader", None) if _psycopg is not None else None
+    return getattr(_psycopg, "TimestamptzLoader", None)
 
 
 class UtcTimestamptzLoader:
@@ -46,10 +46,10 @@ class UtcTimestamptzLoader:
 
     timezone = UTC
     format = 0  # psycopg.pq.Format.TEXT: Django reads and writes timestamps as text
-    _c = None
+    c_loader = _c_loader()
 
     def __new__(cls, oid, context=None):
-        return cls._c(oid, context)
+        return cls.c_loader(oid, context)
 
 
 def use_c_timestamptz_loader(sender, connection, **kwargs) -> bool:
@@ -66,10 +66,9 @@ def use_c_timestamptz_loader(sender, connection, **kwargs) -> bool:
         return False
     raw = connection.connection
     adapters = getattr(raw, "adapters", None)
-    if adapters is None:  # psycopg 2
+    if adapters is None or UtcTimestamptzLoader.c_loader is None:  # psycopg 2, or psycopg without its C module
         return False
-    UtcTimestamptzLoader._c = UtcTimestamptzLoader._c or _c_loader()
-    if UtcTimestamptzLoader._c is None or raw.info.parameter_status("TimeZone") != "UTC":
+    if raw.info.parameter_status("TimeZone") != "UTC":
         return False
     adapters.register_loader("timestamptz", UtcTimestamptzLoader)
     return True
