@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.ApiStack",  # /api/v1/ (but its docs) runs HAILUO_API_MIDDLEWARE instead of what follows
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -63,6 +64,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "config.errors.ApiJsonErrorsMiddleware",
+    "config.errors.UnknownQueryParameterMiddleware",
+]
+# The REST API's own stack (config.middleware): bearer tokens, JSON answers, so no sessions,
+# CSRF, messages, allauth or static files; the same security headers and error shape.
+HAILUO_API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ApiHeaders",
+    "django.middleware.common.CommonMiddleware",
     "config.errors.ApiJsonErrorsMiddleware",
     "config.errors.UnknownQueryParameterMiddleware",
 ]
