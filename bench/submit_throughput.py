@@ -4,8 +4,8 @@ view, with a small and then a large ledger in the budget period.
 
 Prints figures; it is not a test. See bench/README.md ("submit_throughput.py").
 
-    scripts/with-postgres.sh .venv/bin/python bench/submit_throughput.py [--seconds 10] [--connections 16] \
-        [--reps 3] [--ledger 1000] [--generations 10000] [--large-ledger 1000000]
+    scripts/with-postgres.sh .venv/bin/python bench/submit_throughput.py [--seconds 2] [--connections 16] \
+        [--reps 9] [--ledger 1000] [--generations 10000] [--large-ledger 1000000]
 
 1. Migrates the throwaway database (``DATABASE_URL``), creates a member of a team with an own
    budget and a team budget large enough never to refuse (so every submit checks two real
@@ -20,9 +20,11 @@ Prints figures; it is not a test. See bench/README.md ("submit_throughput.py").
    ``GET /api/v1/generations/{id}`` with the token, ``POST /api/v1/generations`` with the token
    (one new generation, a budget check and a ledger hold per request); then COPYs entries
    until the period holds ``--large-ledger`` (default 1,000,000), and runs the trivial view and
-   the ``POST`` again. Each group runs ``--reps`` times back to back; prints the medians of
-   requests/s and latency percentiles, non-2xx answers, and the median of each target's ratio
-   to the trivial view of its own rep (the machine's load moves between reps), the CPU time per
+   the ``POST`` again. Each group runs ``--reps`` times back to back, in short slices (the
+   machine's speed drifts by 2x within a minute on a shared host: a ratio compares targets run
+   seconds apart); prints the medians of
+   requests/s and latency percentiles, non-2xx answers, the median of each target's ratio
+   to the trivial view of its own rep with its quartiles, the CPU time per
    request of the gunicorn processes and of PostgreSQL's (from /proc: where the cost is) and the
    "CPU ratio" (the trivial view's CPU per request over the target's: the throughput ratio of a
    server whose CPU is the limit, which moves far less with the machine's speed than the
@@ -55,11 +57,12 @@ BODY = {"provider_account_id": 0, "model": "hailuo-2-3", "mode": "standard-text-
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=int, default=10, help="wrk duration per target (default 10)")
+    p.add_argument("--seconds", type=int, default=2,
+                   help="wrk duration per target (default 2: short slices, so each ratio compares neighbours in time)")
     p.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
-    p.add_argument("--reps", type=int, default=3, help="repetitions of each target, back to back (default 3; medians)")
+    p.add_argument("--reps", type=int, default=9, help="repetitions of each target, back to back (default 9; medians)")
     p.add_argument("--ledger", type=int, default=1000, help="ledger entries this month before measuring (default 1,000)")
     p.add_argument("--generations", type=int, default=10_000,
                    help="past generations in the gallery before measuring (default 10,000; see fill_generations)")
@@ -200,6 +203,16 @@ def _cpu(result: dict) -> float:
     return result.get("gunicorn_cpu_ms", float("nan")) + result.get("postgres_cpu_ms", float("nan"))
 
 
+def _quartiles(values: list[float]) -> str:
+    """``"q1-q3"`` of ``values`` (three decimals); the lone value for fewer than four."""
+    from statistics import quantiles
+
+    if len(values) < 4:
+        return ", ".join(f"{v:.3f}" for v in values)
+    q1, _, q3 = quantiles(values, n=4)
+    return f"{q1:.3f}-{q3:.3f}"
+
+
 def wrk(url: str, args, *, method: str = "GET", body: str = "", token: str = "") -> dict:
     before = cpu_seconds()
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
@@ -299,7 +312,7 @@ def main(argv=None) -> int:
     print(f"gunicorn gthread -w {args.workers} (4 threads), wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, "
           f"{args.reps} reps (medians), {version}, {os.cpu_count()} CPUs; ledger entries at the end: {entries:,}\n")
     print("| target | requests/s (median) | p50 | p99 | non-2xx | CPU ms per request: gunicorn + PostgreSQL | "
-          "ratio to the trivial view of its rep (median) | ratios per rep | CPU ratio |")
+          "ratio to the trivial view of its rep: median (quartiles) | ratios per rep | CPU ratio: median (quartiles) |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     summary = {}
     for group in (reps, large_reps):
@@ -314,8 +327,9 @@ def main(argv=None) -> int:
             print(f"| {name} | {summary[name]['rps']:,.0f} | {median(r['p50'] for r in runs):.1f} ms | "
                   f"{median(r['p99'] for r in runs):.1f} ms | {sum(r['non_2xx'] for r in runs)} | "
                   f"{median(r.get('gunicorn_cpu_ms', float('nan')) for r in runs):.2f} + "
-                  f"{median(r.get('postgres_cpu_ms', float('nan')) for r in runs):.2f} | {summary[name]['ratio']:.3f} | "
-                  f"{', '.join(f'{x:.3f}' for x in ratios)} | {summary[name]['cpu_ratio']:.3f} |")
+                  f"{median(r.get('postgres_cpu_ms', float('nan')) for r in runs):.2f} | {summary[name]['ratio']:.3f} "
+                  f"({_quartiles(ratios)}) | {', '.join(f'{x:.3f}' for x in ratios)} | "
+                  f"{summary[name]['cpu_ratio']:.3f} ({_quartiles(cpu_ratios)}) |")
     names = list(summary)
     post_small = next(n for n in names if n.startswith("POST") and f"{small:,} ledger" in n)
     get_name = "authenticated GET /api/v1/generations/{id}"

@@ -72,8 +72,8 @@ MIDDLEWARE = [
 HAILUO_API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.ApiHeaders",
+    "config.errors.ApiJsonErrorsMiddleware",  # outside CommonMiddleware: a bad Host header answers JSON too
     "django.middleware.common.CommonMiddleware",
-    "config.errors.ApiJsonErrorsMiddleware",
     "config.errors.UnknownQueryParameterMiddleware",
 ]
 

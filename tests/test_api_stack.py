@@ -92,3 +92,13 @@ def test_report_only_csp_is_the_browser_stacks_too(settings, api_token):
     api = client.get("/api/v1/providers", HTTP_AUTHORIZATION=f"Bearer {api_token}")
     assert "Content-Security-Policy" not in api and "Content-Security-Policy" not in page
     assert api["Content-Security-Policy-Report-Only"] == page["Content-Security-Policy-Report-Only"]
+
+
+def test_a_host_we_do_not_serve_answers_the_api_error_shape(client):
+    """Django refuses a ``Host`` outside ``ALLOWED_HOSTS`` (400); under the API the refusal is
+    JSON like every other error (the browser stack answered an HTML page)."""
+    response = client.get("/api/v1/providers", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["code"] == "bad_request"
+    assert response["X-Frame-Options"] == "DENY" and response["Content-Security-Policy"]

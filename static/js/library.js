@@ -54,13 +54,7 @@
   });
 
   document.addEventListener("htmx:load", function (event) {
-    var root = event.detail.elt;
-    var scope = root.querySelectorAll ? root : document;
-    var within = function (selector) {
-      var found = Array.prototype.slice.call(scope.querySelectorAll(selector));
-      if (root.matches && root.matches(selector)) found.unshift(root);
-      return found;
-    };
+    var within = window.HailuoStudio.within.bind(null, event.detail.elt);  // studio.js, loaded first
     within("[data-notify-enable]").forEach(refreshButton);
     within("[data-final-notify]").forEach(notify);
   });

@@ -192,14 +192,19 @@
     if (button) button.closest("li").remove();
   });
 
-  document.addEventListener("htmx:load", function (event) {
-    var root = event.detail.elt;
+  // The elements matching selector in a freshly swapped root, the root itself included (htmx
+  // fires htmx:load on the new element, or on the body for the first page). library.js uses it too.
+  var within = function (root, selector) {
     var scope = root.querySelectorAll ? root : document;
-    var within = function (selector) {
-      var found = Array.prototype.slice.call(scope.querySelectorAll(selector));
-      if (root.matches && root.matches(selector)) found.unshift(root);
-      return found;
-    };
+    var found = Array.prototype.slice.call(scope.querySelectorAll(selector));
+    if (root.matches && root.matches(selector)) found.unshift(root);
+    return found;
+  };
+  window.HailuoStudio = window.HailuoStudio || {};
+  window.HailuoStudio.within = within;
+
+  document.addEventListener("htmx:load", function (event) {
+    var within = window.HailuoStudio.within.bind(null, event.detail.elt);
     within("[data-image-input]").forEach(bindImageInput);
     within("#gallery-filters").forEach(bindFilters);
     within("#create-form textarea[name=prompt]").forEach(bindPrompt);
