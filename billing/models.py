@@ -131,8 +131,15 @@ class LedgerEntry(models.Model):
     amount = _money_field(help_text="USD; positive except for adjustments, which are signed.")
     hold_amount = _money_field(null=True, blank=True, help_text="For a capture: the amount of the hold it settles.")
     currency = models.CharField(max_length=3, default="USD", editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries")
-    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # user and team: no single-column index; (user, effective_at) and (team, effective_at) in
+    # Meta.indexes lead with them and serve every lookup by either (issue 16: one index fewer
+    # to write per entry, each).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
+    )
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     provider_account = models.ForeignKey(
         "providers.ProviderAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
