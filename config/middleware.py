@@ -1,13 +1,16 @@
-"""The API's own middleware stack: token-authenticated requests skip the browser's.
+"""The API's own middleware stack: machine-to-machine requests skip the browser's.
 
 ``MIDDLEWARE`` is the browser's stack (sessions, CSRF, the logged-in user, messages, allauth,
 HTMX, static files, django-csp). None of it serves a request to the REST API: every API
 operation authenticates with a bearer token (``config.apiauth.TokenAuth``), never a session,
-and answers JSON. :class:`ApiStack`, first in ``MIDDLEWARE``, hands each API request to a
-chain built from ``HAILUO_API_MIDDLEWARE`` instead (security headers, the API's error shape,
-unknown query parameters), with the browser stack's ``Content-Security-Policy`` and
-``X-Frame-Options`` headers set from values computed once. The interactive docs
-(``/api/v1/docs``) and the OpenAPI document stay on the browser stack: an HTML page.
+and answers JSON. Nor does it serve the other callers that are programs: a provider's
+callback (``/hooks/…``, authenticated by the token in its URL), the health checks
+(``/healthz``) and Prometheus (``/metrics``, a bearer token or an allowed address).
+:class:`ApiStack`, first in ``MIDDLEWARE``, hands each of these requests to a chain built
+from ``HAILUO_API_MIDDLEWARE`` instead (security headers, the API's error shape, unknown query
+parameters), with the browser stack's ``Content-Security-Policy`` and ``X-Frame-Options``
+headers set from values computed once. The interactive docs (``/api/v1/docs``) and the
+OpenAPI document stay on the browser stack: an HTML page.
 
 Why: on ``GET /api/v1/generations/{id}`` the browser stack cost about a fifth of the request's
 CPU in the process (issue 16, "authenticated read ≥ 50 % of a trivial view"): django-csp
@@ -23,7 +26,10 @@ from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.utils.module_loading import import_string
 
-#: Paths under the API that stay on the browser stack: HTML pages and the document they read.
+#: Path prefixes whose requests run ``HAILUO_API_MIDDLEWARE`` (``settings.HAILUO_API_STACK_PATHS``
+#: replaces them): the REST API, providers' callbacks, health checks, metrics.
+API_STACK_PATHS = ("/api/v1/", "/hooks/", "/healthz", "/metrics")
+#: Paths under those that stay on the browser stack: HTML pages and the document they read.
 BROWSER_PATHS = ("/api/v1/docs", "/api/v1/openapi.json")
 
 
@@ -51,14 +57,14 @@ class _ApiHandler(BaseHandler):
 
 
 class ApiStack:
-    """First in ``MIDDLEWARE``: a request whose path starts with ``HAILUO_API_PREFIX``
-    (``/api/v1/``), except :data:`BROWSER_PATHS`, runs through ``HAILUO_API_MIDDLEWARE``;
-    every other request through the rest of ``MIDDLEWARE``. The outer handler's work (the URL
-    configuration, request signals, logging 4xx/5xx answers) is the same for both."""
+    """First in ``MIDDLEWARE``: a request whose path starts with one of :data:`API_STACK_PATHS`,
+    except :data:`BROWSER_PATHS`, runs through ``HAILUO_API_MIDDLEWARE``; every other request
+    through the rest of ``MIDDLEWARE``. The outer handler's work (the URL configuration,
+    request signals, logging 4xx/5xx answers) is the same for both."""
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.prefix = getattr(settings, "HAILUO_API_PREFIX", "/api/v1/")
+        self.prefix = tuple(getattr(settings, "HAILUO_API_STACK_PATHS", API_STACK_PATHS))
         handler = _ApiHandler()
         handler.load_api_middleware(list(settings.HAILUO_API_MIDDLEWARE))
         self.api_response = handler._middleware_chain

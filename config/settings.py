@@ -52,7 +52,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "config.middleware.ApiStack",  # /api/v1/ (but its docs) runs HAILUO_API_MIDDLEWARE instead of what follows
+    "config.middleware.ApiStack",  # /api/v1/ (but its docs), /hooks/, /healthz, /metrics: HAILUO_API_MIDDLEWARE instead
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -67,8 +67,9 @@ MIDDLEWARE = [
     "config.errors.ApiJsonErrorsMiddleware",
     "config.errors.UnknownQueryParameterMiddleware",
 ]
-# The REST API's own stack (config.middleware): bearer tokens, JSON answers, so no sessions,
-# CSRF, messages, allauth or static files; the same security headers and error shape.
+# The stack of the REST API and the other callers that are programs (providers' callbacks,
+# /healthz, /metrics; config.middleware): tokens, not sessions, so no sessions, CSRF,
+# messages, allauth or static files; the same security headers and error shape.
 HAILUO_API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.ApiHeaders",

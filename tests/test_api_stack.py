@@ -50,6 +50,22 @@ def test_an_api_request_neither_reads_nor_sets_a_session(client, member, api_tok
     assert page.status_code == 200 and "Cookie" in page["Vary"]  # the browser stack still runs for pages
 
 
+def test_callbacks_and_health_checks_run_the_api_stack_too(client, member):
+    """A provider's callback and the health checks are programs too: the same headers, no
+    session read or cookie set even with a session cookie sent, the answer unchanged (a
+    callback with a wrong token is refused as before)."""
+    client.force_login(member)
+    callback = client.post("/hooks/apixo/00000000-0000-0000-0000-000000000000/not-a-token/", b"{}",
+                           content_type="application/json")
+    health = client.get("/healthz/live")
+    assert callback.status_code == 404 and callback.json()["ok"] is False
+    assert health.status_code == 200
+    for response in (callback, health):
+        assert not response.cookies and "Cookie" not in response.get("Vary", "")
+        assert response["X-Frame-Options"] == "DENY" and response["Content-Security-Policy"]
+        assert response["X-Content-Type-Options"] == "nosniff"
+
+
 def test_the_docs_stay_on_the_browser_stack(client):
     response = client.get("/api/v1/docs")
     assert response.status_code == 200
