@@ -44,10 +44,12 @@ def test_an_api_request_neither_reads_nor_sets_a_session(client, member, api_tok
     assert client.get("/api/v1/providers").status_code == 401
     response = client.get("/api/v1/providers", HTTP_AUTHORIZATION=f"Bearer {api_token}")
     assert response.status_code == 200
+    assert not hasattr(response.wsgi_request, "session") and not hasattr(response.wsgi_request, "user")
     assert not response.cookies
     assert "Cookie" not in response.get("Vary", "")
     page = client.get("/studio/")
     assert page.status_code == 200 and "Cookie" in page["Vary"]  # the browser stack still runs for pages
+    assert page.wsgi_request.user == member
 
 
 def test_callbacks_and_health_checks_run_the_api_stack_too(client, member):
@@ -61,6 +63,7 @@ def test_callbacks_and_health_checks_run_the_api_stack_too(client, member):
     assert callback.status_code == 404 and callback.json()["ok"] is False
     assert health.status_code == 200
     for response in (callback, health):
+        assert not hasattr(response.wsgi_request, "session")
         assert not response.cookies and "Cookie" not in response.get("Vary", "")
         assert response["X-Frame-Options"] == "DENY" and response["Content-Security-Policy"]
         assert response["X-Content-Type-Options"] == "nosniff"
