@@ -18,7 +18,12 @@ Prints figures; it is not a test. See bench/README.md ("submit_throughput.py").
    adds ``/bench/trivial``), access log off.
 3. Runs ``wrk`` (Debian's ``wrk``) for ``--seconds`` against, in turn: ``GET /bench/trivial``,
    ``GET /api/v1/generations/{id}`` with the token, ``POST /api/v1/generations`` with the token
-   (one new generation, a budget check and a ledger hold per request); then COPYs entries
+   (one new generation, a budget check and a ledger hold per request) and ``POST
+   /bench/submit-floor`` (``bench.urls.submit_floor``: the same statements as a submit,
+   replayed in one round trip with no Python between them, so the floor under a submit that
+   writes these rows; from it and the GET the run prints a bound on any such submit's CPU
+   ratio: the trivial view's CPU over the GET's gunicorn CPU plus the floor's PostgreSQL
+   CPU); then COPYs entries
    until the period holds ``--large-ledger`` (default 1,000,000), and runs the trivial view and
    the ``POST`` again. Each group runs ``--reps`` times back to back, in short slices (the
    machine's speed drifts by 2x within a minute on a shared host: a ratio compares targets run
@@ -53,6 +58,10 @@ if str(REPO) not in sys.path:
 
 BODY = {"provider_account_id": 0, "model": "hailuo-2-3", "mode": "standard-text-to-video",
         "prompt": "a paper boat on a rainy street, slow dolly in", "duration": 6, "resolution": "768p"}
+
+
+#: The submit's floor (``bench.urls.submit_floor``): its statements replayed in one round trip.
+FLOOR = "submit floor: the same statements, one round trip, no Python between"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -274,6 +283,11 @@ def main(argv=None) -> int:
         if first.status_code not in (200, 201, 202):
             raise SystemExit(f"POST /api/v1/generations answered {first.status_code}: {first.text[:500]}")
         gid = first.json()["id"]
+        floor_url = base + "/bench/submit-floor"
+        floor = httpx.post(floor_url, content=body, timeout=10,
+                           headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        if floor.status_code != 201:
+            raise SystemExit(f"POST /bench/submit-floor answered {floor.status_code}: {floor.text[:500]}")
         from billing.models import LedgerEntry
 
         small = LedgerEntry.objects.count()
@@ -284,6 +298,7 @@ def main(argv=None) -> int:
                 "trivial view": wrk(base + "/bench/trivial", args),
                 "authenticated GET /api/v1/generations/{id}": wrk(get_url, args, token=token),
                 f"POST /api/v1/generations, {small:,} ledger entries": wrk(post_url, args, method="POST", body=body, token=token),
+                FLOOR: wrk(floor_url, args, method="POST", body=body, token=token),
             })
         large_reps: list[dict] = []
         if args.large_ledger:
@@ -335,6 +350,12 @@ def main(argv=None) -> int:
     get_name = "authenticated GET /api/v1/generations/{id}"
     print(f"\nsubmit ratio {summary[post_small]['ratio']:.3f} (CPU ratio {summary[post_small]['cpu_ratio']:.3f}; goal >= 0.20); "
           f"authenticated GET ratio {summary[get_name]['ratio']:.3f} (CPU ratio {summary[get_name]['cpu_ratio']:.3f}; goal >= 0.50)")
+    bounds = [_cpu(rep["trivial view"]) / (rep[get_name].get("gunicorn_cpu_ms", float("nan"))
+                                           + rep[FLOOR].get("postgres_cpu_ms", float("nan"))) for rep in reps]
+    print(f"submit floor ratio {summary[FLOOR]['ratio']:.3f} (CPU ratio {summary[FLOOR]['cpu_ratio']:.3f}): a submit whose "
+          "database work were one call, with no Python between its statements")
+    print(f"bound on any submit that writes these rows: CPU ratio {median(bounds):.3f} ({_quartiles(bounds)}): the trivial "
+          "view's CPU over (the authenticated GET's gunicorn CPU + the floor's PostgreSQL CPU)")
     if large_reps:
         post_large = [n for n in names if n.startswith("POST")][-1]
         print(f"submits/s with the large ledger over the small one: {summary[post_large]['rps'] / summary[post_small]['rps']:.3f}; "
