@@ -184,7 +184,7 @@ def test_member_makes_videos_filters_retries_remixes_and_meets_the_budget(
     card_for(page, T2V_PROMPT).get_by_role("link", name=re.compile("^Details")).click()
     expect(page.get_by_test_id("detail-state")).to_have_text("Succeeded")
     expect(page.get_by_test_id("ledger")).to_contain_text("Capture")
-    page.wait_for_function("document.querySelector('video').readyState >= 1")  # the detail page reads metadata
+    page.wait_for_function("() => document.querySelector('video').readyState >= 1")  # the detail page reads metadata
     page.locator("video").evaluate(  # a frame from the middle, fully buffered, for the screenshot
         """v => new Promise(done => {
             v.preload = "auto";
@@ -192,7 +192,7 @@ def test_member_makes_videos_filters_retries_remixes_and_meets_the_budget(
             v.currentTime = 1.5;
         })"""
     )
-    page.wait_for_function("document.querySelector('video').readyState === 4")
+    page.wait_for_function("() => document.querySelector('video').readyState === 4")
     page.wait_for_timeout(1500)  # the player's loading indicator fades out (frozen if animations are disabled)
     screenshot(page, "detail", full_page=True, animations="allow")
     page.get_by_test_id("remix").click()
