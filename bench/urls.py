@@ -78,7 +78,7 @@ def submit_floor(request):
     from accounts.selectors import api_token_for
     from config.hotsql import hot_cursor
 
-    raw = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    raw = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ")  # as config.apiauth reads it
     token = api_token_for(raw_token=raw)
     if token is None:
         return JsonResponse({"code": "unauthorized"}, status=401)
