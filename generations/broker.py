@@ -5,7 +5,7 @@ django-q2's own ORM broker writes it through ``OrmQ.objects.create``, whose quer
 cost more Python than the INSERT costs PostgreSQL; here it is one prepared INSERT of the
 row's three columns. And ``async_task`` builds a new broker for every task unless given one
 (``django_q.brokers.get_broker``: an import, a cache lookup and ``close_old_connections()``),
-so the enqueue functions pass :func:`process_broker`'s. Everything else (dequeue,
+so every task is queued through :func:`enqueue_task`, with :func:`process_broker`'s. Everything else (dequeue,
 acknowledgements, the workers' side) is django-q2's ``ORM`` broker unchanged. Selected by
 ``Q_CLUSTER["broker_class"]`` in ``config/settings.py``.
 """
@@ -53,3 +53,11 @@ def process_broker():
     if _PROCESS_BROKER is None:
         _PROCESS_BROKER = get_broker()
     return _PROCESS_BROKER
+
+
+def enqueue_task(func: str, *args, task_name: str) -> None:
+    """django-q2's ``async_task(func, *args)`` with :func:`process_broker`'s broker: how every
+    task of the web process is queued (``generations.queue``, ``webhooks.services``)."""
+    from django_q.tasks import async_task
+
+    async_task(func, *args, task_name=task_name, broker=process_broker())

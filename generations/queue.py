@@ -18,33 +18,26 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from generations.broker import process_broker
+from generations.broker import enqueue_task
 from generations.models import ArchiveState, Generation, State, SweepLease
 
 
 # --- one task each ------------------------------------------------------------------------------
 def enqueue_submit(generation_id) -> None:
     """Queue the submit of a generation on django-q2."""
-    _async_task("generations.tasks.submit_generation", str(generation_id), task_name=f"submit {generation_id}"[:100])
+    enqueue_task("generations.tasks.submit_generation", str(generation_id), task_name=f"submit {generation_id}"[:100])
 
 
 def enqueue_poll(generation_ids: list) -> None:
     """Queue an immediate poll of these generations on django-q2 (a callback's wake-up)."""
-    _async_task("generations.tasks.poll_generations", [str(g) for g in generation_ids], task_name="poll now")
+    enqueue_task("generations.tasks.poll_generations", [str(g) for g in generation_ids], task_name="poll now")
 
 
 def enqueue_archive(generation_id, attempt: int | None = None) -> None:
     """Queue the download of a succeeded generation's video (``attempt``: already claimed, see generation_archive)."""
-    _async_task(
+    enqueue_task(
         "generations.tasks.archive_generation", str(generation_id), attempt, task_name=f"archive {generation_id}"[:100]
     )
-
-
-def _async_task(func: str, *args, task_name: str) -> None:
-    """django-q2's ``async_task`` with the process's broker (``generations.broker.process_broker``)."""
-    from django_q.tasks import async_task
-
-    async_task(func, *args, task_name=task_name, broker=process_broker())
 
 
 # --- the sweep's hand-overs -------------------------------------------------------------------

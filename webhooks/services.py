@@ -346,13 +346,10 @@ def release_held(*, generation_id=None, older_than: datetime | None = None, now:
 # --- sending ----------------------------------------------------------------------------------
 def enqueue_delivery(delivery_id: str, attempt: int | None = None, manual: bool = False) -> None:
     """Hand one delivery to the django-q2 workers (``attempt``: already claimed, see :func:`delivery_attempt`),
-    through the process's broker (``generations.broker.process_broker``, as the lifecycle's tasks)."""
-    from django_q.tasks import async_task
+    through the process's broker as the lifecycle's tasks (``generations.broker.enqueue_task``)."""
+    from generations.broker import enqueue_task
 
-    from generations.broker import process_broker
-
-    async_task("webhooks.tasks.deliver", str(delivery_id), attempt, manual, task_name=f"webhook {delivery_id}"[:100],
-               broker=process_broker())
+    enqueue_task("webhooks.tasks.deliver", str(delivery_id), attempt, manual, task_name=f"webhook {delivery_id}"[:100])
 
 
 

@@ -204,17 +204,17 @@
   window.HailuoStudio.within = within;
 
   document.addEventListener("htmx:load", function (event) {
-    var within = window.HailuoStudio.within.bind(null, event.detail.elt);
-    within("[data-image-input]").forEach(bindImageInput);
-    within("#gallery-filters").forEach(bindFilters);
-    within("#create-form textarea[name=prompt]").forEach(bindPrompt);
-    var autofocus = within("[data-autofocus]")[0];
+    var inSwap = within.bind(null, event.detail.elt);
+    inSwap("[data-image-input]").forEach(bindImageInput);
+    inSwap("#gallery-filters").forEach(bindFilters);
+    inSwap("#create-form textarea[name=prompt]").forEach(bindPrompt);
+    var autofocus = inSwap("[data-autofocus]")[0];
     if (autofocus) autofocus.focus();
-    within("form[data-focus-error]").forEach(function (form) {
+    inSwap("form[data-focus-error]").forEach(function (form) {
       var bad = form.querySelector(".form-errors, [aria-invalid=true]");
       if (bad) bad.focus();
     });
-    within("[data-final-notify]").forEach(function () {
+    inSwap("[data-final-notify]").forEach(function () {
       htmx.trigger(document.body, "budget-changed");
       htmx.trigger(document.body, "generation-final");
     });
